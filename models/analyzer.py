@@ -1,0 +1,108 @@
+"""Frames in, faces out: detect, align, gate on quality and embed, batched across frames."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.align import align_faces
+from models.detection import FaceDetector
+from models.embedder import FaceEmbedder
+from models.quality import QualityReport, Rejection, assess
+from models.registry import ModelTask, resolve_model
+from models.session import OrtSessionFactory, SessionFactory
+from models.settings import ModelSettings
+
+
+@dataclass(frozen=True)
+class AnalyzedFace:
+    index: int  # position among the frame's detections, highest score first
+    box: NDArray[np.float32]
+    score: float
+    landmarks: NDArray[np.float32]
+    quality: QualityReport
+    crop: NDArray[np.uint8]  # aligned 112x112 BGR
+    embedding: NDArray[np.float32] | None  # None when the quality gate rejected the face
+
+
+@dataclass
+class StageTimings:
+    """Wall-clock seconds spent per stage, and rejections per reason, over an analyzer's life."""
+
+    seconds: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)
+    rejections: Counter[Rejection] = field(default_factory=Counter)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+            self.calls[name] += 1
+
+
+class FaceAnalyzer:
+    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, settings: ModelSettings) -> None:
+        self.detector = detector
+        self.embedder = embedder
+        self.settings = settings
+        self.timings = StageTimings()
+
+    @classmethod
+    def from_settings(cls, settings: ModelSettings, session_factory: SessionFactory | None = None) -> FaceAnalyzer:
+        runtime = settings.runtime
+        factory = session_factory or OrtSessionFactory(
+            runtime.providers, runtime.intra_op_threads, runtime.inter_op_threads
+        )
+        det = resolve_model(settings.detector.model, ModelTask.DETECTOR, runtime.cache_dir, settings.detector.sha256)
+        emb = resolve_model(settings.embedder.model, ModelTask.EMBEDDER, runtime.cache_dir, settings.embedder.sha256)
+        return cls(
+            FaceDetector(det.path, factory, settings.detector),
+            FaceEmbedder(emb.path, factory, settings.embedder),
+            settings,
+        )
+
+    def analyze(self, images: Sequence[NDArray[np.uint8]]) -> list[list[AnalyzedFace]]:
+        """Faces of each BGR image, embedded when they pass the quality gate."""
+        with self.timings.stage("detect"):
+            detections = self.detector.detect(images)
+        crops: list[NDArray[np.uint8]] = []
+        reports: list[list[QualityReport]] = []
+        with self.timings.stage("align"):
+            for image, found in zip(images, detections, strict=True):
+                aligned = align_faces(image, found.landmarks)
+                crops.append(aligned)
+                reports.append(
+                    [
+                        assess(found.boxes[i], float(found.scores[i]), found.landmarks[i], aligned[i], self.settings.quality)
+                        for i in range(len(found))
+                    ]
+                )
+        accepted = [c[[r.accepted for r in rs]] for c, rs in zip(crops, reports, strict=True) if len(rs)]
+        with self.timings.stage("embed"):
+            vectors = self.embedder.embed(np.concatenate(accepted)) if accepted else np.zeros((0, 1), np.float32)
+        results: list[list[AnalyzedFace]] = []
+        next_vector = 0
+        for found, aligned, frame_reports in zip(detections, crops, reports, strict=True):
+            faces = []
+            for i, report in enumerate(frame_reports):
+                embedding = None
+                if report.accepted:
+                    embedding = vectors[next_vector]
+                    next_vector += 1
+                else:
+                    assert report.rejection is not None
+                    self.timings.rejections[report.rejection] += 1
+                faces.append(
+                    AnalyzedFace(i, found.boxes[i], float(found.scores[i]), found.landmarks[i], report, aligned[i], embedding)
+                )
+            results.append(faces)
+        return results

@@ -1,0 +1,153 @@
+"""Detector-independent pieces: the result type, letterboxing, NMS and the detector base."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from models.base import OnnxModel
+from models.session import InferenceSession, SessionFactory
+from models.settings import DetectorSettings
+
+FloatArray = NDArray[np.float32]
+Image = NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Faces found in one image, in that image's pixel coordinates, highest score first."""
+
+    boxes: FloatArray  # (n, 4): x1, y1, x2, y2
+    scores: FloatArray  # (n,)
+    landmarks: FloatArray  # (n, 5, 2): left eye, right eye, nose, left mouth corner, right mouth corner
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @staticmethod
+    def empty() -> Detections:
+        return Detections(
+            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
+        )
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """An image scaled to fit the network input, padded at the right and bottom."""
+
+    canvas: Image
+    scale: float
+
+
+def letterbox(image: Image, width: int, height: int) -> Letterbox:
+    scale = min(width / image.shape[1], height / image.shape[0])
+    new_w = max(1, round(image.shape[1] * scale))
+    new_h = max(1, round(image.shape[0] * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    canvas = np.zeros((height, width, 3), np.uint8)
+    canvas[:new_h, :new_w] = resized
+    return Letterbox(canvas, scale)
+
+
+def nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float) -> NDArray[np.intp]:
+    """Indices kept by greedy non-maximum suppression, highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    areas = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+    keep: list[int] = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        x1 = np.maximum(boxes[best, 0], boxes[rest, 0])
+        y1 = np.maximum(boxes[best, 1], boxes[rest, 1])
+        x2 = np.minimum(boxes[best, 2], boxes[rest, 2])
+        y2 = np.minimum(boxes[best, 3], boxes[rest, 3])
+        inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+        iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.intp)
+
+
+class DetectionHead(Protocol):
+    """How one family of detector graphs wants its input and encodes its output."""
+
+    def blob(self, batch: Image) -> FloatArray:
+        """NHWC uint8 BGR batch to the network's NCHW float input."""
+        ...
+
+    def decode(
+        self, outputs: list[FloatArray], height: int, width: int
+    ) -> list[tuple[FloatArray, FloatArray, FloatArray]]:
+        """Per image: boxes (n, 4), scores (n,), landmarks (n, 10) in letterboxed input pixels."""
+        ...
+
+
+class FaceDetector(OnnxModel):
+    """Letterboxes a batch of frames, runs the graph once, decodes each frame's faces.
+
+    The graph's outputs choose the decoding (see ``models.heads``), so any RetinaFace or SCRFD export in
+    either the insightface layout or the prior-box layout works without configuration.
+    """
+
+    def __init__(self, path: Path, session_factory: SessionFactory, settings: DetectorSettings) -> None:
+        super().__init__(path, session_factory)
+        self.settings = settings
+        self._head: DetectionHead | None = None
+
+    def _check_graph(self, session: InferenceSession) -> None:
+        super()._check_graph(session)
+        from models.heads import select_head  # noqa: PLC0415 - heads import this module's types
+
+        self._head = select_head(self.path.name, session.get_outputs())
+
+    @property
+    def head(self) -> DetectionHead:
+        _ = self.session
+        assert self._head is not None  # set by _check_graph when the session is created
+        return self._head
+
+    def input_hw(self) -> tuple[int, int]:
+        fixed = self.fixed_input_hw()
+        if fixed is not None:
+            return fixed
+        width, height = self.settings.input_size
+        return height, width
+
+    def detect(self, images: Sequence[Image]) -> list[Detections]:
+        """Faces in each BGR image; a batch of any size runs as one inference."""
+        if not images:
+            return []
+        height, width = self.input_hw()
+        boxes = [letterbox(image, width, height) for image in images]
+        head = self.head
+        blob = head.blob(np.stack([b.canvas for b in boxes]))
+        outputs = self.session.run(None, {self.input.name: blob})
+        decoded = head.decode([np.asarray(o, dtype=np.float32) for o in outputs], height, width)
+        return [
+            self._finish(det_boxes, det_scores, det_landmarks, box.scale, image.shape)
+            for (det_boxes, det_scores, det_landmarks), box, image in zip(decoded, boxes, images, strict=True)
+        ]
+
+    def _finish(
+        self,
+        boxes: FloatArray,
+        scores: FloatArray,
+        landmarks: FloatArray,
+        scale: float,
+        shape: tuple[int, ...],
+    ) -> Detections:
+        confident = scores >= self.settings.score_threshold
+        boxes, scores, landmarks = boxes[confident], scores[confident], landmarks[confident]
+        keep = nms(boxes, scores, self.settings.nms_threshold)[: self.settings.max_faces]
+        boxes, scores, landmarks = boxes[keep] / scale, scores[keep], landmarks[keep] / scale
+        limit = np.array([shape[1], shape[0], shape[1], shape[0]], np.float32)
+        boxes = np.clip(boxes, 0, limit)
+        return Detections(
+            boxes.astype(np.float32), scores.astype(np.float32), landmarks.reshape(-1, 5, 2).astype(np.float32)
+        )

@@ -1,0 +1,75 @@
+"""Settings of the model layer; the worker composes them into the one config tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.session import PROVIDER_PREFERENCE
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RuntimeSettings(_Frozen):
+    providers: tuple[str, ...] = Field(
+        PROVIDER_PREFERENCE,
+        description="Execution providers in order of preference; those onnxruntime lacks are skipped.",
+    )
+    intra_op_threads: int = Field(0, ge=0, description="Threads inside one operator (0: onnxruntime's choice).")
+    inter_op_threads: int = Field(0, ge=0, description="Threads across operators (0: onnxruntime's choice).")
+    cache_dir: Path = Field(
+        Path("~/.cache/facestream").expanduser(),
+        description="Where model files that ship as bytes inside a package are written once.",
+    )
+
+
+class DetectorSettings(_Frozen):
+    model: str = Field("scrfd-500m", description="Registry id or path of a RetinaFace/SCRFD ONNX file.")
+    sha256: str | None = Field(None, description="Expected sha256 of a model given by path.")
+    input_size: tuple[int, int] = Field(
+        (640, 640), description="Width and height the frames are letterboxed to (a fixed graph size wins)."
+    )
+    score_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    nms_threshold: float = Field(0.4, gt=0.0, le=1.0)
+    max_faces: int = Field(100, ge=1, description="Most faces kept per frame, highest scores first.")
+
+
+class EmbedderSettings(_Frozen):
+    model: str = Field("arcface-w600k-mbf", description="Registry id or path of an ArcFace-style ONNX file.")
+    sha256: str | None = Field(None, description="Expected sha256 of a model given by path.")
+    input_mean: float = 127.5
+    input_std: float = 127.5
+    channel_order: Literal["rgb", "bgr"] = "rgb"
+    batch_size: int = Field(32, ge=1, le=1024)
+
+
+class QualitySettings(_Frozen):
+    min_face_size: float = Field(20.0, ge=0.0, description="Shorter side of the box, in pixels.")
+    min_score: float = Field(0.6, ge=0.0, le=1.0, description="Detector score below which a face is dropped.")
+    min_sharpness: float = Field(
+        15.0, ge=0.0, description="Variance of the Laplacian of the aligned grey crop; lower is blurrier."
+    )
+    max_yaw: float = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="Nose offset from the eyes' midpoint along the eye line, as a fraction of half the "
+        "eye distance (0: frontal, 1: nose over one eye).",
+    )
+
+
+class ModelSettings(_Frozen):
+    runtime: RuntimeSettings = RuntimeSettings()
+    detector: DetectorSettings = DetectorSettings()
+    embedder: EmbedderSettings = EmbedderSettings()
+    quality: QualitySettings = QualitySettings()
+
+    @model_validator(mode="after")
+    def _providers_not_empty(self) -> ModelSettings:
+        if not self.runtime.providers:
+            raise ValueError("runtime.providers must name at least one execution provider")
+        return self
