@@ -45,8 +45,8 @@ class Letterbox:
     scale: float
 
 
-def letterbox(image: Image, width: int, height: int) -> Letterbox:
-    scale = min(width / image.shape[1], height / image.shape[0])
+def letterbox(image: Image, width: int, height: int, max_upscale: float = 1.0) -> Letterbox:
+    scale = min(width / image.shape[1], height / image.shape[0], max_upscale)
     new_w = max(1, round(image.shape[1] * scale))
     new_h = max(1, round(image.shape[0] * scale))
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
@@ -124,7 +124,7 @@ class FaceDetector(OnnxModel):
         if not images:
             return []
         height, width = self.input_hw()
-        boxes = [letterbox(image, width, height) for image in images]
+        boxes = [letterbox(image, width, height, self.settings.max_upscale) for image in images]
         head = self.head
         blob = head.blob(np.stack([b.canvas for b in boxes]))
         outputs = self.session.run(None, {self.input.name: blob})

@@ -12,6 +12,9 @@ from numpy.typing import NDArray
 from models.settings import QualitySettings
 
 
+MAX_YAW_PROXY = 10.0
+
+
 class Rejection(StrEnum):
     TOO_SMALL = "too_small"
     LOW_SCORE = "low_score"
@@ -41,15 +44,16 @@ def sharpness(aligned: NDArray[np.uint8]) -> float:
 def yaw_proxy(landmarks: NDArray[np.floating]) -> float:
     """How far the nose sits from the eyes' midpoint along the eye line, in half eye distances.
 
-    0 for a frontal face; near 1 when the nose is over one eye (a profile). Invariant to roll and scale.
+    0 for a frontal face, about 1 with the nose over one eye (a three-quarter view), beyond 1 with the nose
+    outside the eyes (a profile, where landmarks and embeddings are unreliable). Invariant to roll and scale.
     """
     left_eye, right_eye, nose = (np.asarray(landmarks[i], np.float64) for i in range(3))
     axis = right_eye - left_eye
     half = float(np.linalg.norm(axis)) / 2
     if half < 1e-6:
-        return 1.0
+        return MAX_YAW_PROXY
     offset = float(np.dot(nose - (left_eye + right_eye) / 2, axis / (2 * half)))
-    return min(abs(offset) / half, 1.0)
+    return min(abs(offset) / half, MAX_YAW_PROXY)
 
 
 def assess(

@@ -33,6 +33,12 @@ class DetectorSettings(_Frozen):
     input_size: tuple[int, int] = Field(
         (640, 640), description="Width and height the frames are letterboxed to (a fixed graph size wins)."
     )
+    max_upscale: float = Field(
+        1.0,
+        ge=1.0,
+        description="Largest enlargement of a frame smaller than the input. Enlarging tight face crops "
+        "makes faces bigger than SCRFD's anchors and it finds none; 1.0 pads small frames instead.",
+    )
     score_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     nms_threshold: float = Field(0.4, gt=0.0, le=1.0)
     max_faces: int = Field(100, ge=1, description="Most faces kept per frame, highest scores first.")
@@ -49,16 +55,18 @@ class EmbedderSettings(_Frozen):
 
 class QualitySettings(_Frozen):
     min_face_size: float = Field(20.0, ge=0.0, description="Shorter side of the box, in pixels.")
-    min_score: float = Field(0.6, ge=0.0, le=1.0, description="Detector score below which a face is dropped.")
+    min_score: float = Field(
+        0.5, ge=0.0, le=1.0, description="Detector score below which a face is not embedded (the detector's own "
+        "threshold drops faces before this gate)."
+    )
     min_sharpness: float = Field(
-        15.0, ge=0.0, description="Variance of the Laplacian of the aligned grey crop; lower is blurrier."
+        6.0, ge=0.0, description="Variance of the Laplacian of the aligned grey crop; lower is blurrier."
     )
     max_yaw: float = Field(
-        0.8,
+        3.0,
         ge=0.0,
-        le=1.0,
-        description="Nose offset from the eyes' midpoint along the eye line, as a fraction of half the "
-        "eye distance (0: frontal, 1: nose over one eye).",
+        description="Nose offset from the eyes' midpoint along the eye line, in half eye distances "
+        "(0: frontal, 1: nose over one eye, a three-quarter view; more: a profile).",
     )
 
 

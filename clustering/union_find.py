@@ -1,0 +1,36 @@
+"""Union-find over dense integer ids, with the smallest id of a set as its root."""
+
+from __future__ import annotations
+
+
+class UnionFind:
+    def __init__(self) -> None:
+        self._parent: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._parent)
+
+    def add(self) -> int:
+        self._parent.append(len(self._parent))
+        return len(self._parent) - 1
+
+    def find(self, item: int) -> int:
+        parent = self._parent
+        root = item
+        while parent[root] != root:
+            root = parent[root]
+        while parent[item] != root:  # path compression
+            parent[item], item = root, parent[item]
+        return root
+
+    def union(self, a: int, b: int) -> tuple[int, int] | None:
+        """Joins the sets of a and b; returns (survivor, absorbed) roots, or None if already joined.
+
+        The older set (smaller root) always survives, so cluster ids stay stable as clusters grow.
+        """
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a == root_b:
+            return None
+        survivor, absorbed = min(root_a, root_b), max(root_a, root_b)
+        self._parent[absorbed] = survivor
+        return survivor, absorbed

@@ -1,0 +1,69 @@
+"""Bytes to pixels, safely: every way an image can be bad ends in an ImageDecodeError with a reason."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from enum import StrEnum
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Largest image decoded by default: 8K UHD is 33 MP; anything far beyond is a decompression bomb.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+class DecodeFailure(StrEnum):
+    EMPTY = "empty"
+    NOT_IMAGE = "not_image"
+    TOO_LARGE = "too_large"
+    CORRUPT = "corrupt"
+
+
+class ImageDecodeError(ValueError):
+    def __init__(self, reason: DecodeFailure, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[np.uint8]:
+    """An (h, w, 3) BGR uint8 image from encoded bytes (JPEG, PNG, WebP, TIFF, BMP, ...).
+
+    Grey, 16-bit, palette, CMYK and alpha images are converted; EXIF orientation is applied. The size is
+    checked from the header before any pixel is decoded.
+    """
+    if not data:
+        raise ImageDecodeError(DecodeFailure.EMPTY, "zero bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageDecodeError(
+                    DecodeFailure.TOO_LARGE, f"{width}x{height} is over the limit of {max_pixels} pixels"
+                )
+            image.load()
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(DecodeFailure.TOO_LARGE, str(exc)) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(DecodeFailure.NOT_IMAGE, f"not an image format Pillow knows ({len(data)} bytes)") from exc
+    except (OSError, ValueError, SyntaxError) as exc:  # Pillow reports truncated and malformed data so
+        raise ImageDecodeError(DecodeFailure.CORRUPT, str(exc) or type(exc).__name__) from exc
+    if width == 0 or height == 0:
+        raise ImageDecodeError(DecodeFailure.CORRUPT, f"{width}x{height} image has no pixels")
+    return _to_bgr8(ImageOps.exif_transpose(image))
+
+
+def _to_bgr8(image: Image.Image) -> NDArray[np.uint8]:
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        # Wide grey: scale to the 8-bit range rather than clipping everything above 255 to white.
+        wide = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or wide.max() > 255 else 255.0
+        grey = np.clip(wide / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return np.ascontiguousarray(rgb[..., ::-1])

@@ -1,0 +1,162 @@
+"""Frame sources: a video file, an image folder, a camera index or a network stream, as one iterator."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from streaming.decode import DEFAULT_MAX_PIXELS, DecodeFailure, ImageDecodeError, decode_image
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"})
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+def image_suffixes() -> frozenset[str]:
+    return frozenset(Image.registered_extensions())
+
+
+@dataclass(frozen=True)
+class Frame:
+    source: str  # camera id: a stable name of where the frame came from
+    number: int  # position in the source, from 0
+    timestamp: float  # seconds: position in a video file; Unix time for live streams and image files
+    image: NDArray[np.uint8]  # BGR
+    name: str | None = None  # the image file's path inside a folder source
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """A frame that could not be decoded; the run counts it and goes on."""
+
+    source: str
+    number: int
+    reason: DecodeFailure
+    detail: str
+    name: str | None = None
+
+
+SourceItem = Frame | BadInput
+
+
+class SourceError(RuntimeError):
+    """The source as a whole cannot be opened or read."""
+
+
+class FrameSource:
+    """Iterates frames of one source; ``total`` is known for files and folders, None for live streams."""
+
+    def __init__(self, uri: str, camera: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.uri = uri
+        self.max_pixels = max_pixels
+        self.kind, self.camera = _classify(uri, camera)
+        self._files: list[Path] = []
+        if self.kind == "folder":
+            self._files = folder_images(Path(uri))
+        elif self.kind == "image":
+            self._files = [Path(uri)]
+        self.total: int | None = self._count()
+
+    def _count(self) -> int | None:
+        if self.kind in ("folder", "image"):
+            return len(self._files)
+        if self.kind == "video":
+            capture = cv2.VideoCapture(self.uri)
+            try:
+                count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            finally:
+                capture.release()
+            return count if count > 0 else None
+        return None
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        if self.kind in ("folder", "image"):
+            return self._folder()
+        return self._capture()
+
+    def _folder(self) -> Iterator[SourceItem]:
+        for number, path in enumerate(self._files):
+            name = str(path)
+            try:
+                data = path.read_bytes()
+                image = decode_image(data, self.max_pixels)
+            except ImageDecodeError as exc:
+                yield BadInput(self.camera, number, exc.reason, str(exc), name)
+                continue
+            except OSError as exc:
+                yield BadInput(self.camera, number, DecodeFailure.CORRUPT, f"cannot read: {exc}", name)
+                continue
+            yield Frame(self.camera, number, path.stat().st_mtime, image, name)
+
+    def _capture(self) -> Iterator[SourceItem]:
+        target: str | int = int(self.uri) if self.kind == "camera" else self.uri
+        capture = cv2.VideoCapture(target)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"cannot open {self.kind} {self.uri!r}: OpenCV found no decodable video stream")
+        live = self.kind != "video"
+        try:
+            number = 0
+            while True:
+                ok, image = capture.read()
+                if not ok or image is None:
+                    break
+                if live:
+                    timestamp = time.time()
+                else:
+                    timestamp = float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+                yield Frame(self.camera, number, timestamp, _as_bgr8(image))
+                number += 1
+        finally:
+            capture.release()
+        if number == 0 and not live:
+            raise SourceError(f"{self.uri}: no frame could be decoded (corrupt or unsupported video)")
+
+
+def _as_bgr8(image: NDArray[np.generic]) -> NDArray[np.uint8]:
+    if image.dtype != np.uint8:
+        image = (image.astype(np.float64) / np.iinfo(image.dtype).max * 255).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)  # type: ignore[no-any-return]
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)  # type: ignore[no-any-return]
+    return image.astype(np.uint8, copy=False)
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """Image files under a folder, recursively, in a stable order; hidden files skipped."""
+    suffixes = image_suffixes()
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in suffixes and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _classify(uri: str, camera: str | None) -> tuple[str, str]:
+    if uri.isdigit():
+        return "camera", camera or f"camera{uri}"
+    if uri.lower().startswith(STREAM_SCHEMES):
+        return "stream", camera or _stream_name(uri)
+    path = Path(uri)
+    if path.is_dir():
+        return "folder", camera or path.resolve().name
+    if path.is_file():
+        return ("image" if path.suffix.lower() in image_suffixes() else "video"), camera or path.stem
+    raise SourceError(f"source {uri!r} is not a folder, a file, a camera index or a stream URL")
+
+
+def _stream_name(uri: str) -> str:
+    # Keep credentials out of the camera id: it ends up in face ids, logs and metrics.
+    rest = uri.split("://", 1)[1]
+    host_and_path = rest.rsplit("@", 1)[-1]
+    return host_and_path.replace("/", "_").replace(":", "_").strip("_") or "stream"

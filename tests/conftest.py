@@ -1,0 +1,31 @@
+"""Shared fixtures: the labeled data beside the checkout, and one CPU analyzer for the whole session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.analyzer import FaceAnalyzer
+from models.settings import ModelSettings, RuntimeSettings
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def data_dir(*parts: str) -> Path:
+    """A folder of ../shared/data, or a clean skip where a fresh clone has none."""
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (labeled data lives in ../shared/data beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cpu_models(tmp_path_factory: pytest.TempPathFactory) -> ModelSettings:
+    cache = tmp_path_factory.mktemp("model-cache")
+    return ModelSettings(runtime=RuntimeSettings(providers=("CPUExecutionProvider",), cache_dir=cache))
+
+
+@pytest.fixture(scope="session")
+def analyzer(cpu_models: ModelSettings) -> FaceAnalyzer:
+    return FaceAnalyzer.from_settings(cpu_models)

@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from models.analyzer import FaceAnalyzer
+from models.detection import FaceDetector, letterbox, nms
+from models.errors import ModelError
+from models.heads import DistanceHead, select_head
+from models.registry import REGISTRY, builtin_path
+from models.session import OrtSessionFactory
+from models.settings import DetectorSettings, ModelSettings
+from tests.conftest import data_dir
+
+# Faces per photo, counted by eye and found by both built-in detectors.
+SCENE_FACES = {
+    "deepface_couple.jpg": 2,
+    "deepface_selfie-many-people.jpg": 6,
+    "faceapi_bbt1.jpg": 4,
+    "faceapi_bbt2.jpg": 3,
+    "faceapi_bbt3.jpg": 5,
+    "faceapi_bbt4.jpg": 6,
+    "faceapi_bbt5.jpg": 5,
+    "frec_kit_with_rose.jpg": 2,
+    "frec_obama_and_biden.jpg": 3,
+    "frec_two_people.jpg": 2,
+    "insightface_t1.jpg": 6,
+}
+
+
+class _Arg:
+    def __init__(self, name: str, shape: list[int | str]) -> None:
+        self.name, self.shape = name, shape
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
+    scores = np.array([0.8, 0.9, 0.7], np.float32)
+    assert nms(boxes, scores, 0.4).tolist() == [1, 2]
+    assert nms(boxes, scores, 0.9).tolist() == [1, 0, 2]
+
+
+def test_letterbox_keeps_the_aspect_ratio() -> None:
+    image = np.full((100, 200, 3), 255, np.uint8)
+    assert letterbox(image, 640, 640).scale == 1.0  # padded, not enlarged, by default
+    boxed = letterbox(image, 640, 640, max_upscale=4.0)
+    assert boxed.scale == pytest.approx(3.2)
+    assert boxed.canvas.shape == (640, 640, 3)
+    assert boxed.canvas[319, 639].tolist() == [255, 255, 255]
+    assert boxed.canvas[321, 0].tolist() == [0, 0, 0]
+
+
+def test_strides_and_anchors_are_read_from_output_rows() -> None:
+    assert DistanceHead.layout((12800, 3200, 800), 640, 640) == ((8, 2), (16, 2), (32, 2))
+    assert DistanceHead.layout((6400, 1600, 400, 100, 25), 640, 640) == ((8, 1), (16, 1), (32, 1), (64, 1), (128, 1))
+    with pytest.raises(ModelError, match="cannot infer"):
+        DistanceHead.layout((1000,), 640, 640)
+
+
+def test_unknown_layouts_are_refused_with_their_outputs() -> None:
+    with pytest.raises(ModelError, match=r"logits\[1, 1000\]"):
+        select_head("classifier.onnx", [_Arg("logits", [1, 1000])])
+    with pytest.raises(ModelError, match="no keypoint outputs"):
+        select_head("nokps.onnx", [_Arg(f"o{i}", ["?", "?", w]) for i, w in enumerate([1, 1, 1, 4, 4, 4])])
+
+
+@pytest.mark.parametrize("model", ["scrfd-500m", "retinaface-mnet025"])
+def test_faces_counted_on_scenes(model: str, cpu_models: ModelSettings) -> None:
+    scenes = data_dir("scenes_unlabeled")
+    analyzer = FaceAnalyzer.from_settings(cpu_models.model_copy(update={"detector": DetectorSettings(model=model)}))
+    for name, expected in SCENE_FACES.items():
+        image = cv2.imread(str(scenes / name))
+        found = analyzer.detector.detect([image])[0]
+        assert len(found) == expected, name
+        margin = (found.boxes[:, None, 2:] - found.boxes[:, None, :2]) * 0.25
+        near = (found.landmarks >= found.boxes[:, None, :2] - margin) & (found.landmarks <= found.boxes[:, None, 2:] + margin)
+        assert near.all(), f"{name}: landmarks far from their boxes"
+
+
+def test_a_batch_finds_what_single_frames_find(analyzer: FaceAnalyzer) -> None:
+    scenes = data_dir("scenes_unlabeled")
+    images = [cv2.imread(str(scenes / n)) for n in ("faceapi_bbt1.jpg", "frec_two_people.jpg", "insightface_t1.jpg")]
+    batched = analyzer.detector.detect(images)
+    for image, together in zip(images, batched, strict=True):
+        alone = analyzer.detector.detect([image])[0]
+        np.testing.assert_allclose(together.boxes, alone.boxes, atol=0.5)
+
+
+def test_a_user_file_in_either_layout_is_decoded(tmp_path: Path) -> None:
+    # A user points at a file: the graph alone decides how it is decoded.
+    image = cv2.imread(str(data_dir("scenes_unlabeled") / "frec_two_people.jpg"))
+    for spec_id in ("scrfd-500m", "retinaface-mnet025"):
+        path = tmp_path / f"user-{spec_id}.onnx"
+        path.write_bytes(builtin_path(REGISTRY[spec_id], tmp_path).read_bytes())
+        detector = FaceDetector(path, OrtSessionFactory(("CPUExecutionProvider",)), DetectorSettings(model=str(path)))
+        assert len(detector.detect([image])[0]) == 2
+
+
+def test_blank_frames_have_no_faces(analyzer: FaceAnalyzer) -> None:
+    found = analyzer.detector.detect([np.zeros((480, 640, 3), np.uint8), np.full((50, 3000, 3), 128, np.uint8)])
+    assert [len(f) for f in found] == [0, 0]

@@ -1,0 +1,147 @@
+"""The `facestream` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from models.errors import ModelError
+from models.registry import REGISTRY, sample_images
+from streaming.sources import FrameSource, SourceError
+from workers.lifecycle import StopFlag
+from workers.settings import Settings, load_settings
+
+log = logging.getLogger("facestream")
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def _model_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("models (also FACESTREAM_MODELS__... environment variables)")
+    group.add_argument("--detector", help="registry id or ONNX path of the face detector")
+    group.add_argument("--embedder", help="registry id or ONNX path of the face embedder")
+    group.add_argument("--det-size", type=int, metavar="PX", help="detector input side, e.g. 640")
+    group.add_argument("--cpu", action="store_true", help="use the CPU execution provider only")
+    group.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (0: automatic)")
+    group.add_argument("--batch-size", type=int, metavar="N", help="frames per detector batch")
+    group.add_argument("--threshold", type=float, metavar="COS", help="cosine similarity that links two faces")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    models: dict[str, Any] = {}
+    if args.detector:
+        models.setdefault("detector", {})["model"] = args.detector
+    if args.det_size:
+        models.setdefault("detector", {})["input_size"] = (args.det_size, args.det_size)
+    if args.embedder:
+        models.setdefault("embedder", {})["model"] = args.embedder
+    if args.cpu:
+        models.setdefault("runtime", {})["providers"] = ("CPUExecutionProvider",)
+    if args.threads is not None:
+        models.setdefault("runtime", {})["intra_op_threads"] = args.threads
+    overrides: dict[str, Any] = {"models": models} if models else {}
+    if args.batch_size:
+        overrides["run"] = {"batch_size": args.batch_size}
+    if args.threshold is not None:
+        overrides["clustering"] = {"cosine_threshold": args.threshold}
+    return overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facestream", description="Group faces by identity from video and images.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the whole pipeline in this process (no Kafka, no Redis)")
+    run.add_argument("sources", nargs="*", metavar="SOURCE", help="video file, image folder, camera index or stream URL")
+    run.add_argument("--sample", action="store_true", help="add the sample photos shipped with the model package")
+    run.add_argument("-o", "--out", type=Path, default=Path("facestream-out"), help="output folder")
+    run.add_argument("--camera", help="camera id to record instead of the source's name (one source only)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _model_flags(run)
+
+    evaluate = commands.add_parser("eval", help="cluster labeled identity/image folders and score the result")
+    evaluate.add_argument("dataset", type=Path, metavar="DIR")
+    evaluate.add_argument("--embeddings", type=Path, metavar="FILE", help="cache of embeddings (.npz), reused if valid")
+    evaluate.add_argument("--seed", type=int, default=0, help="arrival order of the online clustering (-1: as listed)")
+    evaluate.add_argument("--sweep", type=float, nargs="*", default=[], metavar="COS", help="also score these thresholds")
+    evaluate.add_argument("--json", action="store_true", help="print a JSON report")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _model_flags(evaluate)
+
+    commands.add_parser("models", help="list the built-in models, their sources and licences")
+    return parser
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.run_job import run_pipeline  # noqa: PLC0415 - keeps `facestream models` light
+
+    uris = list(args.sources) + ([str(p) for p in sample_images()] if args.sample else [])
+    if not uris:
+        log.error("give at least one SOURCE, or --sample")
+        return EXIT_USAGE
+    if args.camera and len(uris) > 1:
+        log.error("--camera names one source; %d were given", len(uris))
+        return EXIT_USAGE
+    sources = [FrameSource(uri, args.camera, settings.run.max_pixels) for uri in uris]
+    stop = StopFlag()
+    stop.install()
+    summary = run_pipeline(sources, args.out, settings, stop=stop, progress=not args.no_progress)
+    print(summary.line(args.out))
+    return 0
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.evaluate import evaluate  # noqa: PLC0415
+
+    report = evaluate(
+        args.dataset,
+        settings,
+        cache=args.embeddings,
+        seed=None if args.seed < 0 else args.seed,
+        sweep=args.sweep,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(report.as_dict(), indent=1) if args.json else report.table())
+    return 0
+
+
+def _models() -> int:
+    for spec in REGISTRY.values():
+        print(f"{spec.id:<22}{spec.task.value:<10}{spec.description}\n{'':<32}from {spec.package}/{spec.resource}")
+        print(f"{'':<32}sha256 {spec.sha256}\n{'':<32}licence: {spec.licence}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "models":
+        return _models()
+    try:
+        settings = load_settings(**_overrides(args))
+        if args.command == "run":
+            return _run(args, settings)
+        return _eval(args, settings)
+    except ValidationError as exc:
+        log.error("invalid configuration:\n%s", exc)
+        return EXIT_USAGE
+    except (SourceError, ModelError, FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
