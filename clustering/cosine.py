@@ -55,15 +55,14 @@ class OnlineCosineClustering:
         return self._sets.find(self._index[face_id])
 
     def embedding(self, face_id: str) -> NDArray[np.float32]:
-        return self._vectors[self._index[face_id]]
+        vector: NDArray[np.float32] = self._vectors[self._index[face_id]]
+        return vector
 
     def labels(self) -> dict[str, int]:
         return {face_id: self._sets.find(i) for i, face_id in enumerate(self._ids)}
 
 
-def cosine_components(
-    embeddings: NDArray[np.float32], threshold: float, block: int = 2048
-) -> NDArray[np.int64]:
+def cosine_components(embeddings: NDArray[np.float32], threshold: float, block: int = 2048) -> NDArray[np.int64]:
     """Cluster label of each row: connected components of the graph of pairs with similarity >= threshold."""
     sets = UnionFind()
     for _ in range(len(embeddings)):

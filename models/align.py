@@ -56,10 +56,10 @@ def align_face(
 ) -> NDArray[np.uint8]:
     """The face cropped and aligned to the ArcFace template; pixels outside the image are zero."""
     matrix = arcface_matrix(landmarks, size)
-    aligned: NDArray[np.uint8] = cv2.warpAffine(
+    aligned = cv2.warpAffine(
         image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
-    return aligned
+    return np.asarray(aligned, dtype=np.uint8)
 
 
 def align_faces(

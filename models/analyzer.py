@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +35,7 @@ class AnalyzedFace:
 class StageTimings:
     """Wall-clock seconds spent per stage, and rejections per reason, over an analyzer's life."""
 
-    seconds: Counter[str] = field(default_factory=Counter)
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     calls: Counter[str] = field(default_factory=Counter)
     rejections: Counter[Rejection] = field(default_factory=Counter)
 
@@ -82,7 +82,13 @@ class FaceAnalyzer:
                 crops.append(aligned)
                 reports.append(
                     [
-                        assess(found.boxes[i], float(found.scores[i]), found.landmarks[i], aligned[i], self.settings.quality)
+                        assess(
+                            found.boxes[i],
+                            float(found.scores[i]),
+                            found.landmarks[i],
+                            aligned[i],
+                            self.settings.quality,
+                        )
                         for i in range(len(found))
                     ]
                 )
@@ -102,7 +108,15 @@ class FaceAnalyzer:
                     assert report.rejection is not None
                     self.timings.rejections[report.rejection] += 1
                 faces.append(
-                    AnalyzedFace(i, found.boxes[i], float(found.scores[i]), found.landmarks[i], report, aligned[i], embedding)
+                    AnalyzedFace(
+                        i,
+                        found.boxes[i],
+                        float(found.scores[i]),
+                        found.landmarks[i],
+                        report,
+                        aligned[i],
+                        embedding,
+                    )
                 )
             results.append(faces)
         return results

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -32,9 +32,7 @@ class Detections:
 
     @staticmethod
     def empty() -> Detections:
-        return Detections(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
-        )
+        return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
 
 
 @dataclass(frozen=True)
@@ -149,5 +147,7 @@ class FaceDetector(OnnxModel):
         limit = np.array([shape[1], shape[0], shape[1], shape[0]], np.float32)
         boxes = np.clip(boxes, 0, limit)
         return Detections(
-            boxes.astype(np.float32), scores.astype(np.float32), landmarks.reshape(-1, 5, 2).astype(np.float32)
+            boxes.astype(np.float32),
+            scores.astype(np.float32),
+            landmarks.reshape(-1, 5, 2).astype(np.float32),
         )

@@ -11,7 +11,6 @@ from numpy.typing import NDArray
 
 from models.settings import QualitySettings
 
-
 MAX_YAW_PROXY = 10.0
 
 

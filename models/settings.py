@@ -56,8 +56,11 @@ class EmbedderSettings(_Frozen):
 class QualitySettings(_Frozen):
     min_face_size: float = Field(20.0, ge=0.0, description="Shorter side of the box, in pixels.")
     min_score: float = Field(
-        0.5, ge=0.0, le=1.0, description="Detector score below which a face is not embedded (the detector's own "
-        "threshold drops faces before this gate)."
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Detector score below which a face is not embedded (the detector's own "
+        "threshold drops faces before this gate).",
     )
     min_sharpness: float = Field(
         6.0, ge=0.0, description="Variance of the Laplacian of the aligned grey crop; lower is blurrier."

@@ -50,7 +50,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(DecodeFailure.TOO_LARGE, str(exc)) from exc
     except UnidentifiedImageError as exc:
-        raise ImageDecodeError(DecodeFailure.NOT_IMAGE, f"not an image format Pillow knows ({len(data)} bytes)") from exc
+        raise ImageDecodeError(
+            DecodeFailure.NOT_IMAGE, f"not an image format Pillow knows ({len(data)} bytes)"
+        ) from exc
     except (OSError, ValueError, SyntaxError) as exc:  # Pillow reports truncated and malformed data so
         raise ImageDecodeError(DecodeFailure.CORRUPT, str(exc) or type(exc).__name__) from exc
     if width == 0 or height == 0:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -110,10 +111,7 @@ class FrameSource:
                 ok, image = capture.read()
                 if not ok or image is None:
                     break
-                if live:
-                    timestamp = time.time()
-                else:
-                    timestamp = float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+                timestamp = time.time() if live else float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
                 yield Frame(self.camera, number, timestamp, _as_bgr8(image))
                 number += 1
         finally:
@@ -122,14 +120,15 @@ class FrameSource:
             raise SourceError(f"{self.uri}: no frame could be decoded (corrupt or unsupported video)")
 
 
-def _as_bgr8(image: NDArray[np.generic]) -> NDArray[np.uint8]:
-    if image.dtype != np.uint8:
-        image = (image.astype(np.float64) / np.iinfo(image.dtype).max * 255).astype(np.uint8)
+def _as_bgr8(image: NDArray[Any]) -> NDArray[np.uint8]:
+    """OpenCV hands some streams over as grey, BGRA or 16-bit frames; the pipeline takes 8-bit BGR."""
+    if image.dtype == np.uint16:
+        image = (image // 257).astype(np.uint8)
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)  # type: ignore[no-any-return]
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)  # type: ignore[no-any-return]
-    return image.astype(np.uint8, copy=False)
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def folder_images(folder: Path) -> list[Path]:
@@ -138,7 +137,9 @@ def folder_images(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in suffixes and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if p.is_file()
+        and p.suffix.lower() in suffixes
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
 

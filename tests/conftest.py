@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings, RuntimeSettings
@@ -18,6 +21,12 @@ def data_dir(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (labeled data lives in ../shared/data beside the checkout)")
     return path
+
+
+def read_bgr(path: Path) -> NDArray[np.uint8]:
+    image = cv2.imread(str(path))
+    assert image is not None, f"cannot read {path}"
+    return np.asarray(image, dtype=np.uint8)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from models.align import ARCFACE_TEMPLATE, align_face, arcface_matrix, similarit
 
 
 def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ matrix[:, :2].T + matrix[:, 2]
+    return np.asarray(points @ matrix[:, :2].T + matrix[:, 2])
 
 
 def test_recovers_a_known_similarity() -> None:
@@ -16,6 +16,7 @@ def test_recovers_a_known_similarity() -> None:
     matrix = similarity_transform(src, dst)
     np.testing.assert_allclose(matrix[:, :2], scale * rotation, atol=1e-9)
     np.testing.assert_allclose(matrix[:, 2], shift, atol=1e-9)
+    np.testing.assert_allclose(_apply(matrix, src), dst, atol=1e-9)
 
 
 def test_never_reflects() -> None:
@@ -43,7 +44,7 @@ def test_aligned_crop_puts_landmarks_on_the_template() -> None:
 
 def test_outside_the_image_is_zero() -> None:
     image = np.full((60, 60, 3), 200, np.uint8)
-    crop = align_face(image, ARCFACE_TEMPLATE + [40, 40])  # face partly off the image's right and bottom
+    crop = align_face(image, ARCFACE_TEMPLATE + np.array([40, 40]))  # face partly off the image's right and bottom
     assert crop[-1, -1].tolist() == [0, 0, 0]
     assert crop[0, 0].tolist() == [200, 200, 200]
 

@@ -5,7 +5,7 @@ from clustering.metrics import score_clustering
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    return np.asarray(rows / np.linalg.norm(rows, axis=1, keepdims=True), dtype=np.float32)
 
 
 def _identities(rng: np.random.Generator, people: int, per_person: int, noise: float) -> tuple[np.ndarray, list[int]]:

@@ -1,6 +1,5 @@
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -11,7 +10,7 @@ from models.heads import DistanceHead, select_head
 from models.registry import REGISTRY, builtin_path
 from models.session import OrtSessionFactory
 from models.settings import DetectorSettings, ModelSettings
-from tests.conftest import data_dir
+from tests.conftest import data_dir, read_bgr
 
 # Faces per photo, counted by eye and found by both built-in detectors.
 SCENE_FACES = {
@@ -53,7 +52,13 @@ def test_letterbox_keeps_the_aspect_ratio() -> None:
 
 def test_strides_and_anchors_are_read_from_output_rows() -> None:
     assert DistanceHead.layout((12800, 3200, 800), 640, 640) == ((8, 2), (16, 2), (32, 2))
-    assert DistanceHead.layout((6400, 1600, 400, 100, 25), 640, 640) == ((8, 1), (16, 1), (32, 1), (64, 1), (128, 1))
+    assert DistanceHead.layout((6400, 1600, 400, 100, 25), 640, 640) == (
+        (8, 1),
+        (16, 1),
+        (32, 1),
+        (64, 1),
+        (128, 1),
+    )
     with pytest.raises(ModelError, match="cannot infer"):
         DistanceHead.layout((1000,), 640, 640)
 
@@ -70,17 +75,19 @@ def test_faces_counted_on_scenes(model: str, cpu_models: ModelSettings) -> None:
     scenes = data_dir("scenes_unlabeled")
     analyzer = FaceAnalyzer.from_settings(cpu_models.model_copy(update={"detector": DetectorSettings(model=model)}))
     for name, expected in SCENE_FACES.items():
-        image = cv2.imread(str(scenes / name))
+        image = read_bgr(scenes / name)
         found = analyzer.detector.detect([image])[0]
         assert len(found) == expected, name
         margin = (found.boxes[:, None, 2:] - found.boxes[:, None, :2]) * 0.25
-        near = (found.landmarks >= found.boxes[:, None, :2] - margin) & (found.landmarks <= found.boxes[:, None, 2:] + margin)
+        near = (found.landmarks >= found.boxes[:, None, :2] - margin) & (
+            found.landmarks <= found.boxes[:, None, 2:] + margin
+        )
         assert near.all(), f"{name}: landmarks far from their boxes"
 
 
 def test_a_batch_finds_what_single_frames_find(analyzer: FaceAnalyzer) -> None:
     scenes = data_dir("scenes_unlabeled")
-    images = [cv2.imread(str(scenes / n)) for n in ("faceapi_bbt1.jpg", "frec_two_people.jpg", "insightface_t1.jpg")]
+    images = [read_bgr(scenes / n) for n in ("faceapi_bbt1.jpg", "frec_two_people.jpg", "insightface_t1.jpg")]
     batched = analyzer.detector.detect(images)
     for image, together in zip(images, batched, strict=True):
         alone = analyzer.detector.detect([image])[0]
@@ -89,7 +96,7 @@ def test_a_batch_finds_what_single_frames_find(analyzer: FaceAnalyzer) -> None:
 
 def test_a_user_file_in_either_layout_is_decoded(tmp_path: Path) -> None:
     # A user points at a file: the graph alone decides how it is decoded.
-    image = cv2.imread(str(data_dir("scenes_unlabeled") / "frec_two_people.jpg"))
+    image = read_bgr(data_dir("scenes_unlabeled") / "frec_two_people.jpg")
     for spec_id in ("scrfd-500m", "retinaface-mnet025"):
         path = tmp_path / f"user-{spec_id}.onnx"
         path.write_bytes(builtin_path(REGISTRY[spec_id], tmp_path).read_bytes())

@@ -1,4 +1,5 @@
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,6 @@ def test_sample_photos_ship_with_the_model_package() -> None:
 
 
 def test_no_registry_package_is_imported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    import sys
-
     caplog.set_level(logging.INFO)
     for spec in REGISTRY.values():
         builtin_path(spec, tmp_path)

@@ -10,7 +10,10 @@ from models.session import PROVIDER_PREFERENCE, OrtSessionFactory, choose_provid
 
 def test_our_order_wins_over_what_onnxruntime_lists() -> None:
     available = ["CPUExecutionProvider", "CUDAExecutionProvider", "AzureExecutionProvider"]
-    assert choose_providers(PROVIDER_PREFERENCE, available) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(PROVIDER_PREFERENCE, available) == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
 
 
 def test_tensorrt_first_when_present() -> None:
@@ -33,5 +36,5 @@ def test_the_factory_logs_its_choice(tmp_path: Path, caplog: pytest.LogCaptureFi
 def test_a_broken_file_fails_with_its_path(tmp_path: Path) -> None:
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x00" * 10)
-    with pytest.raises(ModelError, match="broken.onnx"):
+    with pytest.raises(ModelError, match=r"broken\.onnx"):
         OrtSessionFactory()(broken)

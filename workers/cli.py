@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the whole pipeline in this process (no Kafka, no Redis)")
-    run.add_argument("sources", nargs="*", metavar="SOURCE", help="video file, image folder, camera index or stream URL")
+    run.add_argument(
+        "sources", nargs="*", metavar="SOURCE", help="video file, image folder, camera index or stream URL"
+    )
     run.add_argument("--sample", action="store_true", help="add the sample photos shipped with the model package")
     run.add_argument("-o", "--out", type=Path, default=Path("facestream-out"), help="output folder")
     run.add_argument("--camera", help="camera id to record instead of the source's name (one source only)")
@@ -72,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("dataset", type=Path, metavar="DIR")
     evaluate.add_argument("--embeddings", type=Path, metavar="FILE", help="cache of embeddings (.npz), reused if valid")
     evaluate.add_argument("--seed", type=int, default=0, help="arrival order of the online clustering (-1: as listed)")
-    evaluate.add_argument("--sweep", type=float, nargs="*", default=[], metavar="COS", help="also score these thresholds")
+    evaluate.add_argument(
+        "--sweep", type=float, nargs="*", default=[], metavar="COS", help="also score these thresholds"
+    )
     evaluate.add_argument("--json", action="store_true", help="print a JSON report")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     _model_flags(evaluate)

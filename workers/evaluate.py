@@ -226,6 +226,7 @@ class EvalReport:
 def evaluate(
     root: Path,
     settings: Settings,
+    *,
     cache: Path | None = None,
     seed: int | None = 0,
     sweep: Sequence[float] = (),
@@ -252,9 +253,7 @@ def evaluate(
     threshold = settings.clustering.cosine_threshold
     results = {
         "online cosine": score_clustering(truth, online_labels(embedded.embeddings, threshold, seed).tolist()),
-        "batch cosine components": score_clustering(
-            truth, cosine_components(embedded.embeddings, threshold).tolist()
-        ),
+        "batch cosine components": score_clustering(truth, cosine_components(embedded.embeddings, threshold).tolist()),
     }
     swept = [(t, score_clustering(truth, cosine_components(embedded.embeddings, t).tolist())) for t in sweep]
     failures = dict(embedded.failures)

@@ -153,6 +153,7 @@ def run_pipeline(
     sources: Sequence[FrameSource],
     out_dir: Path,
     settings: Settings,
+    *,
     analyzer: FaceAnalyzer | None = None,
     stop: StopFlag | None = None,
     progress: bool = True,
@@ -207,7 +208,7 @@ def run_pipeline(
         summary.clustered = len(seen)
         summary.clusters = len(set(labels.values()))
         summary.seconds = time.perf_counter() - started
-        _write_clusters(out_dir, seen, labels, clustering, settings, summary)
+        _write_clusters(out_dir, seen=seen, labels=labels, clustering=clustering, settings=settings, summary=summary)
     return summary
 
 
@@ -220,6 +221,7 @@ def _representatives(vectors: NDArray[np.float32], count: int) -> NDArray[np.int
 
 def _write_clusters(
     out_dir: Path,
+    *,
     seen: list[_Seen],
     labels: dict[str, int],
     clustering: OnlineCosineClustering,
@@ -240,8 +242,16 @@ def _write_clusters(
             {
                 "id": cluster_id,
                 "size": len(faces),
-                "first_seen": {"face_id": first.face_id, "frame": first.frame, "timestamp": round(first.timestamp, 3)},
-                "last_seen": {"face_id": last.face_id, "frame": last.frame, "timestamp": round(last.timestamp, 3)},
+                "first_seen": {
+                    "face_id": first.face_id,
+                    "frame": first.frame,
+                    "timestamp": round(first.timestamp, 3),
+                },
+                "last_seen": {
+                    "face_id": last.face_id,
+                    "frame": last.frame,
+                    "timestamp": round(last.timestamp, 3),
+                },
                 "sources": sources,
                 "representatives": [f.face_id for f in picks],
             }
@@ -250,7 +260,12 @@ def _write_clusters(
         thumbs = [f.thumbnail for f in picks] + [f.thumbnail for f in faces if f.face_id not in pick_ids]
         gallery.append(
             GalleryCluster(
-                cluster_id, len(faces), f"{first.source} #{first.frame}", f"{last.source} #{last.frame}", sources, thumbs
+                cluster_id,
+                len(faces),
+                f"{first.source} #{first.frame}",
+                f"{last.source} #{last.frame}",
+                sources,
+                thumbs,
             )
         )
     document = {"summary": summary.as_dict(), "clusters": records}

@@ -25,9 +25,7 @@ class RunSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="FACESTREAM_", env_nested_delimiter="__", frozen=True, extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="FACESTREAM_", env_nested_delimiter="__", frozen=True, extra="forbid")
 
     models: ModelSettings = ModelSettings()
     clustering: ClusteringSettings = ClusteringSettings()

@@ -1,0 +1,113 @@
+"""`facestream run`: outputs a person and a program can read, bad input counted, Ctrl-C honoured."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from models.analyzer import FaceAnalyzer
+from models.registry import sample_images
+from models.settings import ModelSettings
+from streaming.sources import FrameSource
+from tests.conftest import data_dir
+from workers.cli import main
+from workers.lifecycle import StopFlag
+from workers.run_job import run_pipeline
+from workers.settings import Settings
+
+
+def _settings(models: ModelSettings) -> Settings:
+    return Settings(models=models)
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_video_run_writes_faces_clusters_and_gallery(
+    tmp_path: Path, cpu_models: ModelSettings, analyzer: FaceAnalyzer
+) -> None:
+    video = data_dir("videos", "short_hamilton_clip.mp4")
+    summary = run_pipeline(
+        [FrameSource(str(video))], tmp_path, _settings(cpu_models), analyzer=analyzer, progress=False
+    )
+    faces = _lines(tmp_path / "faces.jsonl")
+    assert summary.frames == 275
+    assert len(faces) == summary.faces > 275
+    frames_with_faces = {f["frame"] for f in faces}
+    assert len(frames_with_faces) > 0.8 * summary.frames
+    clustered = [f for f in faces if f["cluster"] is not None]
+    assert all(f["rejected"] is None for f in clustered)
+    assert all(str(f["face_id"]).startswith(f"short_hamilton_clip:{f['frame']}:") for f in faces)
+    assert len({f["face_id"] for f in faces}) == len(faces)
+
+    document = json.loads((tmp_path / "clusters.json").read_text())
+    clusters = document["clusters"]
+    assert sum(c["size"] for c in clusters) == len(clustered)
+    assert {c["id"] for c in clusters} == {f["cluster"] for f in clustered}
+    assert clusters == sorted(clusters, key=lambda c: -c["size"])
+    biggest = clusters[0]
+    assert biggest["size"] > 100  # the performer on stage is in most frames
+    assert set(biggest["representatives"]) <= {f["face_id"] for f in clustered if f["cluster"] == biggest["id"]}
+
+    page = (tmp_path / "index.html").read_text()
+    assert page.count("<section") == len(clusters)
+    first_thumb = page.split('<img src="', 1)[1].split('"', 1)[0]
+    assert (tmp_path / first_thumb).is_file()
+
+
+def test_a_folder_with_bad_files_is_counted_not_fatal(
+    tmp_path: Path, cpu_models: ModelSettings, analyzer: FaceAnalyzer
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for sample in sample_images():
+        shutil.copy(sample, photos / sample.name)
+    (photos / "zero.jpg").write_bytes(b"")
+    (photos / "broken.jpg").write_bytes(sample_images()[0].read_bytes()[:2000])
+    (photos / "fake.png").write_bytes(b"<html>not an image</html>")
+    out = tmp_path / "out"
+    summary = run_pipeline([FrameSource(str(photos))], out, _settings(cpu_models), analyzer=analyzer, progress=False)
+    assert summary.bad_inputs == {"empty": 1, "corrupt": 1, "not_image": 1}
+    assert summary.frames == 3
+    assert summary.faces >= 8
+    faces = _lines(out / "faces.jsonl")
+    assert {Path(str(f["image"])).name for f in faces} == {"players.jpg", "yaoming.jpg", "gdp.jpg"}
+    assert json.loads((out / "clusters.json").read_text())["summary"]["bad_inputs"] == summary.bad_inputs
+
+
+def test_a_stop_request_ends_early_and_still_writes_everything(
+    tmp_path: Path, cpu_models: ModelSettings, analyzer: FaceAnalyzer
+) -> None:
+    video = data_dir("videos", "intel_head-pose-face-detection-female.mp4")
+    stop = StopFlag()
+    stop.set()  # as if Ctrl-C came during the first batch
+    summary = run_pipeline(
+        [FrameSource(str(video))], tmp_path, _settings(cpu_models), analyzer=analyzer, stop=stop, progress=False
+    )
+    assert summary.stopped_early
+    assert summary.frames == _settings(cpu_models).run.batch_size
+    assert len(_lines(tmp_path / "faces.jsonl")) == summary.faces
+    assert "stopped early" in (tmp_path / "index.html").read_text()
+
+
+def test_cli_runs_the_sample_and_prints_a_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACESTREAM_MODELS__RUNTIME__CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["run", "--sample", "--cpu", "--no-progress", "-o", str(tmp_path / "out")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("done: 3 frames,")
+    assert (tmp_path / "out" / "index.html").is_file()
+
+
+def test_cli_explains_bad_sources_and_settings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["run", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "out")]) == 1
+    assert "is not a folder, a file" in caplog.text
+    assert main(["run", "--no-progress"]) == 2
+    monkeypatch.setenv("FACESTREAM_MODELS__DETECTOR__SCORE_THRESHOLD", "7")
+    assert main(["run", "--sample"]) == 2
+    assert "invalid configuration" in caplog.text
