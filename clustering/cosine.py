@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from clustering.events import Assignment, Merge
 from clustering.union_find import UnionFind
 
-DEFAULT_COSINE_THRESHOLD = 0.4
+DEFAULT_COSINE_THRESHOLD = 0.45
 
 
 class OnlineCosineClustering:
