@@ -7,12 +7,45 @@ from pydantic import BaseModel, ConfigDict, Field
 from clustering.cosine import DEFAULT_COSINE_THRESHOLD
 
 
-class ClusteringSettings(BaseModel):
+class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+
+class IndexSettings(_Frozen):
+    m: int = Field(16, ge=2, le=128, description="HNSW links per node (hnswlib M).")
+    ef_construction: int = Field(200, ge=8, description="HNSW candidate list size while inserting.")
+    ef: int = Field(64, ge=1, description="HNSW candidate list size while querying (raised to k when lower).")
+    initial_capacity: int = Field(4096, ge=16, description="Items before the first resize; it doubles after.")
+    random_seed: int = Field(100, description="Seed of the HNSW level draws, for reproducible graphs.")
+
+
+class RankOrderSettings(_Frozen):
+    """Defaults chosen on LFW DevTrain (README, "Choosing the clustering parameters")."""
+
+    k: int = Field(10, ge=2, le=200, description="Neighbour list length.")
+    threshold: float = Field(
+        1.0, gt=0.0, description="Mutual neighbours at approximate rank-order distance <= this may be linked..."
+    )
+    cosine_gate: float = Field(0.40, ge=-1.0, le=1.0, description="...when their cosine similarity reaches this.")
+    direct_link: float = Field(
+        0.45,
+        ge=-1.0,
+        le=1.0,
+        description="Neighbours at least this similar are linked whatever their ranks (a face has no mutual "
+        "neighbours yet when it is the second of its identity to arrive).",
+    )
+    representatives: int = Field(5, ge=1, le=50, description="Best-quality faces kept per cluster summary.")
+    snapshot_every: int = Field(
+        10_000, ge=0, description="Faces between snapshots of the HNSW index in the state store (0: never)."
+    )
+
+
+class ClusteringSettings(_Frozen):
     cosine_threshold: float = Field(
         DEFAULT_COSINE_THRESHOLD,
         ge=-1.0,
         le=1.0,
-        description="Two faces at least this similar (cosine of unit embeddings) share a cluster.",
+        description="Cosine-threshold clustering (the yardstick): faces this similar share a cluster.",
     )
+    index: IndexSettings = IndexSettings()
+    rank_order: RankOrderSettings = RankOrderSettings()

@@ -7,6 +7,13 @@ class UnionFind:
     def __init__(self) -> None:
         self._parent: list[int] = []
 
+    @classmethod
+    def from_parents(cls, count: int, parents: dict[int, int]) -> UnionFind:
+        """Sets over ``count`` items with the given parent pointers (items absent are roots)."""
+        sets = cls()
+        sets._parent = [parents.get(i, i) for i in range(count)]
+        return sets
+
     def __len__(self) -> int:
         return len(self._parent)
 

@@ -1,0 +1,251 @@
+"""Online clustering: one face at a time, over an HNSW index, with approximate rank-order links.
+
+A new face x queries its k nearest faces and enters the neighbour lists it belongs in. Then:
+- x is linked to each neighbour at least ``direct_link`` similar;
+- every mutual pair whose neighbour lists just changed (x's and the lists x entered) is linked when its
+  approximate rank-order distance is at most ``threshold`` and its similarity reaches ``cosine_gate``.
+Links are applied most similar first through a union-find; a link that would put two faces of one frame in
+one cluster is refused. The oldest cluster of a merge survives and keeps its id (the label of its first
+face). The state is written to the store, one atomic delta per face, before the assignment is returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from clustering.events import Assignment, Merge
+from clustering.index import HnswIndex
+from clustering.rank_order import rank_order_distance
+from clustering.settings import ClusteringSettings
+from clustering.store import ClusterSummary, FaceDelta, FaceMeta, InMemoryStore, StateStore, StoreError
+from clustering.union_find import UnionFind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Cluster:
+    size: int
+    first_seen: float
+    last_seen: float
+    cameras: set[str]
+    representatives: list[tuple[float, str]]
+    frames: set[str] = field(default_factory=set)
+
+    def absorb(self, other: _Cluster, keep: int) -> None:
+        self.size += other.size
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+        self.cameras |= other.cameras
+        self.representatives = sorted(self.representatives + other.representatives, key=lambda r: (-r[0], r[1]))[:keep]
+        self.frames |= other.frames
+
+    def summary(self, cluster_id: int) -> ClusterSummary:
+        return ClusterSummary(
+            cluster_id,
+            self.size,
+            self.first_seen,
+            self.last_seen,
+            tuple(sorted(self.cameras)),
+            tuple(self.representatives),
+        )
+
+
+class OnlineRankOrder:
+    def __init__(self, dimension: int, settings: ClusteringSettings, store: StateStore | None = None) -> None:
+        self.dimension = dimension
+        self.settings = settings
+        self.params = settings.rank_order
+        self.store: StateStore = store if store is not None else InMemoryStore()
+        self._index = HnswIndex(dimension, settings.index)
+        self._ids: list[str] = []
+        self._label_of: dict[str, int] = {}
+        self._lists: list[list[int]] = []
+        self._sims: list[list[float]] = []
+        self._sets = UnionFind()
+        self._clusters: dict[int, _Cluster] = {}
+        self._broken = False
+        self.refused_links = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def cluster_count(self) -> int:
+        return len(self._clusters)
+
+    def cluster_of(self, face_id: str) -> int:
+        return self._sets.find(self._label_of[face_id])
+
+    def labels(self) -> dict[str, int]:
+        return {face_id: self._sets.find(i) for i, face_id in enumerate(self._ids)}
+
+    def clusters(self) -> dict[int, ClusterSummary]:
+        return {root: cluster.summary(root) for root, cluster in self._clusters.items()}
+
+    def embedding(self, face_id: str) -> NDArray[np.float32]:
+        vector: NDArray[np.float32] = self._index.vectors([self._label_of[face_id]])[0]
+        return vector
+
+    def add(
+        self,
+        face_id: str,
+        embedding: NDArray[np.float32],
+        *,
+        camera: str = "",
+        frame_key: str | None = None,
+        timestamp: float = 0.0,
+        quality: float = 1.0,
+        offset: tuple[int, int] | None = None,
+    ) -> Assignment:
+        """Clusters one unit-length embedding; a face id seen before changes nothing."""
+        if self._broken:
+            raise StoreError("a store write failed earlier: restore the engine from its store before going on")
+        if face_id in self._label_of:
+            return Assignment(face_id, self.cluster_of(face_id))
+        vector = np.ascontiguousarray(embedding, dtype=np.float32).reshape(self.dimension)
+        x = len(self._ids)
+        k = self.params.k
+        found, similarities = self._index.query(vector, k)
+        neighbours, sims = found.tolist(), similarities.tolist()
+        self._index.add(x, vector)
+        self._ids.append(face_id)
+        self._label_of[face_id] = x
+        self._sets.add()
+        self._lists.append(neighbours)
+        self._sims.append(sims)
+        changed = [x]
+        for y, similarity in zip(neighbours, sims, strict=True):
+            if self._enter(y, x, similarity):
+                changed.append(y)
+        self._clusters[x] = _Cluster(
+            1,
+            timestamp,
+            timestamp,
+            {camera} if camera else set(),
+            [(quality, face_id)],
+            {frame_key} if frame_key else set(),
+        )
+
+        parents: dict[int, int] = {}
+        touched: set[int] = {x}
+        merges: list[Merge] = []
+        for _, a, b in self._links(x, changed):
+            root_a, root_b = self._sets.find(a), self._sets.find(b)
+            if root_a == root_b:
+                continue
+            if not self._clusters[root_a].frames.isdisjoint(self._clusters[root_b].frames):
+                self.refused_links += 1
+                continue
+            joined = self._sets.union(root_a, root_b)
+            assert joined is not None
+            survivor, absorbed = joined
+            self._clusters[survivor].absorb(self._clusters.pop(absorbed), self.params.representatives)
+            parents[absorbed] = survivor
+            touched |= {survivor, absorbed}
+            if absorbed != x:
+                merges.append(Merge(survivor, (absorbed,)))
+
+        delta = FaceDelta(
+            label=x,
+            meta=FaceMeta(face_id, camera, frame_key, timestamp, quality),
+            embedding=vector,
+            neighbours={c: (tuple(self._lists[c]), tuple(self._sims[c])) for c in changed},
+            parents=parents,
+            clusters={r: (self._clusters[r].summary(r) if r in self._clusters else None) for r in sorted(touched)},
+            offset=offset,
+        )
+        self._persist(delta)
+        return Assignment(face_id, self._sets.find(x), tuple(merges))
+
+    def _enter(self, y: int, x: int, similarity: float) -> bool:
+        """Puts x into y's neighbour list if it belongs there; True when the list changed."""
+        members, sims = self._lists[y], self._sims[y]
+        k = self.params.k
+        if len(members) >= k and similarity <= sims[-1]:
+            return False
+        position = len(sims)
+        while position > 0 and sims[position - 1] < similarity:
+            position -= 1
+        members.insert(position, x)
+        sims.insert(position, similarity)
+        if len(members) > k:
+            members.pop()
+            sims.pop()
+        return True
+
+    def _links(self, x: int, changed: list[int]) -> list[tuple[float, int, int]]:
+        """(-similarity, a, b) of the links this face allows, most similar first."""
+        params = self.params
+        links: dict[tuple[int, int], float] = {}
+        for y, similarity in zip(self._lists[x], self._sims[x], strict=True):
+            if similarity >= params.direct_link:
+                links[(y, x)] = similarity
+        find = self._sets.find
+        for c in changed:
+            list_c = self._lists[c]
+            for z, similarity in zip(list_c, self._sims[c], strict=True):
+                if similarity < params.cosine_gate:
+                    break  # lists are sorted: no later neighbour passes the gate
+                pair = (min(c, z), max(c, z))
+                if pair in links or find(c) == find(z):
+                    continue
+                distance = rank_order_distance(c, list_c, z, self._lists[z])
+                if distance is not None and distance <= params.threshold:
+                    links[pair] = similarity
+        return sorted((-s, a, b) for (a, b), s in links.items())
+
+    def _persist(self, delta: FaceDelta) -> None:
+        try:
+            self.store.apply(delta)
+            every = self.params.snapshot_every
+            if every and (delta.label + 1) % every == 0:
+                self._snapshot()
+        except Exception as exc:
+            self._broken = True
+            raise StoreError(f"could not persist face {delta.meta.face_id}: {exc}") from exc
+
+    def _snapshot(self) -> None:
+        data = self._index.snapshot()
+        self.store.save_snapshot(data, len(self._ids))
+        # Carry on from the snapshot itself, as a restarted process would: hnswlib does not save the state
+        # of its level generator, so this keeps the graph, and the clusters, identical after a restart.
+        self._index = HnswIndex.restore(data, self.dimension, self.settings.index)
+
+    @classmethod
+    def restore(cls, store: StateStore, dimension: int, settings: ClusteringSettings) -> OnlineRankOrder:
+        """An engine rebuilt from its store: index from the snapshot plus the faces applied after it."""
+        state = store.load()
+        engine = cls(dimension, settings, store)
+        start = 0
+        if state.snapshot is not None:
+            engine._index = HnswIndex.restore(state.snapshot, dimension, settings.index)
+            start = state.snapshot_count
+        for label in range(start, len(state.metas)):
+            engine._index.add(label, state.embeddings[label])
+        for label, meta in enumerate(state.metas):
+            engine._ids.append(meta.face_id)
+            engine._label_of[meta.face_id] = label
+            members, sims = state.neighbours[label]
+            engine._lists.append(list(members))
+            engine._sims.append(list(sims))
+        engine._sets = UnionFind.from_parents(len(state.metas), state.parents)
+        for root, summary in state.clusters.items():
+            engine._clusters[root] = _Cluster(
+                summary.size,
+                summary.first_seen,
+                summary.last_seen,
+                set(summary.cameras),
+                list(summary.representatives),
+            )
+        for label, meta in enumerate(state.metas):
+            if meta.frame_key:
+                engine._clusters[engine._sets.find(label)].frames.add(meta.frame_key)
+        log.info(
+            "restored %d faces in %d clusters (index snapshot covered %d)", len(engine), len(engine._clusters), start
+        )
+        return engine

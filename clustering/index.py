@@ -1,0 +1,128 @@
+"""An HNSW index over unit embeddings (hnswlib, cosine) that owns its labels and its locking.
+
+hnswlib's inserts are not safe beside queries, so one writer excludes readers; queries run together.
+Labels are dense integers given by the caller (the engine's face numbers), in insertion order.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+from numpy.typing import NDArray
+
+from clustering.settings import IndexSettings
+
+
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer holds back new readers."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+class HnswIndex:
+    def __init__(self, dimension: int, settings: IndexSettings) -> None:
+        self.dimension = dimension
+        self.settings = settings
+        self._lock = ReadWriteLock()
+        self._index = hnswlib.Index(space="cosine", dim=dimension)
+        self._index.init_index(
+            max_elements=settings.initial_capacity,
+            M=settings.m,
+            ef_construction=settings.ef_construction,
+            random_seed=settings.random_seed,
+        )
+        self._index.set_ef(settings.ef)
+        self._index.set_num_threads(1)  # one thread: the same input order always builds the same graph
+
+    def __len__(self) -> int:
+        return int(self._index.get_current_count())
+
+    def add(self, label: int, vector: NDArray[np.float32]) -> None:
+        with self._lock.write():
+            capacity = self._index.get_max_elements()
+            if len(self) >= capacity:
+                self._index.resize_index(max(capacity * 2, 1024))
+            self._index.add_items(vector.reshape(1, -1), np.array([label]), num_threads=1)
+
+    def query(self, vector: NDArray[np.float32], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Labels and cosine similarities of the ``k`` nearest items, nearest first (fewer if fewer exist)."""
+        with self._lock.read():
+            count = len(self)
+            k = min(k, count)
+            if k == 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            # ef below k makes hnswlib fail to return k items; raise it for this query when needed.
+            if k > self.settings.ef:
+                self._index.set_ef(k)
+            labels, distances = self._index.knn_query(vector.reshape(1, -1), k=k, num_threads=1)
+            if k > self.settings.ef:
+                self._index.set_ef(self.settings.ef)
+        return labels[0].astype(np.int64), (1.0 - distances[0]).astype(np.float32)
+
+    def vectors(self, labels: list[int]) -> NDArray[np.float32]:
+        with self._lock.read():
+            return np.asarray(self._index.get_items(labels), dtype=np.float32).reshape(len(labels), self.dimension)
+
+    def snapshot(self) -> bytes:
+        """The whole index as bytes (hnswlib's own file format, not a pickle)."""
+        with self._lock.read(), tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "index.bin"
+            self._index.save_index(str(path))
+            return path.read_bytes()
+
+    @classmethod
+    def restore(cls, data: bytes, dimension: int, settings: IndexSettings) -> HnswIndex:
+        index = cls.__new__(cls)
+        index.dimension = dimension
+        index.settings = settings
+        index._lock = ReadWriteLock()
+        index._index = hnswlib.Index(space="cosine", dim=dimension)
+        fd, name = tempfile.mkstemp(suffix=".bin")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            index._index.load_index(name, max_elements=0)
+        finally:
+            os.unlink(name)
+        index._index.set_ef(settings.ef)  # ef is not part of the saved file
+        index._index.set_num_threads(1)
+        return index

@@ -1,0 +1,100 @@
+"""Approximate rank-order distance (Otto, Wang, Jain, TPAMI 2018) and the batch clustering built on it.
+
+With O_a(b) the rank of b in a's top-k list (1 for the nearest), d(a, b) counts a's neighbours ranked before
+b that are absent from b's list, and D(a, b) = (d(a, b) + d(b, a)) / min(O_a(b), O_b(a)), defined for mutual
+neighbours only. Two faces are linked when D <= threshold and their cosine similarity reaches the gate (on
+ArcFace embeddings rank-order alone links faces that have no true match, since every face has neighbours),
+or when they are neighbours at least ``direct_link`` similar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from clustering.settings import RankOrderSettings
+from clustering.union_find import UnionFind
+
+
+def rank_order_distance(a: int, list_a: Sequence[int], b: int, list_b: Sequence[int]) -> float | None:
+    """D(a, b) for two neighbour lists (nearest first, without the face itself); None unless mutual."""
+    try:
+        rank_ab = list_a.index(b)
+        rank_ba = list_b.index(a)
+    except ValueError:
+        return None
+    members_b, members_a = set(list_b), set(list_a)
+    d_ab = sum(1 for x in list_a[:rank_ab] if x not in members_b)
+    d_ba = sum(1 for x in list_b[:rank_ba] if x not in members_a)
+    return (d_ab + d_ba) / (min(rank_ab, rank_ba) + 1)
+
+
+def exact_neighbours(
+    embeddings: NDArray[np.float32], k: int, block: int = 1024
+) -> tuple[list[list[int]], list[list[float]]]:
+    """Each row's k most similar other rows, nearest first (ties by row number), by brute force."""
+    n = len(embeddings)
+    k = min(k, n - 1)
+    lists: list[list[int]] = []
+    sims: list[list[float]] = []
+    for start in range(0, n, block):
+        similarity = embeddings[start : start + block] @ embeddings.T
+        rows = np.arange(similarity.shape[0])
+        similarity[rows, rows + start] = -np.inf
+        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k] if k > 0 else np.zeros((len(rows), 0), np.intp)
+        for row, candidates in zip(similarity, top, strict=True):
+            order = candidates[np.lexsort((candidates, -row[candidates]))]
+            lists.append(order.tolist())
+            sims.append(row[order].tolist())
+    return lists, sims
+
+
+def link_candidates(
+    lists: Sequence[Sequence[int]],
+    sims: Sequence[Sequence[float]],
+    params: RankOrderSettings,
+) -> list[tuple[float, int, int]]:
+    """(-cosine, a, b) of every pair the rule links, most similar first (the online engine's order)."""
+    links: dict[tuple[int, int], float] = {}
+    for a, (list_a, sims_a) in enumerate(zip(lists, sims, strict=True)):
+        for b, cosine in zip(list_a, sims_a, strict=True):
+            pair = (min(a, b), max(a, b))
+            if pair in links or cosine < params.cosine_gate:
+                continue
+            if cosine >= params.direct_link:
+                links[pair] = cosine
+                continue
+            distance = rank_order_distance(a, list_a, b, lists[b])
+            if distance is not None and distance <= params.threshold:
+                links[pair] = cosine
+    return sorted((-cosine, a, b) for (a, b), cosine in links.items())
+
+
+def batch_rank_order(
+    embeddings: NDArray[np.float32],
+    params: RankOrderSettings,
+    cannot_link: Sequence[str | None] | None = None,
+) -> NDArray[np.int64]:
+    """The online rule applied to all faces at once, over exact neighbour lists: the yardstick.
+
+    Links are applied most similar first, refusing any that would join two faces of one frame.
+    """
+    lists, sims = exact_neighbours(embeddings, params.k)
+    sets = UnionFind()
+    frames: list[set[str]] = []
+    for i in range(len(embeddings)):
+        sets.add()
+        key = cannot_link[i] if cannot_link is not None else None
+        frames.append({key} if key is not None else set())
+    for _, a, b in link_candidates(lists, sims, params):
+        root_a, root_b = sets.find(a), sets.find(b)
+        if root_a == root_b or not frames[root_a].isdisjoint(frames[root_b]):
+            continue
+        joined = sets.union(root_a, root_b)
+        assert joined is not None
+        survivor, absorbed = joined
+        frames[survivor] |= frames[absorbed]
+        frames[absorbed] = set()
+    return np.asarray([sets.find(i) for i in range(len(embeddings))], np.int64)

@@ -1,0 +1,125 @@
+"""What the clustering engine persists, and the in-memory store.
+
+The engine keeps a full replica of the state in its process and writes one delta per face. A delta is
+applied atomically and at most once (by face id), together with the input offset it came from, so a
+replayed message changes nothing and a restarted process resumes exactly where the store says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class StoreError(RuntimeError):
+    """The state store refused or failed a write or a read."""
+
+
+@dataclass(frozen=True)
+class FaceMeta:
+    face_id: str
+    camera: str = ""
+    #: Faces sharing a frame key are different people (a cannot-link); None for no constraint.
+    frame_key: str | None = None
+    timestamp: float = 0.0
+    quality: float = 1.0
+
+
+@dataclass(frozen=True)
+class ClusterSummary:
+    id: int
+    size: int
+    first_seen: float
+    last_seen: float
+    cameras: tuple[str, ...]
+    #: (quality, face id), best first.
+    representatives: tuple[tuple[float, str], ...]
+
+
+Neighbours = tuple[tuple[int, ...], tuple[float, ...]]
+
+
+@dataclass(frozen=True)
+class FaceDelta:
+    label: int
+    meta: FaceMeta
+    embedding: NDArray[np.float32]
+    #: Neighbour lists that changed (the new face's own included).
+    neighbours: dict[int, Neighbours]
+    #: Union-find parents set by this face's merges: absorbed root -> surviving root.
+    parents: dict[int, int]
+    #: Cluster summaries that changed; None for a cluster absorbed into another.
+    clusters: dict[int, ClusterSummary | None]
+    #: (partition, offset) of the input message, recorded in the same atomic step.
+    offset: tuple[int, int] | None = None
+
+
+@dataclass
+class StoredState:
+    metas: list[FaceMeta] = field(default_factory=list)
+    embeddings: list[NDArray[np.float32]] = field(default_factory=list)
+    neighbours: dict[int, Neighbours] = field(default_factory=dict)
+    parents: dict[int, int] = field(default_factory=dict)
+    clusters: dict[int, ClusterSummary] = field(default_factory=dict)
+    offsets: dict[int, int] = field(default_factory=dict)
+    snapshot: bytes | None = None
+    snapshot_count: int = 0
+
+
+class StateStore(Protocol):
+    def apply(self, delta: FaceDelta) -> bool:
+        """Applies a delta atomically; False (and no change) when its face was applied before."""
+        ...
+
+    def save_snapshot(self, data: bytes, count: int) -> None:
+        """Stores an index snapshot covering the first ``count`` faces."""
+        ...
+
+    def load(self) -> StoredState: ...
+
+
+class InMemoryStore:
+    """The state in this process: for `facestream run`, tests, and as the reference for other stores."""
+
+    def __init__(self) -> None:
+        self._state = StoredState()
+        self._applied: set[str] = set()
+
+    def apply(self, delta: FaceDelta) -> bool:
+        if delta.meta.face_id in self._applied:
+            return False
+        state = self._state
+        if delta.label != len(state.metas):
+            raise StoreError(f"face {delta.meta.face_id} has label {delta.label}; the store holds {len(state.metas)}")
+        state.metas.append(delta.meta)
+        state.embeddings.append(delta.embedding)
+        state.neighbours.update(delta.neighbours)
+        state.parents.update(delta.parents)
+        for root, summary in delta.clusters.items():
+            if summary is None:
+                state.clusters.pop(root, None)
+            else:
+                state.clusters[root] = summary
+        if delta.offset is not None:
+            state.offsets[delta.offset[0]] = delta.offset[1]
+        self._applied.add(delta.meta.face_id)
+        return True
+
+    def save_snapshot(self, data: bytes, count: int) -> None:
+        self._state.snapshot, self._state.snapshot_count = data, count
+
+    def load(self) -> StoredState:
+        state = self._state
+        return StoredState(
+            list(state.metas),
+            list(state.embeddings),
+            dict(state.neighbours),
+            dict(state.parents),
+            dict(state.clusters),
+            dict(state.offsets),
+            state.snapshot,
+            state.snapshot_count,
+        )
