@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -11,6 +12,7 @@ from numpy.typing import NDArray
 
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings, RuntimeSettings
+from tests.services import redis_server
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -38,3 +40,9 @@ def cpu_models(tmp_path_factory: pytest.TempPathFactory) -> ModelSettings:
 @pytest.fixture(scope="session")
 def analyzer(cpu_models: ModelSettings) -> FaceAnalyzer:
     return FaceAnalyzer.from_settings(cpu_models)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url

@@ -32,7 +32,7 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cpu", action="store_true", help="use the CPU execution provider only")
     group.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (0: automatic)")
     group.add_argument("--batch-size", type=int, metavar="N", help="frames per detector batch")
-    group.add_argument("--threshold", type=float, metavar="COS", help="cosine similarity that links two faces")
+    group.add_argument("--threshold", type=float, metavar="COS", help="cosine threshold of the yardstick clustering")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--embeddings", type=Path, metavar="FILE", help="cache of embeddings (.npz), reused if valid")
     evaluate.add_argument("--seed", type=int, default=0, help="arrival order of the online clustering (-1: as listed)")
     evaluate.add_argument(
+        "--seeds", type=int, nargs="*", default=[], metavar="N", help="also score these arrival orders"
+    )
+    evaluate.add_argument(
         "--sweep", type=float, nargs="*", default=[], metavar="COS", help="also score these thresholds"
     )
     evaluate.add_argument("--json", action="store_true", help="print a JSON report")
@@ -111,6 +114,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         settings,
         cache=args.embeddings,
         seed=None if args.seed < 0 else args.seed,
+        seeds=args.seeds,
         sweep=args.sweep,
         progress=not args.no_progress,
     )

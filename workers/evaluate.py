@@ -19,8 +19,11 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from clustering.cosine import OnlineCosineClustering, cosine_components
+from clustering.cosine import cosine_components
+from clustering.engine import OnlineRankOrder
 from clustering.metrics import ClusteringScores, score_clustering
+from clustering.rank_order import batch_rank_order
+from clustering.settings import ClusteringSettings
 from models.align import align_faces
 from models.analyzer import FaceAnalyzer
 from models.detection import Detections
@@ -148,15 +151,15 @@ def embed_dataset(
     )
 
 
-def online_labels(embeddings: NDArray[np.float32], threshold: float, seed: int | None) -> NDArray[np.int64]:
-    """Labels from the online clustering, faces arriving in a shuffled order (or in order for None)."""
+def online_labels(embeddings: NDArray[np.float32], settings: ClusteringSettings, seed: int | None) -> NDArray[np.int64]:
+    """Labels from the online engine, faces arriving in a shuffled order (or as listed for None)."""
     order = list(range(len(embeddings)))
     if seed is not None:
         random.Random(seed).shuffle(order)
-    clustering = OnlineCosineClustering(threshold, embeddings.shape[1])
+    engine = OnlineRankOrder(embeddings.shape[1], settings)
     for i in order:
-        clustering.add(str(i), embeddings[i])
-    return np.asarray([clustering.cluster_of(str(i)) for i in range(len(embeddings))], np.int64)
+        engine.add(str(i), embeddings[i])
+    return np.asarray([engine.cluster_of(str(i)) for i in range(len(embeddings))], np.int64)
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,7 @@ class EvalReport:
         lines = [
             f"{self.dataset}: {self.images} images of {self.identities} identities; {self.embedded} faces embedded "
             f"(not embedded: {fails}); {speed}",
-            f"{'method':<28}{'clusters':>9}" + "".join(f"{label:>12}" for label, _ in columns),
+            f"{'method':<32}{'clusters':>9}" + "".join(f"{label:>12}" for label, _ in columns),
         ]
         rows = [(name, s) for name, s in self.results.items()] + [
             (f"cosine components t={t:.2f}", s) for t, s in self.sweep
@@ -218,7 +221,7 @@ class EvalReport:
         for name, scores in rows:
             values = scores.as_dict()
             lines.append(
-                f"{name:<28}{scores.predicted_clusters:>9}" + "".join(f"{values[key]:>12.4f}" for _, key in columns)
+                f"{name:<32}{scores.predicted_clusters:>9}" + "".join(f"{values[key]:>12.4f}" for _, key in columns)
             )
         return "\n".join(lines)
 
@@ -229,6 +232,7 @@ def evaluate(
     *,
     cache: Path | None = None,
     seed: int | None = 0,
+    seeds: Sequence[int] = (),
     sweep: Sequence[float] = (),
     analyzer: FaceAnalyzer | None = None,
     progress: bool = True,
@@ -251,10 +255,16 @@ def evaluate(
     if not truth:
         raise ValueError(f"no face was found in any image of {root}")
     threshold = settings.clustering.cosine_threshold
+    vectors = embedded.embeddings
     results = {
-        "online cosine": score_clustering(truth, online_labels(embedded.embeddings, threshold, seed).tolist()),
-        "batch cosine components": score_clustering(truth, cosine_components(embedded.embeddings, threshold).tolist()),
+        "online rank-order": score_clustering(truth, online_labels(vectors, settings.clustering, seed).tolist()),
+        "batch rank-order": score_clustering(truth, batch_rank_order(vectors, settings.clustering.rank_order).tolist()),
+        f"cosine components t={threshold:.2f}": score_clustering(truth, cosine_components(vectors, threshold).tolist()),
     }
+    for extra in seeds:
+        results[f"online rank-order seed {extra}"] = score_clustering(
+            truth, online_labels(vectors, settings.clustering, extra).tolist()
+        )
     swept = [(t, score_clustering(truth, cosine_components(embedded.embeddings, t).tolist())) for t in sweep]
     failures = dict(embedded.failures)
     if from_cache:

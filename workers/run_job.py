@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import cv2
-import numpy as np
-from numpy.typing import NDArray
 from tqdm import tqdm
 
-from clustering.cosine import OnlineCosineClustering
+from clustering.engine import OnlineRankOrder
 from models.analyzer import AnalyzedFace, FaceAnalyzer
 from streaming.sources import BadInput, Frame, FrameSource, SourceItem
 from workers.gallery import GalleryCluster, write_gallery
@@ -163,7 +161,7 @@ def run_pipeline(
     analyzer = analyzer or FaceAnalyzer.from_settings(settings.models)
     stop = stop or StopFlag()
     (out_dir / "thumbs").mkdir(parents=True, exist_ok=True)
-    clustering = OnlineCosineClustering(settings.clustering.cosine_threshold, analyzer.embedder.dimension)
+    clustering = OnlineRankOrder(analyzer.embedder.dimension, settings.clustering)
     summary = RunSummary()
     seen: list[_Seen] = []
     faces_file = _FacesFile(out_dir / "faces.jsonl")
@@ -185,7 +183,14 @@ def run_pipeline(
                         assert face.quality.rejection is not None
                         summary.rejected[face.quality.rejection.value] += 1
                     else:
-                        cluster = clustering.add(identifier, face.embedding).cluster_id
+                        cluster = clustering.add(
+                            identifier,
+                            face.embedding,
+                            camera=frame.source,
+                            frame_key=f"{frame.source}:{frame.number}",
+                            timestamp=frame.timestamp,
+                            quality=face.score,
+                        ).cluster_id
                         thumbnail = _thumbnail_name(identifier)
                         cv2.imwrite(str(out_dir / thumbnail), face.crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
                         seen.append(_Seen(identifier, frame.source, frame.number, frame.timestamp, thumbnail))
@@ -212,30 +217,24 @@ def run_pipeline(
     return summary
 
 
-def _representatives(vectors: NDArray[np.float32], count: int) -> NDArray[np.intp]:
-    """Rows nearest the normalised mean: the cluster's most typical faces."""
-    centre = vectors.mean(axis=0)
-    centre /= max(float(np.linalg.norm(centre)), 1e-12)
-    return np.argsort(-(vectors @ centre), kind="stable")[:count]
-
-
 def _write_clusters(
     out_dir: Path,
     *,
     seen: list[_Seen],
     labels: dict[str, int],
-    clustering: OnlineCosineClustering,
+    clustering: OnlineRankOrder,
     settings: Settings,
     summary: RunSummary,
 ) -> None:
+    summaries = clustering.clusters()
     members: dict[int, list[_Seen]] = {}
     for face in seen:
         members.setdefault(labels[face.face_id], []).append(face)
     ordered = sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     records, gallery = [], []
     for cluster_id, faces in ordered:
-        vectors = np.stack([clustering.embedding(f.face_id) for f in faces])
-        picks = [faces[i] for i in _representatives(vectors, settings.run.representatives)]
+        by_id = {f.face_id: f for f in faces}
+        picks = [by_id[face_id] for _, face_id in summaries[cluster_id].representatives]
         first, last = faces[0], faces[-1]
         sources = sorted({f.source for f in faces})
         records.append(

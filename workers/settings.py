@@ -21,7 +21,6 @@ class RunSettings(BaseModel):
     batch_size: int = Field(8, ge=1, le=256, description="Frames per detector batch.")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="Larger images are refused undecoded.")
     gallery_faces_per_cluster: int = Field(24, ge=1, description="Thumbnails shown per cluster in index.html.")
-    representatives: int = Field(5, ge=1, description="Faces nearest each cluster's mean, in clusters.json.")
 
 
 class Settings(BaseSettings):
