@@ -110,16 +110,16 @@ class OnlineRankOrder:
         vector = np.ascontiguousarray(embedding, dtype=np.float32).reshape(self.dimension)
         x = len(self._ids)
         k = self.params.k
-        found, similarities = self._index.query(vector, k)
-        neighbours, sims = found.tolist(), similarities.tolist()
+        found, similarities = self._index.query(vector, max(k, self.params.direct_search))
+        candidates, candidate_sims = found.tolist(), similarities.tolist()
         self._index.add(x, vector)
         self._ids.append(face_id)
         self._label_of[face_id] = x
         self._sets.add()
-        self._lists.append(neighbours)
-        self._sims.append(sims)
+        self._lists.append(candidates[:k])
+        self._sims.append(candidate_sims[:k])
         changed = [x]
-        for y, similarity in zip(neighbours, sims, strict=True):
+        for y, similarity in zip(candidates, candidate_sims, strict=True):
             if self._enter(y, x, similarity):
                 changed.append(y)
         self._clusters[x] = _Cluster(
@@ -134,7 +134,8 @@ class OnlineRankOrder:
         parents: dict[int, int] = {}
         touched: set[int] = {x}
         merges: list[Merge] = []
-        for _, a, b in self._links(x, changed):
+        direct = {y: s for y, s in zip(candidates, candidate_sims, strict=True) if s >= self.params.direct_link}
+        for _, a, b in self._links(x, direct, changed):
             root_a, root_b = self._sets.find(a), self._sets.find(b)
             if root_a == root_b:
                 continue
@@ -178,13 +179,10 @@ class OnlineRankOrder:
             sims.pop()
         return True
 
-    def _links(self, x: int, changed: list[int]) -> list[tuple[float, int, int]]:
+    def _links(self, x: int, direct: dict[int, float], changed: list[int]) -> list[tuple[float, int, int]]:
         """(-similarity, a, b) of the links this face allows, most similar first."""
         params = self.params
-        links: dict[tuple[int, int], float] = {}
-        for y, similarity in zip(self._lists[x], self._sims[x], strict=True):
-            if similarity >= params.direct_link:
-                links[(y, x)] = similarity
+        links: dict[tuple[int, int], float] = {(y, x): s for y, s in direct.items()}
         find = self._sets.find
         for c in changed:
             list_c = self._lists[c]

@@ -56,17 +56,23 @@ def link_candidates(
     sims: Sequence[Sequence[float]],
     params: RankOrderSettings,
 ) -> list[tuple[float, int, int]]:
-    """(-cosine, a, b) of every pair the rule links, most similar first (the online engine's order)."""
+    """(-cosine, a, b) of every pair the rule links, most similar first (the online engine's order).
+
+    ``lists`` may be longer than k: direct links are searched among the first ``direct_search``.
+    """
     links: dict[tuple[int, int], float] = {}
+    k = params.k
     for a, (list_a, sims_a) in enumerate(zip(lists, sims, strict=True)):
-        for b, cosine in zip(list_a, sims_a, strict=True):
+        for rank, (b, cosine) in enumerate(zip(list_a, sims_a, strict=True)):
             pair = (min(a, b), max(a, b))
             if pair in links or cosine < params.cosine_gate:
                 continue
-            if cosine >= params.direct_link:
+            if cosine >= params.direct_link and rank < params.direct_search:
                 links[pair] = cosine
                 continue
-            distance = rank_order_distance(a, list_a, b, lists[b])
+            if rank >= k:
+                continue
+            distance = rank_order_distance(a, list_a[:k], b, lists[b][:k])
             if distance is not None and distance <= params.threshold:
                 links[pair] = cosine
     return sorted((-cosine, a, b) for (a, b), cosine in links.items())
@@ -81,7 +87,7 @@ def batch_rank_order(
 
     Links are applied most similar first, refusing any that would join two faces of one frame.
     """
-    lists, sims = exact_neighbours(embeddings, params.k)
+    lists, sims = exact_neighbours(embeddings, max(params.k, params.direct_search))
     sets = UnionFind()
     frames: list[set[str]] = []
     for i in range(len(embeddings)):

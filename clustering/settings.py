@@ -34,6 +34,13 @@ class RankOrderSettings(_Frozen):
         description="Neighbours at least this similar are linked whatever their ranks (a face has no mutual "
         "neighbours yet when it is the second of its identity to arrive).",
     )
+    direct_search: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        description="Nearest faces searched for direct links. Wider than k because in video the k nearest are "
+        "often near-copies from adjacent frames, which would keep two shots of one person apart.",
+    )
     representatives: int = Field(5, ge=1, le=50, description="Best-quality faces kept per cluster summary.")
     snapshot_every: int = Field(
         10_000, ge=0, description="Faces between snapshots of the HNSW index in the state store (0: never)."
