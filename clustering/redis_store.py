@@ -21,7 +21,15 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from clustering.store import ClusterSummary, FaceDelta, FaceMeta, Neighbours, StoredState, StoreError
+from clustering.store import (
+    ClusterSummary,
+    FaceDelta,
+    FaceMeta,
+    StoredState,
+    StoreError,
+    pack_neighbours,
+    unpack_neighbours,
+)
 
 _HASHES = ("faces", "meta", "embeddings", "neighbours", "parents", "clusters", "offsets")
 
@@ -40,16 +48,6 @@ def connect(url: str, retries: int = 3, timeout_s: float = 5.0) -> redis.Redis:
     except RedisError as exc:
         raise StoreError(f"Redis at {url} is unreachable: {exc}") from exc
     return client
-
-
-def _pack_neighbours(neighbours: Neighbours) -> bytes:
-    members, sims = neighbours
-    return np.asarray(members, "<i4").tobytes() + np.asarray(sims, "<f4").tobytes()
-
-
-def _unpack_neighbours(data: bytes) -> Neighbours:
-    half = len(data) // 2
-    return tuple(np.frombuffer(data[:half], "<i4").tolist()), tuple(np.frombuffer(data[half:], "<f4").tolist())
 
 
 def _summary_json(summary: ClusterSummary) -> str:
@@ -89,7 +87,7 @@ class RedisStore:
             len(delta.neighbours),
         ]
         for label, neighbours in delta.neighbours.items():
-            args += [label, _pack_neighbours(neighbours)]
+            args += [label, pack_neighbours(neighbours)]
         args.append(len(delta.parents))
         for absorbed, survivor in delta.parents.items():
             args += [absorbed, survivor]
@@ -121,7 +119,7 @@ class RedisStore:
         return StoredState(
             metas=metas,
             embeddings=[np.frombuffer(raw_emb[str(i).encode()], "<f4").astype(np.float32) for i in range(count)],
-            neighbours={int(k): _unpack_neighbours(v) for k, v in raw_nbrs.items()},
+            neighbours={int(k): unpack_neighbours(v) for k, v in raw_nbrs.items()},
             parents={int(k): int(v) for k, v in raw_parents.items()},
             clusters={int(k): _summary(v) for k, v in raw_clusters.items()},
             offsets={int(k): int(v) for k, v in raw_offsets.items()},

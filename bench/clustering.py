@@ -1,0 +1,123 @@
+"""Throughput, latency and memory of the online clustering engine on synthetic faces, per state store.
+
+Synthetic 512-d unit embeddings with identity structure: identity sizes follow a Zipf law (most people seen
+once, a few very often), and two faces of one person have cosine similarity about 0.6, of two people about
+0, as with ArcFace. Each size runs in a fresh subprocess so that its memory figure is its own.
+
+    uv run python -m bench.clustering [--sizes 10000 100000] [--million] [--stores memory redis]
+
+Memory per face is the growth of this process's resident set divided by the faces, less the 2,048 bytes of
+the embedding itself; for Redis, Redis's own used_memory per face is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from clustering.engine import OnlineRankOrder
+from clustering.redis_store import RedisStore, connect
+from clustering.settings import ClusteringSettings
+from clustering.store import InMemoryStore, StateStore
+from tests.services import redis_server
+
+DIM = 512
+
+
+def synthetic_faces(count: int, seed: int = 0) -> NDArray[np.float32]:
+    rng = np.random.default_rng(seed)
+    sizes = np.minimum(rng.zipf(2.0, size=count), 500)
+    people = np.repeat(np.arange(count), sizes)[:count]
+    rng.shuffle(people)
+    centres = rng.normal(size=(int(people.max()) + 1, DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    faces = centres[people] + rng.normal(scale=0.036, size=(count, DIM)).astype(np.float32)
+    faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+    return faces
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
+
+
+def measure(count: int, store_kind: str) -> dict[str, float]:
+    faces = synthetic_faces(count)
+    with tempfile.TemporaryDirectory() as folder:
+        if store_kind == "redis":
+            with redis_server(Path(folder)) as server:
+                client = connect(server.url)
+                return _run(faces, RedisStore(client, "bench"), client)
+        return _run(faces, InMemoryStore(), None)
+
+
+def _run(faces: NDArray[np.float32], store: StateStore, client: object) -> dict[str, float]:
+    engine = OnlineRankOrder(DIM, ClusteringSettings(), store)
+    before = _rss_bytes()
+    latencies = np.empty(len(faces))
+    start = time.perf_counter()
+    for i, face in enumerate(faces):
+        t0 = time.perf_counter()
+        engine.add(f"cam:{i}:0", face, camera="cam", frame_key=f"cam:{i}")
+        latencies[i] = time.perf_counter() - t0
+    seconds = time.perf_counter() - start
+    grown = _rss_bytes() - before
+    result = {
+        "faces": float(len(faces)),
+        "faces_per_s": len(faces) / seconds,
+        "p50_ms": float(np.percentile(latencies, 50) * 1000),
+        "p99_ms": float(np.percentile(latencies, 99) * 1000),
+        "max_ms": float(latencies.max() * 1000),
+        "bytes_per_face_beyond_embedding": grown / len(faces) - DIM * 4,
+        "clusters": float(engine.cluster_count),
+    }
+    if client is not None:
+        info = client.info("memory")  # type: ignore[attr-defined]
+        result["redis_bytes_per_face"] = float(info["used_memory"]) / len(faces)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--million", action="store_true", help="add a run of 1,000,000 faces")
+    parser.add_argument("--stores", nargs="+", default=["memory", "redis"], choices=["memory", "redis"])
+    parser.add_argument("--one", nargs=2, metavar=("SIZE", "STORE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(int(args.one[0]), args.one[1])))
+        return
+    sizes = [*args.sizes, *([1_000_000] if args.million else [])]
+    print(
+        f"{'faces':>9} {'store':<7}{'faces/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>9}"
+        f"{'B/face':>8}{'redis B/face':>13}{'clusters':>10}"
+    )
+    for size in sizes:
+        for store in args.stores:
+            output = subprocess.run(
+                [sys.executable, "-m", "bench.clustering", "--one", str(size), store],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            r = json.loads(output.strip().splitlines()[-1])
+            redis_bytes = f"{r['redis_bytes_per_face']:>13.0f}" if "redis_bytes_per_face" in r else f"{'-':>13}"
+            print(
+                f"{size:>9} {store:<7}{r['faces_per_s']:>9.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}"
+                f"{r['max_ms']:>9.1f}{r['bytes_per_face_beyond_embedding']:>8.0f}{redis_bytes}{r['clusters']:>10.0f}",
+                flush=True,
+            )
+    print("target at 100k faces: >= 500 faces/s in memory, >= 300 with Redis, p99 <= 10 ms, <= 4096 B/face")
+
+
+if __name__ == "__main__":
+    main()
