@@ -32,6 +32,8 @@ from clustering.store import (
 )
 
 _HASHES = ("faces", "meta", "embeddings", "neighbours", "parents", "clusters", "offsets")
+#: Snapshots are stored in parts: one Redis string holds at most 512 MB, an index of 250,000 faces more.
+SNAPSHOT_PART_BYTES = 64 << 20
 
 
 def connect(url: str, retries: int = 3, timeout_s: float = 5.0) -> redis.Redis:
@@ -75,6 +77,7 @@ class RedisStore:
         prefix = f"{{fs:{space}}}:"
         self._keys = [prefix + name for name in (*_HASHES, "count")]
         self._snapshot_key, self._snapshot_count_key = prefix + "snapshot", prefix + "snapshot_count"
+        self._snapshot_parts_key = prefix + "snapshot_parts"
         script = resources.files("clustering").joinpath("lua/apply_face.lua").read_text(encoding="utf-8")
         self._apply = client.register_script(script)
 
@@ -101,8 +104,15 @@ class RedisStore:
             raise StoreError(f"Redis refused face {delta.meta.face_id}: {exc}") from exc
 
     def save_snapshot(self, data: bytes, count: int) -> None:
+        """Replaces the snapshot, in parts, in one transaction: a reader sees the old one or the new one."""
+        parts = [data[i : i + SNAPSHOT_PART_BYTES] for i in range(0, len(data), SNAPSHOT_PART_BYTES)] or [b""]
+        previous = int(self.client.get(self._snapshot_parts_key) or 0)
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(self._snapshot_key, data)
+        for number, part in enumerate(parts):
+            pipe.set(f"{self._snapshot_key}:{number}", part)
+        for number in range(len(parts), previous):
+            pipe.delete(f"{self._snapshot_key}:{number}")
+        pipe.set(self._snapshot_parts_key, len(parts))
         pipe.set(self._snapshot_count_key, count)
         pipe.execute()
 
@@ -111,9 +121,16 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=True)
         for key in (meta, embeddings, neighbours, parents, clusters, offsets):
             pipe.hgetall(key)
-        pipe.get(self._snapshot_key)
+        pipe.get(self._snapshot_parts_key)
         pipe.get(self._snapshot_count_key)
-        raw_meta, raw_emb, raw_nbrs, raw_parents, raw_clusters, raw_offsets, snapshot, snapshot_count = pipe.execute()
+        raw_meta, raw_emb, raw_nbrs, raw_parents, raw_clusters, raw_offsets, parts, snapshot_count = pipe.execute()
+        snapshot = None
+        if parts is not None:
+            pieces = self.client.mget([f"{self._snapshot_key}:{n}" for n in range(int(parts))])
+            chunks = [piece for piece in pieces if isinstance(piece, bytes)]
+            if len(chunks) != int(parts):
+                raise StoreError(f"identity space {self.space}: a part of the index snapshot is missing")
+            snapshot = b"".join(chunks)
         count = len(raw_meta)
         metas = [FaceMeta(**json.loads(raw_meta[str(i).encode()])) for i in range(count)]
         return StoredState(
@@ -129,4 +146,6 @@ class RedisStore:
 
     def clear(self) -> None:
         """Deletes the whole identity space."""
-        self.client.delete(*self._keys, self._snapshot_key, self._snapshot_count_key)
+        parts = int(self.client.get(self._snapshot_parts_key) or 0)
+        snapshot_keys = [f"{self._snapshot_key}:{n}" for n in range(parts)]
+        self.client.delete(*self._keys, *snapshot_keys, self._snapshot_parts_key, self._snapshot_count_key)

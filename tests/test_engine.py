@@ -183,3 +183,19 @@ def test_keys_of_a_space_share_one_hash_tag(redis_url: str) -> None:
     store.clear()
     assert not list(client.scan_iter("*tagcheck*"))
     assert isinstance(client, redis.Redis)
+
+
+def test_snapshots_larger_than_a_part_are_split_and_restored(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("clustering.redis_store.SNAPSHOT_PART_BYTES", 6_000)
+    store = RedisStore(connect(redis_url), f"test-{uuid.uuid4().hex[:12]}")
+    vectors, _ = identities(10, 4, 0.3)
+    engine = OnlineRankOrder(DIM, settings(snapshot_every=30), store)
+    for i, v in enumerate(vectors):
+        engine.add(f"c:{i}:0", v)
+    state = store.load()
+    assert state.snapshot_count == 30
+    assert state.snapshot is not None
+    assert len(state.snapshot) > 12_000  # three parts or more
+    assert OnlineRankOrder.restore(store, DIM, settings(snapshot_every=30)).labels() == engine.labels()
+    store.clear()
+    assert not list(store.client.scan_iter(f"{{fs:{store.space}}}:*"))
