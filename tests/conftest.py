@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings, RuntimeSettings
-from tests.services import redis_server
+from tests.services import kafka_broker, redis_server
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -46,3 +46,9 @@ def analyzer(cpu_models: ModelSettings) -> FaceAnalyzer:
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with redis_server(tmp_path_factory.mktemp("redis")) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with kafka_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
+        yield bootstrap

@@ -1,4 +1,5 @@
-"""Real services for tests: a redis-server started on 127.0.0.1 on a free port, stopped afterwards.
+"""Real services for tests, on 127.0.0.1 on free ports, stopped afterwards: a redis-server, and a
+single-node Apache Kafka broker (KRaft) started by scripts/kafka from jars resolved on Maven Central.
 
 Where the binary is missing the tests that need it skip with the reason, unless FACESTREAM_REQUIRE_SERVICES
 is set (as .ci/run does), in which case they fail: in CI they always run.
@@ -93,3 +94,22 @@ def redis_server(folder: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def kafka_broker(folder: Path) -> Iterator[str]:
+    """Bootstrap address of a fresh broker whose data lives in ``folder``."""
+    for tool in ("java", "mvn"):
+        if shutil.which(tool) is None:
+            missing(f"{tool} (needed to run the Kafka broker)")
+    script = REPO / "scripts" / "kafka"
+    started = subprocess.run([str(script), "start", str(folder)], capture_output=True, text=True, check=False)
+    if started.returncode != 0:
+        raise RuntimeError(f"the Kafka broker did not start: {started.stderr.strip()}")
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([str(script), "stop", str(folder)], check=True)
