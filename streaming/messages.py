@@ -1,0 +1,192 @@
+"""Versioned message contracts of the Kafka topics (docs/messages.md, JSON Schemas in docs/schemas/).
+
+- frames: key = camera id, value = JPEG bytes, headers carry the rest (``FrameHeaders``);
+- faces: one JSON ``FaceRecord`` per detected face, key = face id;
+- identities: JSON ``Assignment`` and ``MergeEvent`` records, key = face id or surviving cluster;
+- dead letters: a JSON ``DeadLetter`` holding the original message and why it was refused.
+
+Parsing raises ``MessageError`` with a short, low-cardinality ``reason`` for metrics and dead letters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Self
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = 1
+
+
+class MessageError(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | None) -> Self:
+        if not data:
+            raise MessageError("empty", f"{cls.__name__} message has no value")
+        try:
+            message = cls.model_validate_json(data, strict=False)
+        except ValidationError as exc:
+            versions = [e for e in exc.errors() if e["loc"] == ("version",)]
+            reason = "unknown_version" if versions else "malformed"
+            raise MessageError(
+                reason, f"{cls.__name__}: {exc.error_count()} error(s): {exc.errors()[0]['msg']}"
+            ) from exc
+        return message
+
+
+Header = tuple[str, bytes]
+
+
+class FrameHeaders(_Message):
+    """Headers of a frames-topic message; its key is the camera id and its value the JPEG."""
+
+    version: Literal[1] = 1
+    camera: str = Field(min_length=1, max_length=200)
+    frame: int = Field(ge=0, description="Frame number in the camera's stream.")
+    timestamp: float = Field(description="Capture time, Unix seconds (position in the file for recordings).")
+    space: str = Field("default", min_length=1, max_length=100, description="Identity space.")
+
+    def to_kafka(self) -> list[Header]:
+        return [(name, str(value).encode()) for name, value in self.model_dump().items()]
+
+    @classmethod
+    def from_kafka(cls, headers: Sequence[Header] | None) -> FrameHeaders:
+        fields: dict[str, str] = {}
+        for name, value in headers or ():
+            try:
+                fields[name] = value.decode() if isinstance(value, bytes) else str(value)
+            except UnicodeDecodeError as exc:
+                raise MessageError("malformed_header", f"header {name!r} is not UTF-8") from exc
+        absent = {"version", "camera", "frame", "timestamp"} - fields.keys()
+        if absent:
+            raise MessageError("missing_header", f"frame message lacks header(s) {sorted(absent)}")
+        if fields["version"] != str(SCHEMA_VERSION):
+            raise MessageError("unknown_version", f"frame header version {fields['version']!r}; this build reads 1")
+        try:
+            return cls.model_validate({**fields, "version": SCHEMA_VERSION})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise MessageError(
+                "malformed_header", f"header {'.'.join(map(str, first['loc']))}: {first['msg']}"
+            ) from exc
+
+
+Point = tuple[float, float]
+
+
+class FaceQuality(_Message):
+    face_size: float
+    sharpness: float
+    yaw: float
+
+
+class FaceRecord(_Message):
+    """One detected and embedded face on the faces topic."""
+
+    version: Literal[1] = 1
+    face_id: str = Field(description="camera:frame:index")
+    space: str = "default"
+    camera: str
+    frame: int = Field(ge=0)
+    timestamp: float
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in frame pixels")
+    landmarks: Annotated[list[Point], Field(min_length=5, max_length=5)]
+    score: float = Field(ge=0.0, le=1.0)
+    quality: FaceQuality
+    model: str = Field(description="Embedder id or file name")
+    embedding: str = Field(description="Base64 of little-endian float32 values, unit length")
+    dimension: int = Field(ge=1, le=8192)
+    thumbnail: str | None = Field(None, description="Base64 JPEG of the aligned 112x112 face")
+
+    @staticmethod
+    def encode_embedding(vector: NDArray[np.float32]) -> str:
+        return base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode()
+
+    def vector(self, expected_dimension: int | None = None) -> NDArray[np.float32]:
+        """The embedding, checked against ``dimension`` (and the caller's expectation)."""
+        try:
+            raw = base64.b64decode(self.embedding, validate=True)
+        except binascii.Error as exc:
+            raise MessageError("bad_embedding", f"face {self.face_id}: embedding is not base64") from exc
+        values = np.frombuffer(raw, "<f4").astype(np.float32) if len(raw) % 4 == 0 else np.zeros(0, np.float32)
+        wanted = expected_dimension or self.dimension
+        if values.size != self.dimension or values.size != wanted:
+            raise MessageError(
+                "bad_embedding",
+                f"face {self.face_id}: embedding has {len(raw)} bytes; expected {wanted} float32 values",
+            )
+        if not np.isfinite(values).all():
+            raise MessageError("bad_embedding", f"face {self.face_id}: embedding holds NaN or infinity")
+        return values
+
+
+class Assignment(_Message):
+    type: Literal["assignment"] = "assignment"
+    version: Literal[1] = 1
+    space: str
+    face_id: str
+    cluster: int
+    camera: str
+    timestamp: float
+
+
+class MergeEvent(_Message):
+    type: Literal["merge"] = "merge"
+    version: Literal[1] = 1
+    space: str
+    survivor: int
+    absorbed: list[int]
+    face_id: str = Field(description="The face whose arrival caused the merge")
+
+
+class DeadLetter(_Message):
+    version: Literal[1] = 1
+    stage: Literal["embed", "cluster"]
+    reason: str = Field(description="Low-cardinality reason, also a metric label")
+    error_class: str
+    error_message: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = Field(None, description="Base64 of the original key")
+    value: str | None = Field(None, description="Base64 of the original value")
+    headers: list[tuple[str, str]] = Field(default_factory=list, description="Original headers, values base64")
+
+    @staticmethod
+    def b64(data: bytes | None) -> str | None:
+        return None if data is None else base64.b64encode(data).decode()
+
+
+#: Contracts whose JSON Schemas live in docs/schemas/, by file stem.
+SCHEMAS: dict[str, type[_Message]] = {
+    "frame-headers.v1": FrameHeaders,
+    "face.v1": FaceRecord,
+    "assignment.v1": Assignment,
+    "merge.v1": MergeEvent,
+    "dead-letter.v1": DeadLetter,
+}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every contract, as written to docs/schemas/<stem>.json."""
+    schemas = {}
+    for stem, model in SCHEMAS.items():
+        schema = model.model_json_schema()
+        schema["$id"] = f"urn:facestream:schema:{stem}"
+        schemas[stem] = schema
+    return schemas

@@ -1,0 +1,134 @@
+"""Message contracts: both ways, against their JSON Schemas, and every malformed shape with its reason."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pytest
+
+from streaming.messages import (
+    SCHEMAS,
+    Assignment,
+    DeadLetter,
+    FaceQuality,
+    FaceRecord,
+    FrameHeaders,
+    MergeEvent,
+    MessageError,
+    json_schemas,
+)
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
+
+
+def _face(**changes: Any) -> FaceRecord:
+    vector = np.random.default_rng(0).normal(size=512).astype(np.float32)
+    fields: dict[str, Any] = {
+        "face_id": "lobby:42:0",
+        "camera": "lobby",
+        "frame": 42,
+        "timestamp": 1700000000.25,
+        "box": (10.0, 20.0, 110.0, 140.0),
+        "landmarks": [(40.0, 60.0), (80.0, 60.0), (60.0, 80.0), (45.0, 100.0), (75.0, 100.0)],
+        "score": 0.87,
+        "quality": FaceQuality(face_size=100.0, sharpness=250.0, yaw=0.1),
+        "model": "arcface-w600k-mbf",
+        "embedding": FaceRecord.encode_embedding(vector / np.linalg.norm(vector)),
+        "dimension": 512,
+    }
+    fields.update(changes)
+    return FaceRecord(**fields)
+
+
+EXAMPLES = {
+    "frame-headers.v1": FrameHeaders(camera="lobby", frame=42, timestamp=1700000000.25, space="hq"),
+    "face.v1": _face(),
+    "assignment.v1": Assignment(space="hq", face_id="lobby:42:0", cluster=7, camera="lobby", timestamp=1.5),
+    "merge.v1": MergeEvent(space="hq", survivor=3, absorbed=[7, 9], face_id="lobby:42:0"),
+    "dead-letter.v1": DeadLetter(
+        stage="embed",
+        reason="corrupt",
+        error_class="ImageDecodeError",
+        error_message="corrupt: image file is truncated",
+        topic="frames",
+        partition=1,
+        offset=99,
+        key=DeadLetter.b64(b"lobby"),
+        value=DeadLetter.b64(b"\xff\xd8 truncated"),
+        headers=[("camera", "bG9iYnk=")],
+    ),
+}
+
+
+@pytest.mark.parametrize("stem", sorted(SCHEMAS))
+def test_each_contract_round_trips_and_matches_its_schema_file(stem: str) -> None:
+    message = EXAMPLES[stem]
+    model = SCHEMAS[stem]
+    assert model.from_json(message.to_json()) == message
+    schema = json.loads((SCHEMA_DIR / f"{stem}.json").read_text())
+    assert schema == json_schemas()[stem], f"docs/schemas/{stem}.json is stale: regenerate it (docs/messages.md)"
+    jsonschema.validate(json.loads(message.to_json()), schema)
+
+
+def test_frame_headers_round_trip_through_kafka_headers() -> None:
+    headers = EXAMPLES["frame-headers.v1"]
+    assert isinstance(headers, FrameHeaders)
+    kafka = headers.to_kafka()
+    assert ("camera", b"lobby") in kafka
+    assert FrameHeaders.from_kafka(kafka) == headers
+
+
+def test_embedding_round_trips_bit_for_bit() -> None:
+    vector = np.linspace(-1, 1, 512, dtype=np.float32)
+    face = _face(embedding=FaceRecord.encode_embedding(vector))
+    np.testing.assert_array_equal(FaceRecord.from_json(face.to_json()).vector(512), vector)
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ([], "missing_header"),
+        ([("version", b"1"), ("camera", b"lobby"), ("frame", b"3")], "missing_header"),
+        ([("version", b"1"), ("camera", b"lobby"), ("frame", b"three"), ("timestamp", b"1.0")], "malformed_header"),
+        ([("version", b"1"), ("camera", b"lobby"), ("frame", b"-1"), ("timestamp", b"1.0")], "malformed_header"),
+        ([("version", b"1"), ("camera", b"\xff\xfe"), ("frame", b"1"), ("timestamp", b"1.0")], "malformed_header"),
+        ([("version", b"2"), ("camera", b"lobby"), ("frame", b"1"), ("timestamp", b"1.0")], "unknown_version"),
+    ],
+    ids=["none", "no-timestamp", "frame-not-a-number", "negative-frame", "not-utf8", "version-2"],
+)
+def test_bad_frame_headers_name_their_reason(headers: list[tuple[str, bytes]], reason: str) -> None:
+    with pytest.raises(MessageError) as caught:
+        FrameHeaders.from_kafka(headers)
+    assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"", "empty"),
+        (b"not json", "malformed"),
+        (b'{"version": 1}', "malformed"),
+        (_face().to_json().replace(b'"version":1', b'"version":3'), "unknown_version"),
+        (_face().to_json().replace(b'"score":0.87', b'"score":0.87,"extra":1'), "malformed"),
+    ],
+    ids=["empty", "not-json", "missing-fields", "version-3", "unknown-field"],
+)
+def test_bad_face_records_name_their_reason(value: bytes, reason: str) -> None:
+    with pytest.raises(MessageError) as caught:
+        FaceRecord.from_json(value)
+    assert caught.value.reason == reason
+
+
+def test_wrong_embeddings_are_refused() -> None:
+    short = _face(embedding=FaceRecord.encode_embedding(np.ones(128, np.float32)))
+    with pytest.raises(MessageError, match="expected 512") as caught:
+        short.vector(512)
+    assert caught.value.reason == "bad_embedding"
+    with pytest.raises(MessageError, match="expected 256"):
+        _face().vector(256)  # a record from another model than the cluster worker's
+    with pytest.raises(MessageError, match="not base64"):
+        _face(embedding="***").vector()
+    with pytest.raises(MessageError, match="NaN"):
+        _face(embedding=FaceRecord.encode_embedding(np.full(512, np.nan, np.float32))).vector()
