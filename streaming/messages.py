@@ -49,7 +49,7 @@ class _Message(BaseModel):
         return message
 
 
-Header = tuple[str, bytes]
+Header = tuple[str, str | bytes | None]
 
 
 class FrameHeaders(_Message):
@@ -65,11 +65,12 @@ class FrameHeaders(_Message):
         return [(name, str(value).encode()) for name, value in self.model_dump().items()]
 
     @classmethod
-    def from_kafka(cls, headers: Sequence[Header] | None) -> FrameHeaders:
+    def from_kafka(cls, headers: Sequence[Header] | dict[str, str | bytes | None] | None) -> FrameHeaders:
         fields: dict[str, str] = {}
-        for name, value in headers or ():
+        pairs = headers.items() if isinstance(headers, dict) else headers or ()
+        for name, value in pairs:
             try:
-                fields[name] = value.decode() if isinstance(value, bytes) else str(value)
+                fields[name] = value.decode() if isinstance(value, bytes) else str(value or "")
             except UnicodeDecodeError as exc:
                 raise MessageError("malformed_header", f"header {name!r} is not UTF-8") from exc
         absent = {"version", "camera", "frame", "timestamp"} - fields.keys()

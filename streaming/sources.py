@@ -66,6 +66,18 @@ class FrameSource:
         elif self.kind == "image":
             self._files = [Path(uri)]
         self.total: int | None = self._count()
+        self.fps: float | None = self._fps()
+
+    def _fps(self) -> float | None:
+        """Frames per second a video file or camera reports; None for image folders or when unknown."""
+        if self.kind != "video":
+            return None
+        capture = cv2.VideoCapture(self.uri)
+        try:
+            fps = float(capture.get(cv2.CAP_PROP_FPS))
+        finally:
+            capture.release()
+        return fps if 0 < fps < 1000 else None
 
     def _count(self) -> int | None:
         if self.kind in ("folder", "image"):

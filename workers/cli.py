@@ -84,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     _model_flags(evaluate)
 
+    produce = commands.add_parser("produce", help="publish frames of a source to the frames topic as JPEG")
+    produce.add_argument("sources", nargs="*", metavar="SOURCE", help="video file, image folder, camera or URL")
+    produce.add_argument("--sample", action="store_true", help="add the sample photos shipped with the models")
+    produce.add_argument("--bootstrap", help="Kafka bootstrap servers (FACESTREAM_KAFKA__BOOTSTRAP_SERVERS)")
+    produce.add_argument("--topic", help="frames topic (FACESTREAM_KAFKA__FRAMES_TOPIC)")
+    produce.add_argument("--space", default="default", help="identity space the frames belong to")
+    produce.add_argument("--camera", help="camera id instead of the source's name (one source only)")
+    produce.add_argument("--fps", type=float, help="frames per second (default: the source's rate; 0: no pacing)")
+    produce.add_argument("--every", type=int, default=1, metavar="N", help="keep one frame in N")
+    produce.add_argument(
+        "-X", dest="client", action="append", default=[], metavar="KEY=VALUE", help="librdkafka setting"
+    )
+    produce.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     commands.add_parser("models", help="list the built-in models, their sources and licences")
     return parser
 
@@ -122,6 +136,47 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _produce(args: argparse.Namespace) -> int:
+    from streaming.produce import produce_frames  # noqa: PLC0415 - keeps the other commands light
+
+    kafka: dict[str, Any] = {}
+    if args.bootstrap:
+        kafka["bootstrap_servers"] = args.bootstrap
+    if args.topic:
+        kafka["frames_topic"] = args.topic
+    if args.client:
+        pairs = [item.split("=", 1) for item in args.client]
+        if any(len(pair) != 2 for pair in pairs):
+            log.error("-X takes KEY=VALUE")
+            return EXIT_USAGE
+        kafka["client"] = dict(pairs)
+    settings = load_settings(kafka=kafka) if kafka else load_settings()
+    uris = list(args.sources) + ([str(p) for p in sample_images()] if args.sample else [])
+    if not uris:
+        log.error("give at least one SOURCE, or --sample")
+        return EXIT_USAGE
+    if args.camera and len(uris) > 1:
+        log.error("--camera names one source; %d were given", len(uris))
+        return EXIT_USAGE
+    if args.every < 1:
+        log.error("--every must be 1 or more")
+        return EXIT_USAGE
+    sources = [FrameSource(uri, args.camera, settings.run.max_pixels) for uri in uris]
+    stop = StopFlag()
+    stop.install()
+    summary = produce_frames(
+        sources,
+        settings.kafka,
+        space=args.space,
+        fps=args.fps,
+        every=args.every,
+        progress=not args.no_progress,
+        should_stop=stop.is_set,
+    )
+    print(summary.line(settings.kafka.frames_topic))
+    return EXIT_FAILED if summary.failed else 0
+
+
 def _models() -> int:
     for spec in REGISTRY.values():
         print(f"{spec.id:<22}{spec.task.value:<10}{spec.description}\n{'':<32}from {spec.package}/{spec.resource}")
@@ -139,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "models":
         return _models()
     try:
+        if args.command == "produce":
+            return _produce(args)
         settings = load_settings(**_overrides(args))
         if args.command == "run":
             return _run(args, settings)

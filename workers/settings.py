@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from clustering.settings import ClusteringSettings
 from models.settings import ModelSettings
 from streaming.decode import DEFAULT_MAX_PIXELS
+from streaming.settings import KafkaSettings
 
 
 class RunSettings(BaseModel):
@@ -29,6 +30,7 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     clustering: ClusteringSettings = ClusteringSettings()
     run: RunSettings = RunSettings()
+    kafka: KafkaSettings = KafkaSettings()
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -1,0 +1,23 @@
+"""Settings of the Kafka side."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    frames_topic: str = "facestream.frames"
+    faces_topic: str = "facestream.faces"
+    identities_topic: str = "facestream.identities"
+    dead_letter_topic: str = "facestream.dead-letters"
+    client: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra librdkafka settings passed through as they are, e.g. security.protocol, "
+        "sasl.mechanism, sasl.username, ssl.ca.location.",
+    )
+
+    def client_config(self, **overrides: str | int | bool) -> dict[str, str | int | bool]:
+        return {"bootstrap.servers": self.bootstrap_servers, **self.client, **overrides}
