@@ -2,6 +2,10 @@
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +115,24 @@ def test_cli_explains_bad_sources_and_settings(
     monkeypatch.setenv("FACESTREAM_MODELS__DETECTOR__SCORE_THRESHOLD", "7")
     assert main(["run", "--sample"]) == 2
     assert "invalid configuration" in caplog.text
+
+
+def test_ctrl_c_finishes_the_batch_and_writes_the_outputs(tmp_path: Path) -> None:
+    video = data_dir("videos", "short_hamilton_clip.mp4")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "workers.cli", "run", str(video), "-o", str(out), "--cpu", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "faces.jsonl").exists() or not (out / "faces.jsonl").read_text():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert stdout.startswith("stopped early:")
+    assert "finishing the current batch" in stderr
+    document = json.loads((out / "clusters.json").read_text())
+    assert document["summary"]["stopped_early"] is True
+    assert 0 < document["summary"]["frames"] < 275
+    assert len(_lines(out / "faces.jsonl")) == document["summary"]["faces"]
