@@ -65,31 +65,21 @@ class FrameSource:
             self._files = folder_images(Path(uri))
         elif self.kind == "image":
             self._files = [Path(uri)]
-        self.total: int | None = self._count()
-        self.fps: float | None = self._fps()
+        self.total, self.fps = self._probe()
 
-    def _fps(self) -> float | None:
-        """Frames per second a video file or camera reports; None for image folders or when unknown."""
+    def _probe(self) -> tuple[int | None, float | None]:
+        """Frame count (None when unknown, as for live streams) and frames per second of a video file."""
+        if self.kind in ("folder", "image"):
+            return len(self._files), None
         if self.kind != "video":
-            return None
+            return None, None
         capture = cv2.VideoCapture(self.uri)
         try:
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
             fps = float(capture.get(cv2.CAP_PROP_FPS))
         finally:
             capture.release()
-        return fps if 0 < fps < 1000 else None
-
-    def _count(self) -> int | None:
-        if self.kind in ("folder", "image"):
-            return len(self._files)
-        if self.kind == "video":
-            capture = cv2.VideoCapture(self.uri)
-            try:
-                count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-            finally:
-                capture.release()
-            return count if count > 0 else None
-        return None
+        return (count if count > 0 else None), (fps if 0 < fps < 1000 else None)
 
     def __iter__(self) -> Iterator[SourceItem]:
         if self.kind in ("folder", "image"):

@@ -102,17 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.run_job import run_pipeline  # noqa: PLC0415 - keeps `facestream models` light
-
+def _sources(args: argparse.Namespace, settings: Settings) -> list[FrameSource] | None:
+    """The command's sources, or None after logging why the arguments name none."""
     uris = list(args.sources) + ([str(p) for p in sample_images()] if args.sample else [])
     if not uris:
         log.error("give at least one SOURCE, or --sample")
-        return EXIT_USAGE
+        return None
     if args.camera and len(uris) > 1:
         log.error("--camera names one source; %d were given", len(uris))
+        return None
+    return [FrameSource(uri, args.camera, settings.run.max_pixels) for uri in uris]
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.run_job import run_pipeline  # noqa: PLC0415 - keeps `facestream models` light
+
+    sources = _sources(args, settings)
+    if sources is None:
         return EXIT_USAGE
-    sources = [FrameSource(uri, args.camera, settings.run.max_pixels) for uri in uris]
     stop = StopFlag()
     stop.install()
     summary = run_pipeline(sources, args.out, settings, stop=stop, progress=not args.no_progress)
@@ -151,17 +158,12 @@ def _produce(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         kafka["client"] = dict(pairs)
     settings = load_settings(kafka=kafka) if kafka else load_settings()
-    uris = list(args.sources) + ([str(p) for p in sample_images()] if args.sample else [])
-    if not uris:
-        log.error("give at least one SOURCE, or --sample")
-        return EXIT_USAGE
-    if args.camera and len(uris) > 1:
-        log.error("--camera names one source; %d were given", len(uris))
-        return EXIT_USAGE
     if args.every < 1:
         log.error("--every must be 1 or more")
         return EXIT_USAGE
-    sources = [FrameSource(uri, args.camera, settings.run.max_pixels) for uri in uris]
+    sources = _sources(args, settings)
+    if sources is None:
+        return EXIT_USAGE
     stop = StopFlag()
     stop.install()
     summary = produce_frames(
