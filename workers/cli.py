@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     produce.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    worker = commands.add_parser("worker", help="run a Kafka stage (the embed stage so far; cluster is issue #4)")
+    worker.add_argument("--role", choices=["embed"], default="embed", help="which stage to run")
+    worker.add_argument("--bootstrap", help="Kafka bootstrap servers (FACESTREAM_KAFKA__BOOTSTRAP_SERVERS)")
+    worker.add_argument("--group", default="facestream-embed", help="consumer group of the embed workers")
+    _model_flags(worker)
+
     commands.add_parser("models", help="list the built-in models, their sources and licences")
     return parser
 
@@ -179,6 +185,31 @@ def _produce(args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary.failed else 0
 
 
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from models.analyzer import FaceAnalyzer  # noqa: PLC0415
+    from workers.embed_worker import DeliveryError, EmbedWorker  # noqa: PLC0415
+
+    if args.bootstrap:
+        settings = settings.model_copy(
+            update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": args.bootstrap})}
+        )
+    stop = StopFlag()
+    stop.install()
+    worker = EmbedWorker(settings, FaceAnalyzer.from_settings(settings.models), group=args.group)
+    log.info("embed worker: %s -> %s in group %s", settings.kafka.frames_topic, settings.kafka.faces_topic, args.group)
+    try:
+        worker.run(stop.is_set, batch_size=settings.run.batch_size)
+    except DeliveryError as exc:
+        log.error("stopping without committing the batch in hand (it will be replayed): %s", exc)
+        return EXIT_FAILED
+    counters = worker.counters
+    print(
+        f"stopped: {counters.frames} frames, {counters.faces} faces, "
+        f"dead letters: {dict(counters.dead_letters) or 'none'}, rejected: {dict(counters.rejected) or 'none'}"
+    )
+    return 0
+
+
 def _models() -> int:
     for spec in REGISTRY.values():
         print(f"{spec.id:<22}{spec.task.value:<10}{spec.description}\n{'':<32}from {spec.package}/{spec.resource}")
@@ -201,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(**_overrides(args))
         if args.command == "run":
             return _run(args, settings)
+        if args.command == "worker":
+            return _worker(args, settings)
         return _eval(args, settings)
     except ValidationError as exc:
         log.error("invalid configuration:\n%s", exc)
