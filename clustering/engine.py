@@ -89,10 +89,6 @@ class OnlineRankOrder:
     def clusters(self) -> dict[int, ClusterSummary]:
         return {root: cluster.summary(root) for root, cluster in self._clusters.items()}
 
-    def embedding(self, face_id: str) -> NDArray[np.float32]:
-        vector: NDArray[np.float32] = self._index.vectors([self._label_of[face_id]])[0]
-        return vector
-
     def add(
         self,
         face_id: str,
@@ -214,7 +210,7 @@ class OnlineRankOrder:
         self.store.save_snapshot(data, len(self._ids))
         # Carry on from the snapshot itself, as a restarted process would: hnswlib does not save the state
         # of its level generator, so this keeps the graph, and the clusters, identical after a restart.
-        self._index = HnswIndex.restore(data, self.dimension, self.settings.index)
+        self._index = HnswIndex(self.dimension, self.settings.index, snapshot=data)
 
     @classmethod
     def restore(cls, store: StateStore, dimension: int, settings: ClusteringSettings) -> OnlineRankOrder:
@@ -223,7 +219,7 @@ class OnlineRankOrder:
         engine = cls(dimension, settings, store)
         start = 0
         if state.snapshot is not None:
-            engine._index = HnswIndex.restore(state.snapshot, dimension, settings.index)
+            engine._index = HnswIndex(dimension, settings.index, snapshot=state.snapshot)
             start = state.snapshot_count
         for label in range(start, len(state.metas)):
             engine._index.add(label, state.embeddings[label])

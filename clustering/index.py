@@ -59,18 +59,28 @@ class ReadWriteLock:
 
 
 class HnswIndex:
-    def __init__(self, dimension: int, settings: IndexSettings) -> None:
+    def __init__(self, dimension: int, settings: IndexSettings, snapshot: bytes | None = None) -> None:
+        """An empty index, or the one a ``snapshot()`` saved."""
         self.dimension = dimension
         self.settings = settings
         self._lock = ReadWriteLock()
         self._index = hnswlib.Index(space="cosine", dim=dimension)
-        self._index.init_index(
-            max_elements=settings.initial_capacity,
-            M=settings.m,
-            ef_construction=settings.ef_construction,
-            random_seed=settings.random_seed,
-        )
-        self._index.set_ef(settings.ef)
+        if snapshot is None:
+            self._index.init_index(
+                max_elements=settings.initial_capacity,
+                M=settings.m,
+                ef_construction=settings.ef_construction,
+                random_seed=settings.random_seed,
+            )
+        else:
+            fd, name = tempfile.mkstemp(suffix=".bin")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(snapshot)
+                self._index.load_index(name, max_elements=0)
+            finally:
+                os.unlink(name)
+        self._index.set_ef(settings.ef)  # ef is not part of a saved index
         self._index.set_num_threads(1)  # one thread: the same input order always builds the same graph
 
     def __len__(self) -> int:
@@ -98,31 +108,9 @@ class HnswIndex:
                 self._index.set_ef(self.settings.ef)
         return labels[0].astype(np.int64), (1.0 - distances[0]).astype(np.float32)
 
-    def vectors(self, labels: list[int]) -> NDArray[np.float32]:
-        with self._lock.read():
-            return np.asarray(self._index.get_items(labels), dtype=np.float32).reshape(len(labels), self.dimension)
-
     def snapshot(self) -> bytes:
         """The whole index as bytes (hnswlib's own file format, not a pickle)."""
         with self._lock.read(), tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "index.bin"
             self._index.save_index(str(path))
             return path.read_bytes()
-
-    @classmethod
-    def restore(cls, data: bytes, dimension: int, settings: IndexSettings) -> HnswIndex:
-        index = cls.__new__(cls)
-        index.dimension = dimension
-        index.settings = settings
-        index._lock = ReadWriteLock()
-        index._index = hnswlib.Index(space="cosine", dim=dimension)
-        fd, name = tempfile.mkstemp(suffix=".bin")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            index._index.load_index(name, max_elements=0)
-        finally:
-            os.unlink(name)
-        index._index.set_ef(settings.ef)  # ef is not part of the saved file
-        index._index.set_num_threads(1)
-        return index

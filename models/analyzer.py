@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from models.align import align_faces
 from models.detection import FaceDetector
 from models.embedder import FaceEmbedder
-from models.quality import QualityReport, Rejection, assess
+from models.quality import QualityReport, assess
 from models.registry import ModelTask, resolve_model
 from models.session import OrtSessionFactory, SessionFactory
 from models.settings import ModelSettings
@@ -33,11 +33,9 @@ class AnalyzedFace:
 
 @dataclass
 class StageTimings:
-    """Wall-clock seconds spent per stage, and rejections per reason, over an analyzer's life."""
+    """Wall-clock seconds spent per stage over an analyzer's life (callers count what they keep)."""
 
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    calls: Counter[str] = field(default_factory=Counter)
-    rejections: Counter[Rejection] = field(default_factory=Counter)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -46,7 +44,6 @@ class StageTimings:
             yield
         finally:
             self.seconds[name] += time.perf_counter() - start
-            self.calls[name] += 1
 
 
 class FaceAnalyzer:
@@ -104,9 +101,6 @@ class FaceAnalyzer:
                 if report.accepted:
                     embedding = vectors[next_vector]
                     next_vector += 1
-                else:
-                    assert report.rejection is not None
-                    self.timings.rejections[report.rejection] += 1
                 faces.append(
                     AnalyzedFace(
                         i,

@@ -30,10 +30,6 @@ class Detections:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
-    @staticmethod
-    def empty() -> Detections:
-        return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
-
 
 @dataclass(frozen=True)
 class Letterbox:

@@ -22,6 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 SCHEMA_VERSION = 1
 
 
+def face_id(camera: str, frame: int, index: int) -> str:
+    """The stable id of a face: camera, frame number and its rank among the frame's detections."""
+    return f"{camera}:{frame}:{index}"
+
+
 class MessageError(ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from models.analyzer import FaceAnalyzer
 from streaming.decode import ImageDecodeError, decode_image
-from streaming.messages import DeadLetter, FaceQuality, FaceRecord, FrameHeaders, MessageError
+from streaming.messages import DeadLetter, FaceQuality, FaceRecord, FrameHeaders, MessageError, face_id
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class EmbedWorker:
                     self.counters.rejected[face.quality.rejection.value] += 1
                     continue
                 record = FaceRecord(
-                    face_id=f"{headers.camera}:{headers.frame}:{face.index}",
+                    face_id=face_id(headers.camera, headers.frame, face.index),
                     space=headers.space,
                     camera=headers.camera,
                     frame=headers.frame,

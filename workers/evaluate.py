@@ -139,7 +139,9 @@ def embed_dataset(
                 continue
             has_face[index] = True
             crops.append(align_faces(image, found.landmarks[face : face + 1])[0])
-    embeddings = analyzer.embedder.embed(np.stack(crops)) if crops else np.zeros((0, 512), np.float32)
+    embeddings = (
+        analyzer.embedder.embed(np.stack(crops)) if crops else np.zeros((0, analyzer.embedder.dimension), np.float32)
+    )
     return EmbeddedSet(
         [str(i.path) for i in images],
         [i.identity for i in images],

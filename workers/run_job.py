@@ -7,6 +7,7 @@ file is rewritten once with each face's final cluster, since later faces can mer
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from clustering.engine import OnlineRankOrder
 from models.analyzer import AnalyzedFace, FaceAnalyzer
+from streaming.messages import face_id
 from streaming.sources import BadInput, Frame, FrameSource, SourceItem
 from workers.gallery import GalleryCluster, write_gallery
 from workers.lifecycle import StopFlag
@@ -74,31 +76,24 @@ class _Seen:
     thumbnail: str
 
 
-def face_id(camera: str, frame: int, index: int) -> str:
-    return f"{camera}:{frame}:{index}"
-
-
 def _thumbnail_name(identifier: str) -> str:
     return "thumbs/" + re.sub(r"[^A-Za-z0-9._-]", "_", identifier) + ".jpg"
 
 
-def _batches(items: Iterable[SourceItem], size: int, bad: list[BadInput]) -> Iterator[list[Frame]]:
-    batch: list[Frame] = []
+def _batches(items: Iterable[SourceItem], size: int) -> Iterator[tuple[list[Frame], list[BadInput]]]:
+    """Up to ``size`` frames at a time, with the bad inputs met on the way."""
+    frames: list[Frame] = []
+    bad: list[BadInput] = []
     for item in items:
         if isinstance(item, BadInput):
             bad.append(item)
             continue
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _chain(sources: Sequence[FrameSource]) -> Iterator[SourceItem]:
-    for source in sources:
-        yield from source
+        frames.append(item)
+        if len(frames) == size:
+            yield frames, bad
+            frames, bad = [], []
+    if frames or bad:
+        yield frames, bad
 
 
 class _FacesFile:
@@ -165,16 +160,15 @@ def run_pipeline(
     summary = RunSummary()
     seen: list[_Seen] = []
     faces_file = _FacesFile(out_dir / "faces.jsonl")
-    bad: list[BadInput] = []
-    total = sum(s.total for s in sources if s.total is not None) if all(s.total for s in sources) else None
+    totals = [s.total for s in sources]
+    total = None if None in totals else sum(t for t in totals if t is not None)
     bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True)
     try:
-        for batch in _batches(_chain(sources), settings.run.batch_size, bad):
+        for batch, bad in _batches(itertools.chain.from_iterable(sources), settings.run.batch_size):
             for item in bad:
                 summary.bad_inputs[item.reason.value] += 1
                 log.warning("skipped %s frame %d (%s): %s", item.source, item.number, item.name or "-", item.detail)
             bar.update(len(bad))
-            bad.clear()
             for frame, faces in zip(batch, analyzer.analyze([f.image for f in batch]), strict=True):
                 for face in faces:
                     identifier = face_id(frame.source, frame.number, face.index)
@@ -203,9 +197,6 @@ def run_pipeline(
             if stop.is_set():
                 summary.stopped_early = True
                 break
-        for item in bad:  # bad inputs after the last full batch
-            summary.bad_inputs[item.reason.value] += 1
-            log.warning("skipped %s frame %d (%s): %s", item.source, item.number, item.name or "-", item.detail)
     finally:
         bar.close()
         labels = clustering.labels()
