@@ -157,9 +157,11 @@ class OnlineRankOrder:
             parents=parents,
             clusters={r: (self._clusters[r].summary(r) if r in self._clusters else None) for r in sorted(touched)},
             offset=offset,
+            cluster=self._sets.find(x),
+            merges=tuple(merges),
         )
         self._persist(delta)
-        return Assignment(face_id, self._sets.find(x), tuple(merges))
+        return Assignment(face_id, delta.cluster, delta.merges)
 
     def _enter(self, y: int, x: int, similarity: float) -> bool:
         """Puts x into y's neighbour list if it belongs there; True when the list changed."""

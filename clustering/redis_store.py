@@ -2,14 +2,20 @@
 
 Keys, all under ``{fs:<space>}:``: faces (face id -> label), meta, embeddings, neighbours, parents, clusters
 (hashes keyed by label or root), offsets (partition -> last applied offset), count, snapshot and
-snapshot_count. Each face is applied by one Lua script, so the face, its neighbour-list and union-find
-changes, its cluster summaries and its input offset become durable together or not at all.
+snapshot_count, outbox (events of applied faces not yet published) and writer (the lease of the one
+active writer). Each face is applied by one Lua script, so the face, its neighbour-list and union-find
+changes, its cluster summaries, its input offset and its outgoing events become durable together or not at
+all; a writer that lost its lease is refused by that same script (fencing).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
 
@@ -21,6 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from clustering.events import Merge
 from clustering.store import (
     ClusterSummary,
     FaceDelta,
@@ -52,6 +59,30 @@ def connect(url: str, retries: int = 3, timeout_s: float = 5.0) -> redis.Redis:
     return client
 
 
+@dataclass(frozen=True)
+class OutboxEntry:
+    """The events of one applied face, kept in Redis until they are published."""
+
+    partition: int
+    offset: int
+    face_id: str
+    cluster: int
+    merges: tuple[Merge, ...]
+    camera: str
+    timestamp: float
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["merges"] = [[m.survivor, list(m.absorbed)] for m in self.merges]
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> OutboxEntry:
+        data: dict[str, Any] = json.loads(raw)
+        data["merges"] = tuple(Merge(int(s), tuple(int(a) for a in absorbed)) for s, absorbed in data["merges"])
+        return cls(**data)
+
+
 def _summary_json(summary: ClusterSummary) -> str:
     return json.dumps(asdict(summary), separators=(",", ":"))
 
@@ -69,17 +100,38 @@ def _summary(raw: bytes) -> ClusterSummary:
 
 
 class RedisStore:
-    def __init__(self, client: redis.Redis, space: str = "default") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        space: str = "default",
+        writer_token: str = "",
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
+        """``writer_token``: the token of the writer lease this process holds; writes are refused without it.
+        ``observe``: called with (operation, seconds) after each call, e.g. to feed a latency histogram."""
         if not space or any(c in space for c in "{}: "):
             raise ValueError(f"identity space {space!r} must be non-empty without braces, colons or spaces")
         self.client = client
         self.space = space
+        self.writer_token = writer_token
+        self._observe = observe
         prefix = f"{{fs:{space}}}:"
-        self._keys = [prefix + name for name in (*_HASHES, "count")]
+        self.prefix = prefix
+        self._keys = [prefix + name for name in (*_HASHES, "count", "outbox", "writer")]
+        self._outbox_key = prefix + "outbox"
         self._snapshot_key, self._snapshot_count_key = prefix + "snapshot", prefix + "snapshot_count"
         self._snapshot_parts_key = prefix + "snapshot_parts"
         script = resources.files("clustering").joinpath("lua/apply_face.lua").read_text(encoding="utf-8")
         self._apply = client.register_script(script)
+
+    @contextmanager
+    def _timed(self, operation: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._observe is not None:
+                self._observe(operation, time.perf_counter() - started)
 
     def apply(self, delta: FaceDelta) -> bool:
         args: list[Any] = [
@@ -98,10 +150,40 @@ class RedisStore:
         for root, summary in delta.clusters.items():
             args += [root, "" if summary is None else _summary_json(summary)]
         args += ["", ""] if delta.offset is None else list(delta.offset)
+        if delta.offset is None:
+            args.append("")
+        else:
+            partition, offset = delta.offset
+            meta = delta.meta
+            entry = OutboxEntry(
+                partition, offset, meta.face_id, delta.cluster, delta.merges, meta.camera, meta.timestamp
+            )
+            args.append(entry.to_json())
+        args.append(self.writer_token)
         try:
-            return bool(self._apply(keys=self._keys, args=args))
+            with self._timed("apply"):
+                return bool(self._apply(keys=self._keys, args=args))
         except ResponseError as exc:
             raise StoreError(f"Redis refused face {delta.meta.face_id}: {exc}") from exc
+
+    def outbox(self) -> list[OutboxEntry]:
+        """Events of applied faces, in the order they were applied, that were not yet marked published."""
+        with self._timed("outbox"):
+            raw_entries = self.client.lrange(self._outbox_key, 0, -1)
+        return [OutboxEntry.from_json(raw) for raw in raw_entries]
+
+    def mark_published(self, entries: int) -> None:
+        """Drops the first ``entries`` of the outbox, once they are durable on the identities topic."""
+        if entries:
+            with self._timed("outbox"):
+                self.client.ltrim(self._outbox_key, entries, -1)
+
+    def offsets(self) -> dict[int, int]:
+        """Partition -> offset of the last face applied from it."""
+        return {int(k): int(v) for k, v in self.client.hgetall(self._keys[6]).items()}
+
+    def count(self) -> int:
+        return int(self.client.get(self._keys[7]) or 0)
 
     def save_snapshot(self, data: bytes, count: int) -> None:
         """Replaces the snapshot, in parts, in one transaction: a reader sees the old one or the new one."""
@@ -123,7 +205,8 @@ class RedisStore:
             pipe.hgetall(key)
         pipe.get(self._snapshot_parts_key)
         pipe.get(self._snapshot_count_key)
-        raw_meta, raw_emb, raw_nbrs, raw_parents, raw_clusters, raw_offsets, parts, snapshot_count = pipe.execute()
+        with self._timed("load"):
+            raw_meta, raw_emb, raw_nbrs, raw_parents, raw_clusters, raw_offsets, parts, snapshot_count = pipe.execute()
         snapshot = None
         if parts is not None:
             pieces = self.client.mget([f"{self._snapshot_key}:{n}" for n in range(int(parts))])
@@ -149,3 +232,36 @@ class RedisStore:
         parts = int(self.client.get(self._snapshot_parts_key) or 0)
         snapshot_keys = [f"{self._snapshot_key}:{n}" for n in range(parts)]
         self.client.delete(*self._keys, *snapshot_keys, self._snapshot_parts_key, self._snapshot_count_key)
+
+
+class WriterLease:
+    """One active writer per identity space: a Redis key holding the writer's token, with a time to live.
+
+    The holder renews it well before it expires; a standby takes it once it lapses. The apply script checks
+    the token, so a writer that stalled past its lease cannot write after a standby took over.
+    """
+
+    def __init__(self, client: redis.Redis, space: str, ttl_s: float) -> None:
+        self.client = client
+        self.key = f"{{fs:{space}}}:writer"
+        self.token = secrets.token_hex(16)
+        self.ttl_ms = max(int(ttl_s * 1000), 100)
+        lua = resources.files("clustering").joinpath("lua")
+        self._renew = client.register_script(lua.joinpath("renew_lease.lua").read_text(encoding="utf-8"))
+        self._release = client.register_script(lua.joinpath("release_lease.lua").read_text(encoding="utf-8"))
+
+    def acquire(self) -> bool:
+        """True when this worker holds the lease (now or already)."""
+        if self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+            return True
+        return self.renew()
+
+    def renew(self) -> bool:
+        return bool(self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
+
+    def release(self) -> None:
+        self._release(keys=[self.key], args=[self.token])
+
+    def holder(self) -> str | None:
+        raw = self.client.get(self.key)
+        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)

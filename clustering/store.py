@@ -13,6 +13,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from clustering.events import Merge
+
 
 class StoreError(RuntimeError):
     """The state store refused or failed a write or a read."""
@@ -66,6 +68,9 @@ class FaceDelta:
     clusters: dict[int, ClusterSummary | None]
     #: (partition, offset) of the input message, recorded in the same atomic step.
     offset: tuple[int, int] | None = None
+    #: The face's cluster and the merges it caused, for stores that keep an outbox of events to publish.
+    cluster: int = -1
+    merges: tuple[Merge, ...] = ()
 
 
 @dataclass

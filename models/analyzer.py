@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -36,6 +36,8 @@ class StageTimings:
     """Wall-clock seconds spent per stage over an analyzer's life (callers count what they keep)."""
 
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    #: Called with (stage, seconds) after each stage, e.g. to feed a latency histogram.
+    observer: Callable[[str, float], None] | None = None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -43,7 +45,10 @@ class StageTimings:
         try:
             yield
         finally:
-            self.seconds[name] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.seconds[name] += elapsed
+            if self.observer is not None:
+                self.observer(name, elapsed)
 
 
 class FaceAnalyzer:

@@ -134,7 +134,8 @@ class FaceRecord(_Message):
         if values.size != self.dimension or values.size != wanted:
             raise MessageError(
                 "bad_embedding",
-                f"face {self.face_id}: embedding has {len(raw)} bytes; expected {wanted} float32 values",
+                f"face {self.face_id}: embedding has {len(raw)} bytes ({self.dimension} declared); "
+                f"this worker expects {wanted} float32 values",
             )
         if not np.isfinite(values).all():
             raise MessageError("bad_embedding", f"face {self.face_id}: embedding holds NaN or infinity")

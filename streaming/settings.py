@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -13,11 +15,17 @@ class KafkaSettings(BaseModel):
     faces_topic: str = "facestream.faces"
     identities_topic: str = "facestream.identities"
     dead_letter_topic: str = "facestream.dead-letters"
+    session_timeout_ms: int = Field(
+        45_000,
+        ge=1_000,
+        le=3_600_000,
+        description="A consumer silent this long is dropped from its group and its partitions reassigned.",
+    )
     client: dict[str, str] = Field(
         default_factory=dict,
         description="Extra librdkafka settings passed through as they are, e.g. security.protocol, "
         "sasl.mechanism, sasl.username, ssl.ca.location.",
     )
 
-    def client_config(self, **overrides: str | int | bool) -> dict[str, str | int | bool]:
+    def client_config(self, **overrides: Any) -> dict[str, Any]:
         return {"bootstrap.servers": self.bootstrap_servers, **self.client, **overrides}

@@ -34,7 +34,8 @@ def missing(what: str) -> None:
 
 
 class RedisServer:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, durable: bool = False) -> None:
+        """``durable``: an append-only file synced on every write, so a restart keeps the data."""
         binary = shutil.which("redis-server")
         if binary is None:
             missing("redis-server (Debian package redis-server)")
@@ -42,6 +43,7 @@ class RedisServer:
         self.binary = binary
         self.folder = folder
         self.port = free_port()
+        self.durable = durable
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,7 +61,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.durable else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(self.folder),
                 "--protected-mode",
@@ -87,8 +91,8 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(folder: Path) -> Iterator[RedisServer]:
-    server = RedisServer(folder)
+def redis_server(folder: Path, durable: bool = False) -> Iterator[RedisServer]:
+    server = RedisServer(folder, durable)
     server.start()
     try:
         yield server

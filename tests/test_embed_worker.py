@@ -11,9 +11,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka import Producer
 
 from models.analyzer import FaceAnalyzer
 from models.registry import sample_images
@@ -24,28 +22,10 @@ from streaming.produce import produce_frames
 from streaming.settings import KafkaSettings
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
+from tests.streams import committed_to_end, create_topics, read_all
 from tests.test_bad_input import _jpeg, _png_header
 from workers.embed_worker import EmbedWorker
 from workers.settings import Settings
-
-
-def _read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[tuple[bytes | None, bytes]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    out: list[tuple[bytes | None, bytes]] = []
-    last = time.monotonic()
-    try:
-        while time.monotonic() - last < idle_s:
-            message = consumer.poll(0.5)
-            if message is None or message.error():
-                continue
-            value = message.value()
-            assert value is not None
-            out.append((message.key(), value))
-            last = time.monotonic()
-    finally:
-        consumer.close()
-    return out
 
 
 def test_frames_become_faces_and_bad_messages_dead_letters(
@@ -58,13 +38,7 @@ def test_frames_become_faces_and_bad_messages_dead_letters(
         faces_topic=f"faces-{suffix}",
         dead_letter_topic=f"dead-{suffix}",
     )
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    topics = [
-        NewTopic(t, num_partitions=2, replication_factor=1)
-        for t in (kafka.frames_topic, kafka.faces_topic, kafka.dead_letter_topic)
-    ]
-    for future in admin.create_topics(topics).values():
-        future.result(timeout=30)
+    create_topics(kafka_bootstrap, [kafka.frames_topic, kafka.faces_topic, kafka.dead_letter_topic], partitions=2)
 
     video = data_dir("videos", "intel_face-demographics-walking-and-pause.mp4")
     produced = produce_frames([FrameSource(str(video), "door")], kafka, fps=0, every=4, progress=False)
@@ -100,16 +74,16 @@ def test_frames_become_faces_and_bad_messages_dead_letters(
     assert not thread.is_alive()
 
     # Every good frame was analysed; its accepted faces are on the faces topic, each exactly once.
-    frames = _read_all(kafka_bootstrap, kafka.frames_topic)
+    frames = read_all(kafka_bootstrap, kafka.frames_topic)
     images = [decode_image(v) for _, v in frames if len(v) > 2000]
     expected = sum(f.embedding is not None for faces in analyzer.analyze(images) for f in faces)
-    faces = [FaceRecord.from_json(v) for _, v in _read_all(kafka_bootstrap, kafka.faces_topic)]
+    faces = [FaceRecord.from_json(v) for _, v in read_all(kafka_bootstrap, kafka.faces_topic)]
     assert len(faces) == expected == worker.counters.faces > 0
     assert len({f.face_id for f in faces}) == len(faces)
     assert all(f.vector(512).shape == (512,) for f in faces)
     assert abs(float(np.linalg.norm(faces[0].vector()))) - 1 < 1e-4
 
-    letters = [DeadLetter.from_json(v) for _, v in _read_all(kafka_bootstrap, kafka.dead_letter_topic)]
+    letters = [DeadLetter.from_json(v) for _, v in read_all(kafka_bootstrap, kafka.dead_letter_topic)]
     assert sorted(letter.reason for letter in letters) == sorted(bad_messages)
     for letter in letters:
         assert letter.stage == "embed"
@@ -118,13 +92,7 @@ def test_frames_become_faces_and_bad_messages_dead_letters(
         assert letter.value == DeadLetter.b64(original)  # nothing lost: the original bytes can be replayed
 
     # Offsets were committed up to the end of every partition.
-    check = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"embed-{suffix}"})
-    try:
-        committed = check.committed([TopicPartition(kafka.frames_topic, p) for p in (0, 1)], timeout=10)
-        ends = [check.get_watermark_offsets(TopicPartition(kafka.frames_topic, p), timeout=10)[1] for p in (0, 1)]
-    finally:
-        check.close()
-    assert [max(tp.offset, 0) for tp in committed] == ends
+    assert committed_to_end(kafka_bootstrap, f"embed-{suffix}", kafka.frames_topic, partitions=2)
 
 
 def test_the_worker_command_stops_cleanly_on_sigterm(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -136,14 +104,12 @@ def test_the_worker_command_stops_cleanly_on_sigterm(kafka_bootstrap: str, tmp_p
         "FACESTREAM_KAFKA__DEAD_LETTER_TOPIC": f"dead-{suffix}",
         "FACESTREAM_MODELS__RUNTIME__CACHE_DIR": str(tmp_path / "cache"),
     }
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     names = (
         env["FACESTREAM_KAFKA__FRAMES_TOPIC"],
         env["FACESTREAM_KAFKA__FACES_TOPIC"],
         env["FACESTREAM_KAFKA__DEAD_LETTER_TOPIC"],
     )
-    for future in admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in names]).values():
-        future.result(timeout=30)
+    create_topics(kafka_bootstrap, list(names))
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     headers = FrameHeaders(camera="lobby", frame=0, timestamp=1.0).to_kafka()
     producer.produce(names[0], key=b"lobby", value=sample_images()[0].read_bytes(), headers=headers)
@@ -165,7 +131,7 @@ def test_the_worker_command_stops_cleanly_on_sigterm(kafka_bootstrap: str, tmp_p
         faces: list[tuple[bytes | None, bytes]] = []
         deadline = time.monotonic() + 90
         while not faces and time.monotonic() < deadline and process.poll() is None:
-            faces = _read_all(kafka_bootstrap, names[1], idle_s=1.0)
+            faces = read_all(kafka_bootstrap, names[1], idle_s=1.0)
         assert faces, "no faces within 90 s" if process.poll() is None else process.communicate()[1]
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=60)

@@ -123,10 +123,10 @@ def test_bad_face_records_name_their_reason(value: bytes, reason: str) -> None:
 
 def test_wrong_embeddings_are_refused() -> None:
     short = _face(embedding=FaceRecord.encode_embedding(np.ones(128, np.float32)))
-    with pytest.raises(MessageError, match="expected 512") as caught:
+    with pytest.raises(MessageError, match="expects 512") as caught:
         short.vector(512)
     assert caught.value.reason == "bad_embedding"
-    with pytest.raises(MessageError, match="expected 256"):
+    with pytest.raises(MessageError, match="expects 256"):
         _face().vector(256)  # a record from another model than the cluster worker's
     with pytest.raises(MessageError, match="not base64"):
         _face(embedding="***").vector()

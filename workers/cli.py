@@ -16,6 +16,7 @@ from models.errors import ModelError
 from models.registry import REGISTRY, sample_images
 from streaming.sources import FrameSource, SourceError
 from workers.lifecycle import StopFlag
+from workers.logs import configure_logging
 from workers.settings import Settings, load_settings
 
 log = logging.getLogger("facestream")
@@ -98,10 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     produce.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    worker = commands.add_parser("worker", help="run a Kafka stage (the embed stage so far; cluster is issue #4)")
-    worker.add_argument("--role", choices=["embed"], default="embed", help="which stage to run")
+    worker = commands.add_parser("worker", help="run the Kafka stages: embed (frames -> faces), cluster, or all")
+    worker.add_argument("--role", choices=["embed", "cluster", "all"], default="embed", help="which stage(s) to run")
     worker.add_argument("--bootstrap", help="Kafka bootstrap servers (FACESTREAM_KAFKA__BOOTSTRAP_SERVERS)")
     worker.add_argument("--group", default="facestream-embed", help="consumer group of the embed workers")
+    worker.add_argument("--redis", metavar="URL", help="Redis of the clustering state (FACESTREAM_WORKER__REDIS_URL)")
+    worker.add_argument("--space", help="identity space of the cluster stage (FACESTREAM_WORKER__SPACE)")
+    worker.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="/metrics, /healthz, /readyz port (0: none; default 9400)"
+    )
+    worker.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON objects")
     _model_flags(worker)
 
     commands.add_parser("models", help="list the built-in models, their sources and licences")
@@ -186,28 +193,33 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from models.analyzer import FaceAnalyzer  # noqa: PLC0415
-    from workers.embed_worker import DeliveryError, EmbedWorker  # noqa: PLC0415
+    from clustering.store import StoreError  # noqa: PLC0415 - keeps the other commands light
+    from workers.service import run_worker  # noqa: PLC0415
 
-    if args.bootstrap:
-        settings = settings.model_copy(
-            update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": args.bootstrap})}
-        )
+    worker: dict[str, Any] = {}
+    for flag, name in (("redis", "redis_url"), ("space", "space"), ("metrics_port", "metrics_port")):
+        if getattr(args, flag) is not None:
+            worker[name] = getattr(args, flag)
+    if args.log_format:
+        worker["log_format"] = args.log_format
+    kafka = {"bootstrap_servers": args.bootstrap} if args.bootstrap else {}
+    settings = settings.model_copy(
+        update={
+            "worker": settings.worker.model_validate({**settings.worker.model_dump(), **worker}),
+            "kafka": settings.kafka.model_copy(update=kafka),
+        }
+    )
+    configure_logging(args.verbose, settings.worker.log_format)
     stop = StopFlag()
     stop.install()
-    worker = EmbedWorker(settings, FaceAnalyzer.from_settings(settings.models), group=args.group)
-    log.info("embed worker: %s -> %s in group %s", settings.kafka.frames_topic, settings.kafka.faces_topic, args.group)
     try:
-        worker.run(stop.is_set, batch_size=settings.run.batch_size)
-    except DeliveryError as exc:
-        log.error("stopping without committing the batch in hand (it will be replayed): %s", exc)
+        summary = run_worker(settings, args.role, stop, embed_group=args.group)
+    except StoreError as exc:
+        log.error("%s", exc)
         return EXIT_FAILED
-    counters = worker.counters
-    print(
-        f"stopped: {counters.frames} frames, {counters.faces} faces, "
-        f"dead letters: {dict(counters.dead_letters) or 'none'}, rejected: {dict(counters.rejected) or 'none'}"
-    )
-    return 0
+    for line in summary.lines:
+        print(line)
+    return EXIT_FAILED if summary.failed else 0
 
 
 def _models() -> int:
@@ -219,11 +231,7 @@ def _models() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.verbose)
     if args.command == "models":
         return _models()
     try:

@@ -5,7 +5,7 @@ Nested fields use a double underscore in the environment: FACESTREAM_MODELS__DET
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +24,33 @@ class RunSettings(BaseModel):
     gallery_faces_per_cluster: int = Field(24, ge=1, description="Thumbnails shown per cluster in index.html.")
 
 
+class WorkerSettings(BaseModel):
+    """The Kafka workers (`facestream worker`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    space: str = Field(
+        "default",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^{}: ]+$",
+        description="Identity space the cluster worker writes; faces of other spaces are left to their workers.",
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the clustering state.")
+    dimension: int = Field(512, ge=1, le=8192, description="Embedding size the cluster worker accepts.")
+    batch_wait_s: float = Field(0.5, gt=0, le=60, description="Longest wait to fill a batch before running it.")
+    cluster_batch_size: int = Field(
+        256, ge=1, le=10_000, description="Faces per cluster-worker batch (one Kafka transaction each)."
+    )
+    lease_ttl_s: float = Field(
+        10.0, gt=0.5, le=300, description="Writer lease of an identity space; a standby takes over once it lapses."
+    )
+    retry_max_s: float = Field(30.0, gt=0, description="Longest wait between retries while Kafka or Redis is down.")
+    metrics_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz and /readyz.")  # noqa: S104
+    metrics_port: int = Field(9400, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz (0: none).")
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACESTREAM_", env_nested_delimiter="__", frozen=True, extra="forbid")
 
@@ -31,6 +58,7 @@ class Settings(BaseSettings):
     clustering: ClusteringSettings = ClusteringSettings()
     run: RunSettings = RunSettings()
     kafka: KafkaSettings = KafkaSettings()
+    worker: WorkerSettings = WorkerSettings()
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -1,8 +1,13 @@
 -- Applies one face's clustering delta atomically, at most once, in label order.
 -- KEYS: 1 faces (face id -> label), 2 meta, 3 embeddings, 4 neighbours, 5 parents, 6 clusters, 7 offsets,
---       8 count (faces applied)
+--       8 count (faces applied), 9 outbox (events not yet published), 10 writer lease
 -- ARGV: face_id, label, meta, embedding, n_neighbours, (label, packed)*, n_parents, (label, parent)*,
---       n_clusters, (root, summary or "" to delete)*, partition ("" for none), offset
+--       n_clusters, (root, summary or "" to delete)*, partition ("" for none), offset,
+--       outbox entry ("" for none), writer token ("" when no lease is held)
+local token = ARGV[#ARGV]
+if token ~= '' and redis.call('GET', KEYS[10]) ~= token then
+  return redis.error_reply('FACESTREAM_LEASE this worker no longer holds the writer lease of its identity space')
+end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   return 0
 end
@@ -34,6 +39,9 @@ for _ = 1, n do
 end
 if ARGV[i] ~= '' then
   redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1])
+end
+if ARGV[i + 2] ~= '' then
+  redis.call('RPUSH', KEYS[9], ARGV[i + 2])
 end
 redis.call('SET', KEYS[8], count + 1)
 return 1

@@ -1,0 +1,65 @@
+"""Helpers shared by the Kafka workers: dead letters from consumed messages, and consumer positions."""
+
+from __future__ import annotations
+
+import base64
+
+from confluent_kafka import KafkaError, Message, TopicPartition
+
+from streaming.messages import DeadLetter
+
+#: Errors librdkafka reports while it reconnects on its own: the worker says it is not ready and waits.
+TRANSIENT_ERRORS = frozenset(
+    {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._RESOLVE}
+)
+
+
+def dead_letter(message: Message, stage: str, reason: str, error: Exception) -> DeadLetter:
+    """A dead letter holding the original key, value and headers of ``message``, with why it was refused."""
+    headers = message.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return DeadLetter(
+        stage="embed" if stage == "embed" else "cluster",
+        reason=reason,
+        error_class=type(error).__name__,
+        error_message=str(error)[:2000],
+        topic=message.topic() or "",
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        key=DeadLetter.b64(message.key()),
+        value=DeadLetter.b64(message.value()),
+        headers=[
+            (name, base64.b64encode(value if isinstance(value, bytes) else str(value or "").encode()).decode())
+            for name, value in pairs
+        ],
+    )
+
+
+def where(message: Message) -> str:
+    """topic[partition]@offset, for log lines."""
+    return f"{message.topic()}[{message.partition()}]@{message.offset()}"
+
+
+def log_context(message: Message) -> dict[str, object]:
+    """Fields a structured log line carries for an error on ``message``."""
+    return {"topic": message.topic(), "partition": message.partition(), "offset": message.offset()}
+
+
+def next_offsets(messages: list[Message]) -> list[TopicPartition]:
+    """Offsets to commit after ``messages``: one past the last message of each partition."""
+    offsets: dict[tuple[str, int], int] = {}
+    for message in messages:
+        if message.error() is None:
+            key = (message.topic() or "", message.partition() or 0)
+            offsets[key] = max(offsets.get(key, -1), (message.offset() or 0) + 1)
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
+
+
+def first_offsets(messages: list[Message]) -> list[TopicPartition]:
+    """Where to seek to consume ``messages`` again: the first offset of each partition among them."""
+    offsets: dict[tuple[str, int], int] = {}
+    for message in messages:
+        if message.error() is None:
+            key = (message.topic() or "", message.partition() or 0)
+            offsets[key] = min(offsets.get(key, message.offset() or 0), message.offset() or 0)
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]

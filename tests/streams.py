@@ -1,0 +1,132 @@
+"""Helpers of the tests that run workers against the real broker and Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+
+import numpy as np
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from clustering.engine import OnlineRankOrder
+from clustering.settings import ClusteringSettings
+from streaming.messages import Assignment, FaceQuality, FaceRecord, MergeEvent
+
+
+def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+    for future in admin.create_topics(topics).values():
+        future.result(timeout=30)
+
+
+def read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[tuple[bytes | None, bytes]]:
+    """Every committed message of ``topic`` (read_committed), until none came for ``idle_s``."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.subscribe([topic])
+    out: list[tuple[bytes | None, bytes]] = []
+    last = time.monotonic()
+    try:
+        while time.monotonic() - last < idle_s:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            value = message.value()
+            assert value is not None
+            out.append((message.key(), value))
+            last = time.monotonic()
+    finally:
+        consumer.close()
+    return out
+
+
+def committed_to_end(bootstrap: str, group: str, topic: str, partitions: int) -> bool:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)]
+    finally:
+        consumer.close()
+    return [max(tp.offset, 0) for tp in found] == ends
+
+
+def synthetic_faces(
+    count: int, identities: int, *, space: str, seed: int = 0, dimension: int = 512
+) -> list[FaceRecord]:
+    """Unit vectors around random identity centres (cosine ~0.6 within an identity), two faces a frame."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(identities, dimension))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    weights = 1.0 / np.arange(1, identities + 1)
+    people = rng.choice(identities, size=count, p=weights / weights.sum())
+    noise = rng.normal(size=(count, dimension)) * (0.8 / np.sqrt(dimension))
+    vectors = centres[people] + noise
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    records = []
+    for i, vector in enumerate(vectors.astype(np.float32)):
+        frame, index = divmod(i, 2)
+        records.append(
+            FaceRecord(
+                face_id=f"cam{frame % 3}:{frame}:{index}",
+                space=space,
+                camera=f"cam{frame % 3}",
+                frame=frame,
+                timestamp=float(frame) / 10,
+                box=(0.0, 0.0, 50.0, 50.0),
+                landmarks=[(10.0, 10.0)] * 5,
+                score=0.9,
+                quality=FaceQuality(face_size=50.0, sharpness=20.0, yaw=0.5),
+                model="synthetic",
+                embedding=FaceRecord.encode_embedding(vector),
+                dimension=dimension,
+            )
+        )
+    return records
+
+
+def reference_labels(records: list[FaceRecord], settings: ClusteringSettings) -> dict[str, int]:
+    """What an uninterrupted in-memory run gives for ``records`` in this order."""
+    engine = OnlineRankOrder(records[0].dimension, settings)
+    for record in records:
+        engine.add(
+            record.face_id,
+            record.vector(),
+            camera=record.camera,
+            frame_key=f"{record.camera}:{record.frame}",
+            timestamp=record.timestamp,
+            quality=record.score,
+        )
+    return engine.labels()
+
+
+def identities_view(values: list[bytes]) -> tuple[Counter[str], dict[str, int]]:
+    """(assignments per face, face -> cluster) as a consumer of the identities topic rebuilds them."""
+    assigned: Counter[str] = Counter()
+    cluster_of: dict[str, int] = {}
+    absorbed_into: dict[int, int] = {}
+    for value in values:
+        if b'"type":"merge"' in value:
+            merge = MergeEvent.from_json(value)
+            for absorbed in merge.absorbed:
+                absorbed_into[absorbed] = merge.survivor
+        else:
+            assignment = Assignment.from_json(value)
+            assigned[assignment.face_id] += 1
+            cluster_of[assignment.face_id] = assignment.cluster
+
+    def root(cluster: int) -> int:
+        while cluster in absorbed_into:
+            cluster = absorbed_into[cluster]
+        return cluster
+
+    return assigned, {face: root(cluster) for face, cluster in cluster_of.items()}

@@ -1,0 +1,230 @@
+"""The cluster worker on the real broker and Redis: one assignment per face, the clusters of an uninterrupted
+in-memory run, bad records dead-lettered, and the same result through crashes, restarts and Redis outages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from clustering.engine import OnlineRankOrder
+from clustering.redis_store import RedisStore, connect
+from streaming.messages import DeadLetter, FaceRecord
+from streaming.settings import KafkaSettings
+from tests.services import free_port, redis_server
+from tests.streams import create_topics, identities_view, read_all, reference_labels, synthetic_faces
+from workers.cluster_worker import ClusterWorker
+from workers.settings import Settings, WorkerSettings
+
+
+def _settings(bootstrap: str, redis_url: str, **worker: object) -> Settings:
+    suffix = uuid.uuid4().hex[:10]
+    kafka = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        faces_topic=f"faces-{suffix}",
+        identities_topic=f"ids-{suffix}",
+        dead_letter_topic=f"dead-{suffix}",
+    )
+    create_topics(bootstrap, [kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic])
+    config = WorkerSettings(space=f"s{suffix}", redis_url=redis_url, metrics_port=0, **worker)
+    return Settings(kafka=kafka, worker=config)
+
+
+def _publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for value in values:
+        producer.produce(topic, key=b"k", value=value)
+    assert producer.flush(30) == 0
+
+
+def _state_labels(settings: Settings) -> dict[str, int]:
+    store = RedisStore(connect(settings.worker.redis_url), settings.worker.space)
+    return OnlineRankOrder.restore(store, 512, settings.clustering).labels()
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[[ClusterWorker, Callable[[], bool]], None]]:
+    """Runs a worker in a thread until a condition holds, then stops it cleanly."""
+    threads: list[tuple[threading.Thread, threading.Event]] = []
+
+    def start(worker: ClusterWorker, done: Callable[[], bool], timeout_s: float = 120) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop.is_set,), daemon=True)
+        thread.start()
+        threads.append((thread, stop))
+        deadline = time.monotonic() + timeout_s
+        while not done() and time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.1)
+        stop.set()
+        thread.join(timeout=60)
+        assert done(), "the worker did not finish in time"
+
+    yield start
+    for thread, stop in threads:
+        stop.set()
+        thread.join(timeout=60)
+
+
+def _faces_with_bad_records(settings: Settings) -> tuple[list[FaceRecord], list[bytes], dict[str, bytes]]:
+    records = synthetic_faces(600, identities=40, space=settings.worker.space, seed=3)
+    good = records[0]
+    bad = {
+        "bad_embedding": good.model_copy(
+            update={"face_id": "x:1:0", "embedding": FaceRecord.encode_embedding(good.vector()[:128]), "dimension": 128}
+        ).to_json(),
+        "unknown_version": good.to_json().replace(b'"version":1', b'"version":7'),
+        "malformed": b'{"face_id": "x:2:0"}',
+        "empty": b"",
+    }
+    values = [r.to_json() for r in records]
+    # A replay of the first 50 records (an embed worker that crashed before committing) and the bad records.
+    stream = values[:300] + list(bad.values()) + values[300:] + values[:50]
+    return records, stream, bad
+
+
+def test_one_assignment_per_face_and_the_clusters_of_an_in_memory_run(
+    kafka_bootstrap: str, redis_url: str, running: Callable[..., None]
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url)
+    records, stream, bad = _faces_with_bad_records(settings)
+    _publish(kafka_bootstrap, settings.kafka.faces_topic, stream)
+
+    worker = ClusterWorker(settings, connect(redis_url))
+
+    def seen() -> int:
+        c = worker.counters
+        return c.faces + c.duplicates + sum(c.dead_letters.values())
+
+    running(worker, lambda: seen() >= len(stream))
+
+    assert worker.counters.faces == len(records)
+    assert worker.counters.duplicates == 50
+    expected = reference_labels(records, settings.clustering)
+    assert _state_labels(settings) == expected
+    assigned, view = identities_view([v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic)])
+    assert set(assigned) == set(expected)
+    assert set(assigned.values()) == {1}
+    assert view == expected  # assignments and merges rebuild the final clusters
+    letters = [DeadLetter.from_json(v) for _, v in read_all(kafka_bootstrap, settings.kafka.dead_letter_topic)]
+    assert sorted(letter.reason for letter in letters) == sorted(bad)
+    assert all(letter.stage == "cluster" and letter.value == DeadLetter.b64(bad[letter.reason]) for letter in letters)
+
+
+def _env(settings: Settings, port: int) -> dict[str, str]:
+    kafka, worker = settings.kafka, settings.worker
+    return {
+        **os.environ,
+        "FACESTREAM_KAFKA__FACES_TOPIC": kafka.faces_topic,
+        "FACESTREAM_KAFKA__IDENTITIES_TOPIC": kafka.identities_topic,
+        "FACESTREAM_KAFKA__DEAD_LETTER_TOPIC": kafka.dead_letter_topic,
+        "FACESTREAM_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "FACESTREAM_WORKER__SPACE": worker.space,
+        "FACESTREAM_WORKER__REDIS_URL": worker.redis_url,
+        "FACESTREAM_WORKER__LEASE_TTL_S": "2",
+        "FACESTREAM_WORKER__METRICS_PORT": str(port),
+        "FACESTREAM_WORKER__LOG_FORMAT": "json",
+    }
+
+
+def _http(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(
+    kafka_bootstrap: str, redis_url: str
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url)
+    records = synthetic_faces(4000, identities=300, space=settings.worker.space, seed=5)
+    _publish(kafka_bootstrap, settings.kafka.faces_topic, [r.to_json() for r in records])
+    store = RedisStore(connect(redis_url), settings.worker.space)
+    command = [sys.executable, "-m", "workers.cli", "worker", "--role", "cluster"]
+
+    port = free_port()
+    first = subprocess.Popen(command, env=_env(settings, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait(lambda: store.count() >= 800 or first.poll() is not None, 120, "the first worker to cluster 800 faces")
+        first.kill()  # SIGKILL: no clean-up at all, possibly inside a transaction
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    killed_at = store.count()
+    assert 800 <= killed_at < len(records), first.communicate()[1]
+
+    second = subprocess.Popen(command, env=_env(settings, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait(lambda: store.count() == len(records), 120, "the restarted worker to cluster every face")
+        _wait(lambda: _http(port, "/readyz")[0] == 200, 10, "/readyz")
+        status, scraped = _http(port, "/metrics")
+        assert status == 200
+        assert "facestream_faces_clustered_total" in scraped
+        assert _http(port, "/healthz")[0] == 200
+        second.send_signal(signal.SIGTERM)
+        out, err = second.communicate(timeout=60)
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert second.returncode == 0, err
+    assert out.decode().startswith("stopped: ")
+
+    expected = reference_labels(records, settings.clustering)
+    assert _state_labels(settings) == expected
+    assigned, view = identities_view([v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic)])
+    assert set(assigned) == set(expected)
+    assert set(assigned.values()) == {1}, "a face was assigned twice on the identities topic"
+    assert view == expected
+
+
+def test_a_redis_outage_makes_the_worker_wait_and_lose_nothing(
+    kafka_bootstrap: str, tmp_path: Path, running: Callable[..., None]
+) -> None:
+    with redis_server(tmp_path, durable=True) as server:
+        settings = _settings(kafka_bootstrap, server.url, retry_max_s=1.0)
+        records = synthetic_faces(3000, identities=200, space=settings.worker.space, seed=7)
+        _publish(kafka_bootstrap, settings.kafka.faces_topic, [r.to_json() for r in records])
+        worker = ClusterWorker(settings, connect(server.url))
+        store = RedisStore(connect(server.url, retries=0), settings.worker.space)
+        readiness: list[bool] = []
+
+        def outage() -> None:
+            _wait(lambda: store.count() >= 600, 120, "600 faces before the outage")
+            server.stop()
+            _wait(lambda: not worker.health.report()[0], 30, "the worker to report not-ready")
+            readiness.append(worker.health.report()[0])
+            time.sleep(3)
+            server.start()
+
+        thread = threading.Thread(target=outage, daemon=True)
+        thread.start()
+        running(worker, lambda: not thread.is_alive() and store.count() == len(records), 180)
+        assert readiness == [False]
+        assert worker.health.report()[0]
+        assert worker.counters.recoveries >= 2
+        expected = reference_labels(records, settings.clustering)
+        assert _state_labels(settings) == expected
+        assigned, view = identities_view([v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic)])
+        assert set(assigned) == set(expected)
+        assert set(assigned.values()) == {1}
+        assert view == expected

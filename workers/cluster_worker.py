@@ -1,0 +1,345 @@
+"""The cluster worker: faces topic in, identities topic out, one active writer per identity space.
+
+Exactly one assignment per face, through crashes, needs two atomic steps and an outbox between them:
+1. Redis: each face is applied by one Lua script together with its input offset and its outgoing events
+   (the outbox), so a replayed face changes nothing and no applied face can lose its events.
+2. Kafka: the events of a batch and the batch's consumer offsets are committed in one transaction.
+Redis is always ahead of Kafka or level with it. On start (and after any failure) the worker takes the writer
+lease, rebuilds the engine from Redis, publishes the outbox entries past the committed offsets in one
+transaction that also moves the committed offsets up to what Redis applied, and resumes after the last
+applied offset. A standby process waits for the lease; the apply script refuses a writer whose lease lapsed,
+and the transactional id fences its producer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from redis.exceptions import RedisError
+
+from clustering.engine import OnlineRankOrder
+from clustering.redis_store import OutboxEntry, RedisStore, WriterLease
+from clustering.store import StoreError
+from streaming.kafka_io import TRANSIENT_ERRORS, dead_letter, log_context, next_offsets, where
+from streaming.messages import Assignment, FaceRecord, MergeEvent, MessageError
+from workers import metrics
+from workers.lifecycle import Backoff, pause
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_KAFKA_TIMEOUT_S = 30.0
+
+
+class LeaseLostError(RuntimeError):
+    """Another process holds the writer lease of this identity space now."""
+
+
+#: Failures the worker recovers from by stepping down and rebuilding its position from Redis.
+RECOVERABLE = (RedisError, StoreError, KafkaException, LeaseLostError)
+
+
+@dataclass
+class ClusterCounters:
+    faces: int = 0
+    duplicates: int = 0
+    other_space: int = 0
+    merges: int = 0
+    batches: int = 0
+    recoveries: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+
+
+class ClusterWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        *,
+        group: str | None = None,
+        health: metrics.Health | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kafka = settings.kafka
+        self.config = settings.worker
+        self.space = self.config.space
+        self.group = group or f"facestream-cluster-{self.space}"
+        self.health = health or metrics.Health("cluster")
+        self.lease = WriterLease(client, self.space, self.config.lease_ttl_s)
+        self.store = RedisStore(client, self.space, self.lease.token, observe=self._observe_redis)
+        self.counters = ClusterCounters()
+        self.engine: OnlineRankOrder | None = None
+        self.consumer = Consumer(
+            self.kafka.client_config(
+                **{
+                    "group.id": self.group,
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                    "auto.offset.reset": "earliest",
+                    "statistics.interval.ms": 5000,
+                    "stats_cb": metrics.record_lag,
+                }
+            )
+        )
+        self._producer: Producer | None = None
+        self._in_transaction = False
+        self._published_below: dict[int, int] = {}
+        self._lease_renewed = 0.0
+        self._backoff = Backoff(self.config.retry_max_s)
+
+    @staticmethod
+    def _observe_redis(operation: str, seconds: float) -> None:
+        metrics.REDIS_SECONDS.labels(operation).observe(seconds)
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Clusters faces until ``should_stop()``; the batch in hand is committed first."""
+        try:
+            while not should_stop():
+                try:
+                    if self.engine is None and not self._take_over():
+                        pause(should_stop, self.lease.ttl_ms / 3000)
+                        continue
+                    self._keep_lease()
+                    messages = self.consumer.consume(self.config.cluster_batch_size, self.config.batch_wait_s)
+                    self.health.beat()
+                    if messages:
+                        self.process(messages)
+                except RECOVERABLE as exc:
+                    self._step_down(exc)
+                    pause(should_stop, self._backoff.next())
+        finally:
+            self._close()
+
+    # -- taking over -------------------------------------------------------------------------------------------
+
+    def _take_over(self) -> bool:
+        """Becomes the writer if the lease is free: rebuilds the engine and the consumer position from Redis."""
+        if not self.lease.acquire():
+            metrics.WRITER.set(0)
+            self.health.not_ready(f"standby: another worker holds the writer lease of space {self.space}")
+            return False
+        started = time.perf_counter()
+        self._lease_renewed = time.monotonic()
+        engine = OnlineRankOrder.restore(self.store, self.config.dimension, self.settings.clustering)
+        producer = self._transactional_producer()
+        topic = self.kafka.faces_topic
+        partitions = self._partitions(topic)
+        found = self.consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=_KAFKA_TIMEOUT_S)
+        committed = {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+        applied = self.store.offsets()
+        outbox = self.store.outbox()
+        pending = [e for e in outbox if e.offset >= committed.get(e.partition, 0)]
+        caught_up = {p: o + 1 for p, o in applied.items() if o + 1 > committed.get(p, 0)}
+        if pending or caught_up:
+            producer.begin_transaction()
+            self._in_transaction = True
+            for entry in pending:
+                self._produce_events(producer, entry)
+            offsets = [TopicPartition(topic, p, o) for p, o in caught_up.items()]
+            producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), _KAFKA_TIMEOUT_S)
+            producer.commit_transaction(_KAFKA_TIMEOUT_S)
+            self._in_transaction = False
+            committed.update(caught_up)
+        self.store.mark_published(len(outbox))
+        # Faces below the committed offsets had their events published before; a replay (after Redis lost
+        # recent writes) re-applies them without publishing again.
+        self._published_below = dict(committed)
+        resume = {p: applied[p] + 1 if p in applied else committed.get(p, OFFSET_BEGINNING) for p in partitions}
+        self.consumer.assign([TopicPartition(topic, p, o) for p, o in resume.items()])
+        self.engine = engine
+        self.counters.recoveries += 1
+        metrics.WRITER.set(1)
+        metrics.CLUSTERS.set(engine.cluster_count)
+        self._backoff.reset()
+        self.health.ready()
+        log.info(
+            "writer of identity space %s: %d faces in %d clusters restored, %d event record(s) republished, "
+            "resuming %s at %s (%.1f s)",
+            self.space,
+            len(engine),
+            engine.cluster_count,
+            len(pending),
+            topic,
+            {p: resume[p] for p in sorted(resume)},
+            time.perf_counter() - started,
+        )
+        return True
+
+    def _transactional_producer(self) -> Producer:
+        """A fresh transactional producer; initialising it fences any earlier producer of this space."""
+        if self._producer is not None:
+            self._producer.flush(0)
+        self._producer = None
+        producer = Producer(
+            self.kafka.client_config(
+                **{
+                    "transactional.id": f"facestream-cluster-{self.space}",
+                    "enable.idempotence": True,
+                    "linger.ms": 5,
+                }
+            )
+        )
+        producer.init_transactions(_KAFKA_TIMEOUT_S)
+        self._producer = producer
+        return producer
+
+    def _partitions(self, topic: str) -> list[int]:
+        described = self.consumer.list_topics(topic, timeout=_KAFKA_TIMEOUT_S).topics.get(topic)
+        if described is None or described.error is not None:
+            raise KafkaException(described.error if described is not None else KafkaError(KafkaError._UNKNOWN_TOPIC))
+        return sorted(described.partitions)
+
+    def _keep_lease(self) -> None:
+        if time.monotonic() - self._lease_renewed < self.lease.ttl_ms / 3000:
+            return
+        if not self.lease.renew():
+            raise LeaseLostError(f"the writer lease of identity space {self.space} lapsed and another worker took it")
+        self._lease_renewed = time.monotonic()
+
+    # -- the batch ---------------------------------------------------------------------------------------------
+
+    def process(self, messages: list[Message]) -> None:
+        """Applies a batch to the state and publishes its events and offsets in one Kafka transaction."""
+        engine, producer = self.engine, self._producer
+        if engine is None or producer is None:
+            raise RuntimeError("process() runs only while this worker holds the writer lease")
+        metrics.BATCH_SIZE.labels("cluster").observe(len(messages))
+        started = time.perf_counter()
+        producer.begin_transaction()
+        self._in_transaction = True
+        applied = 0
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._consumer_error(error)
+                continue
+            metrics.MESSAGES_CONSUMED.labels(message.topic() or "").inc()
+            partition, offset = message.partition() or 0, message.offset() or 0
+            publish = offset >= self._published_below.get(partition, 0)
+            try:
+                record = FaceRecord.from_json(message.value())
+                vector = record.vector(self.config.dimension)
+            except MessageError as exc:
+                if publish:
+                    self._dead_letter(producer, message, exc.reason, exc)
+                continue
+            if record.space != self.space:
+                self.counters.other_space += 1
+                continue
+            count = len(engine)
+            assignment = engine.add(
+                record.face_id,
+                vector,
+                camera=record.camera,
+                frame_key=f"{record.camera}:{record.frame}",
+                timestamp=record.timestamp,
+                quality=record.score,
+                offset=(partition, offset),
+            )
+            if len(engine) == count:
+                self.counters.duplicates += 1
+                metrics.DUPLICATE_FACES.inc()
+                continue
+            applied += 1
+            self.counters.faces += 1
+            self.counters.merges += sum(len(m.absorbed) for m in assignment.merges)
+            metrics.FACES_CLUSTERED.inc()
+            metrics.MERGES.inc(sum(len(m.absorbed) for m in assignment.merges))
+            if publish:
+                entry = OutboxEntry(
+                    partition,
+                    offset,
+                    record.face_id,
+                    assignment.cluster_id,
+                    assignment.merges,
+                    record.camera,
+                    record.timestamp,
+                )
+                self._produce_events(producer, entry)
+        metrics.STAGE_SECONDS.labels("cluster").observe(time.perf_counter() - started)
+        committing = time.perf_counter()
+        offsets = next_offsets(messages)
+        if offsets:
+            producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), _KAFKA_TIMEOUT_S)
+        producer.commit_transaction(_KAFKA_TIMEOUT_S)
+        self._in_transaction = False
+        metrics.STAGE_SECONDS.labels("publish").observe(time.perf_counter() - committing)
+        self.store.mark_published(applied)
+        self.counters.batches += 1
+        metrics.CLUSTERS.set(engine.cluster_count)
+
+    def _produce_events(self, producer: Producer, entry: OutboxEntry) -> None:
+        # Keyed by identity space: one partition holds a space's events in the order they happened, so a
+        # consumer never sees a merge before the assignments it re-labels.
+        key = self.space.encode()
+        topic = self.kafka.identities_topic
+        assignment = Assignment(
+            space=self.space,
+            face_id=entry.face_id,
+            cluster=entry.cluster,
+            camera=entry.camera,
+            timestamp=entry.timestamp,
+        )
+        producer.produce(topic, key=key, value=assignment.to_json())
+        metrics.MESSAGES_PRODUCED.labels(topic).inc()
+        for merge in entry.merges:
+            event = MergeEvent(
+                space=self.space, survivor=merge.survivor, absorbed=list(merge.absorbed), face_id=entry.face_id
+            )
+            producer.produce(topic, key=key, value=event.to_json())
+            metrics.MESSAGES_PRODUCED.labels(topic).inc()
+
+    def _dead_letter(self, producer: Producer, message: Message, reason: str, error: Exception) -> None:
+        log.warning("dead letter %s (%s): %s", where(message), reason, error, extra=log_context(message))
+        letter = dead_letter(message, "cluster", reason, error)
+        producer.produce(self.kafka.dead_letter_topic, key=message.key(), value=letter.to_json())
+        self.counters.dead_letters[reason] += 1
+        metrics.DEAD_LETTERS.labels("cluster", reason).inc()
+        metrics.MESSAGES_PRODUCED.labels(self.kafka.dead_letter_topic).inc()
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        metrics.KAFKA_ERRORS.labels("cluster").inc()
+        if error.fatal() or not (error.retriable() or error.code() in TRANSIENT_ERRORS):
+            raise KafkaException(error)
+        log.warning("Kafka consumer: %s (librdkafka retries on its own)", error)
+
+    # -- failure and stop --------------------------------------------------------------------------------------
+
+    def _step_down(self, exc: Exception) -> None:
+        """Drops everything held in memory; the next turn of the loop rebuilds it from Redis and Kafka."""
+        log.error(
+            "cluster worker of space %s recovering from %s: %s; nothing is committed past the state in Redis",
+            self.space,
+            type(exc).__name__,
+            exc,
+        )
+        self.health.not_ready(f"{type(exc).__name__}: {exc}"[:300])
+        if isinstance(exc, RedisError | StoreError):
+            metrics.REDIS_ERRORS.inc()
+        metrics.RECOVERIES.labels("cluster").inc()
+        metrics.WRITER.set(0)
+        self.engine = None
+        if self._producer is not None and self._in_transaction:
+            try:
+                self._producer.abort_transaction(5)
+            except KafkaException as abort_error:
+                # A fresh producer with the same transactional id aborts the open transaction anyway.
+                log.warning("could not abort the open transaction (%s); the next producer will", abort_error)
+        self._producer = None
+        self._in_transaction = False
+
+    def _close(self) -> None:
+        self.engine = None
+        self._producer = None
+        try:
+            self.lease.release()
+        except RedisError as exc:
+            log.warning("could not release the writer lease (it lapses in %.0f s): %s", self.lease.ttl_ms / 1000, exc)
+        metrics.WRITER.set(0)
+        self.consumer.close()

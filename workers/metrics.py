@@ -1,0 +1,138 @@
+"""What the workers export to Prometheus, and the process's health as /healthz and /readyz report it.
+
+Labels stay low-cardinality: topics, stages, reasons and roles, never faces, clusters or cameras.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+MESSAGES_CONSUMED = Counter("facestream_messages_consumed", "Messages read from Kafka.", ["topic"])
+MESSAGES_PRODUCED = Counter("facestream_messages_produced", "Messages acknowledged by Kafka.", ["topic"])
+FRAMES = Counter("facestream_frames", "Frames decoded and analysed by embed workers.")
+FACES_DETECTED = Counter("facestream_faces_detected", "Faces found by the detector.")
+FACES_REJECTED = Counter("facestream_faces_rejected", "Detected faces refused by the quality gate.", ["reason"])
+FACES_CLUSTERED = Counter("facestream_faces_clustered", "Faces applied to the clustering state.")
+DUPLICATE_FACES = Counter("facestream_duplicate_faces", "Face records seen again (a replay) and ignored.")
+MERGES = Counter("facestream_merges", "Clusters absorbed into older ones.")
+CLUSTERS = Gauge("facestream_clusters", "Clusters in the identity space this worker writes.")
+DEAD_LETTERS = Counter("facestream_dead_letters", "Messages sent to the dead-letter topic.", ["stage", "reason"])
+STAGE_SECONDS = Histogram(
+    "facestream_stage_seconds", "Seconds per batch spent in each stage.", ["stage"], buckets=_LATENCY_BUCKETS
+)
+BATCH_SIZE = Histogram(
+    "facestream_batch_size", "Messages per consumed batch.", ["role"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+)
+CONSUMER_LAG = Gauge("facestream_consumer_lag", "Messages behind the end of the log, from librdkafka.", ["topic"])
+REDIS_SECONDS = Histogram(
+    "facestream_redis_seconds", "Seconds per Redis call.", ["operation"], buckets=_LATENCY_BUCKETS
+)
+REDIS_ERRORS = Counter("facestream_redis_errors", "Redis calls that failed (the worker waits and recovers).")
+KAFKA_ERRORS = Counter("facestream_kafka_errors", "Kafka errors reported to the worker.", ["role"])
+RECOVERIES = Counter("facestream_recoveries", "Times a worker rebuilt its position after a failure.", ["role"])
+READY = Gauge("facestream_ready", "1 while the worker is able to do its work.", ["role"])
+WRITER = Gauge("facestream_writer", "1 while this process holds the writer lease of its identity space.")
+
+
+def record_lag(statistics_json: str) -> None:
+    """librdkafka statistics callback: consumer lag summed per topic over the partitions this process owns."""
+    stats: dict[str, Any] = json.loads(statistics_json)
+    for topic, data in stats.get("topics", {}).items():
+        lags = [p.get("consumer_lag", -1) for name, p in data.get("partitions", {}).items() if name != "-1"]
+        known = [lag for lag in lags if lag >= 0]
+        if known:
+            CONSUMER_LAG.labels(topic).set(sum(known))
+
+
+class Health:
+    """Liveness (the loop is turning) and readiness (its dependencies answer) of one worker role."""
+
+    def __init__(self, role: str, stall_s: float = 120.0) -> None:
+        self.role = role
+        self.stall_s = stall_s
+        self._beat = time.monotonic()
+        self._ready = False
+        self._why = "starting"
+        READY.labels(role).set(0)
+
+    def beat(self) -> None:
+        self._beat = time.monotonic()
+
+    def ready(self) -> None:
+        if not self._ready:
+            log.info("%s worker ready", self.role)
+        self._ready, self._why = True, ""
+        READY.labels(self.role).set(1)
+        self.beat()
+
+    def not_ready(self, why: str) -> None:
+        if self._ready or why != self._why:
+            log.warning("%s worker not ready: %s", self.role, why)
+        self._ready, self._why = False, why
+        READY.labels(self.role).set(0)
+        self.beat()
+
+    @property
+    def live(self) -> bool:
+        return time.monotonic() - self._beat < self.stall_s
+
+    def report(self) -> tuple[bool, str]:
+        return self._ready, self._why or "ready"
+
+
+class HealthServer:
+    """/metrics, /healthz and /readyz on one port, served from a daemon thread."""
+
+    def __init__(self, roles: list[Health], host: str, port: int) -> None:
+        roles_ref = roles
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+                elif self.path == "/healthz":
+                    stalled = [h.role for h in roles_ref if not h.live]
+                    body = f"stalled: {', '.join(stalled)}" if stalled else "ok"
+                    self._send(503 if stalled else 200, body.encode())
+                elif self.path == "/readyz":
+                    reports = {h.role: h.report() for h in roles_ref}
+                    ready = all(ok for ok, _ in reports.values())
+                    body = "; ".join(f"{role}: {why}" for role, (_, why) in reports.items())
+                    self._send(200 if ready else 503, body.encode())
+                else:
+                    self._send(404, b"not found: try /metrics, /healthz or /readyz")
+
+            def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("http: " + format, *args)
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        log.info("serving /metrics, /healthz and /readyz on port %d", self.port)
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,98 @@
+"""`facestream worker`: one process running the embed stage, the cluster stage, or both, with its HTTP port.
+
+Start: connect to Redis (a cluster role fails now if it is unreachable), load the models (embed role), open
+/metrics, /healthz and /readyz, then run each role's loop in its own thread. Stop: SIGTERM or SIGINT sets the
+flag; each loop finishes and commits the batch in hand, then closes its clients; the HTTP port closes last.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from clustering.redis_store import connect
+from workers import metrics
+from workers.lifecycle import StopFlag
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Role = Literal["embed", "cluster", "all"]
+
+
+@dataclass
+class ServiceSummary:
+    lines: list[str]
+    failed: bool
+
+
+def run_worker(
+    settings: Settings, role: Role, stop: StopFlag, *, embed_group: str = "facestream-embed"
+) -> ServiceSummary:
+    """Runs the stages of ``role`` until ``stop`` is set or a stage fails; returns one line per stage."""
+    loops: list[tuple[str, Callable[[], None], Callable[[], str]]] = []
+    healths: list[metrics.Health] = []
+    if role in ("embed", "all"):
+        from models.analyzer import FaceAnalyzer  # noqa: PLC0415 - a cluster-only worker loads no model
+        from workers.embed_worker import EmbedWorker  # noqa: PLC0415
+
+        embed = EmbedWorker(settings, FaceAnalyzer.from_settings(settings.models), group=embed_group)
+
+        def embed_line() -> str:
+            c = embed.counters
+            return (
+                f"stopped: {c.frames} frames, {c.faces} faces, dead letters: {dict(c.dead_letters) or 'none'}, "
+                f"rejected: {dict(c.rejected) or 'none'}"
+            )
+
+        healths.append(embed.health)
+        loops.append(("embed", lambda: embed.run(stop.is_set), embed_line))
+        log.info(
+            "embed stage: %s -> %s in group %s", settings.kafka.frames_topic, settings.kafka.faces_topic, embed_group
+        )
+    if role in ("cluster", "all"):
+        from workers.cluster_worker import ClusterWorker  # noqa: PLC0415
+
+        cluster = ClusterWorker(settings, connect(settings.worker.redis_url))
+
+        def cluster_line() -> str:
+            c = cluster.counters
+            return (
+                f"stopped: {c.faces} faces clustered, {c.duplicates} repeats ignored, {c.merges} merges, "
+                f"dead letters: {dict(c.dead_letters) or 'none'}, writer takeovers: {c.recoveries}"
+            )
+
+        healths.append(cluster.health)
+        loops.append(("cluster", lambda: cluster.run(stop.is_set), cluster_line))
+        log.info(
+            "cluster stage: %s -> %s, identity space %s",
+            settings.kafka.faces_topic,
+            settings.kafka.identities_topic,
+            settings.worker.space,
+        )
+    server = None
+    if settings.worker.metrics_port:
+        server = metrics.HealthServer(healths, settings.worker.metrics_host, settings.worker.metrics_port).start()
+    failures: list[str] = []
+
+    def guarded(name: str, loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except Exception:
+            log.exception("the %s stage stopped on an error it cannot recover from; stopping the worker", name)
+            failures.append(name)
+            stop.set()
+
+    threads = [threading.Thread(target=guarded, args=(name, loop), name=name, daemon=True) for name, loop, _ in loops]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        if server is not None:
+            server.stop()
+    return ServiceSummary([line() for _, _, line in loops], bool(failures))
