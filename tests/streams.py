@@ -7,7 +7,7 @@ import uuid
 from collections import Counter
 
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -24,6 +24,11 @@ def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None
 
 
 def read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) of every committed message of ``topic`` (read_committed), until none came for ``idle_s``."""
+    return [(message.key(), message.value() or b"") for message in read_messages(bootstrap, topic, idle_s)]
+
+
+def read_messages(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[Message]:
     """Every committed message of ``topic`` (read_committed), until none came for ``idle_s``."""
     consumer = Consumer(
         {
@@ -33,21 +38,34 @@ def read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[tuple[byte
             "isolation.level": "read_committed",
         }
     )
-    consumer.subscribe([topic])
-    out: list[tuple[bytes | None, bytes]] = []
+    assigned: list[bool] = []
+    consumer.subscribe([topic], on_assign=lambda _c, _p: assigned.append(True))
+    out: list[Message] = []
     last = time.monotonic()
+    deadline = last + 120
     try:
-        while time.monotonic() - last < idle_s:
+        # The idle clock starts once the group gave this consumer its partitions (joining takes seconds).
+        while not assigned or time.monotonic() - last < idle_s:
             message = consumer.poll(0.5)
+            if not assigned:
+                assert time.monotonic() < deadline, f"no partition of {topic} was assigned in 120 s"
+                last = time.monotonic()
             if message is None or message.error():
                 continue
-            value = message.value()
-            assert value is not None
-            out.append((message.key(), value))
+            out.append(message)
             last = time.monotonic()
     finally:
         consumer.close()
     return out
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> int:
+    """Messages written to ``topic`` so far, over all its partitions."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions))
+    finally:
+        consumer.close()
 
 
 def committed_to_end(bootstrap: str, group: str, topic: str, partitions: int) -> bool:

@@ -1,0 +1,209 @@
+"""Frames in, identities out, through the real broker and Redis: `facestream worker --role all` gives exactly
+one assignment per face and the clusters `facestream run` gives on the same frames; two embed workers lose
+nothing when one of them is killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from clustering.engine import OnlineRankOrder
+from clustering.redis_store import RedisStore, connect
+from models.analyzer import FaceAnalyzer
+from models.settings import ModelSettings
+from streaming.decode import decode_image
+from streaming.messages import FaceRecord, FrameHeaders, face_id
+from streaming.produce import produce_frames
+from streaming.settings import KafkaSettings
+from streaming.sources import FrameSource
+from tests.conftest import data_dir
+from tests.services import free_port
+from tests.streams import create_topics, end_offsets, identities_view, read_all, read_messages
+from workers.cluster_worker import ClusterWorker
+from workers.run_job import run_pipeline
+from workers.settings import Settings, WorkerSettings
+
+VIDEOS = {
+    "classroom": "intel_classroom.mp4",
+    "pair": "intel_head-pose-face-detection-female-and-male.mp4",
+    "walking": "intel_face-demographics-walking.mp4",
+}
+
+
+def _settings(bootstrap: str, redis_url: str, cpu_models: ModelSettings, partitions: int = 1) -> Settings:
+    suffix = uuid.uuid4().hex[:10]
+    kafka = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        frames_topic=f"frames-{suffix}",
+        faces_topic=f"faces-{suffix}",
+        identities_topic=f"ids-{suffix}",
+        dead_letter_topic=f"dead-{suffix}",
+        session_timeout_ms=6000,
+    )
+    create_topics(bootstrap, [kafka.frames_topic], partitions)
+    create_topics(bootstrap, [kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic])
+    return Settings(models=cpu_models, kafka=kafka, worker=WorkerSettings(space=f"e{suffix}", redis_url=redis_url))
+
+
+def _env(settings: Settings, port: int) -> dict[str, str]:
+    kafka, worker, runtime = settings.kafka, settings.worker, settings.models.runtime
+    return {
+        **os.environ,
+        "FACESTREAM_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "FACESTREAM_KAFKA__FRAMES_TOPIC": kafka.frames_topic,
+        "FACESTREAM_KAFKA__FACES_TOPIC": kafka.faces_topic,
+        "FACESTREAM_KAFKA__IDENTITIES_TOPIC": kafka.identities_topic,
+        "FACESTREAM_KAFKA__DEAD_LETTER_TOPIC": kafka.dead_letter_topic,
+        "FACESTREAM_KAFKA__SESSION_TIMEOUT_MS": str(kafka.session_timeout_ms),
+        "FACESTREAM_WORKER__SPACE": worker.space,
+        "FACESTREAM_WORKER__REDIS_URL": worker.redis_url,
+        "FACESTREAM_WORKER__METRICS_PORT": str(port),
+        "FACESTREAM_MODELS__RUNTIME__CACHE_DIR": str(runtime.cache_dir),
+    }
+
+
+def _worker(settings: Settings, role: str, group: str, port: int) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "workers.cli", "worker", "--role", role, "--cpu", "--group", group]
+    return subprocess.Popen(
+        command, env=_env(settings, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _scrape(port: int, path: str) -> tuple[int, str]:
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_frames_in_identities_out_equal_facestream_run(
+    kafka_bootstrap: str, redis_url: str, cpu_models: ModelSettings, analyzer: FaceAnalyzer, tmp_path: Path
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url, cpu_models)
+    sources = [FrameSource(str(data_dir("videos", name)), camera) for camera, name in VIDEOS.items()]
+    produced = produce_frames(sources, settings.kafka, space=settings.worker.space, fps=0, progress=False)
+    assert produced.failed == 0
+
+    # `facestream run` on the very frames the workers receive (the JPEGs on the frames topic).
+    frames_dir = tmp_path / "frames"
+    for key, value in read_all(kafka_bootstrap, settings.kafka.frames_topic, idle_s=1.0):
+        assert key is not None
+        camera_dir = frames_dir / key.decode()
+        camera_dir.mkdir(parents=True, exist_ok=True)
+        (camera_dir / f"{len(list(camera_dir.iterdir())):06d}.jpg").write_bytes(value)
+    summary = run_pipeline(
+        [FrameSource(str(frames_dir / camera), camera) for camera in VIDEOS],
+        tmp_path / "run",
+        settings,
+        analyzer=analyzer,
+        progress=False,
+    )
+    lines = [json.loads(line) for line in (tmp_path / "run" / "faces.jsonl").read_text().splitlines()]
+    expected = {line["face_id"]: line["cluster"] for line in lines if line["cluster"] is not None}
+    assert summary.frames == produced.frames
+    assert len(expected) > 50
+
+    port = free_port()
+    worker = _worker(settings, "all", f"embed-{settings.worker.space}", port)
+    store = RedisStore(connect(redis_url), settings.worker.space)
+    try:
+        _wait(lambda: store.count() >= len(expected) or worker.poll() is not None, 300, "every face clustered")
+        time.sleep(2)  # anything beyond the expected faces would show now
+        _wait(lambda: _scrape(port, "/readyz")[0] == 200, 10, "/readyz")
+        status, scraped = _scrape(port, "/metrics")
+    finally:
+        out, err = _stop(worker)
+    assert worker.returncode == 0, err[-3000:]
+    assert status == 200
+    for metric in (
+        "facestream_frames_total",
+        'facestream_stage_seconds_bucket{le="0.5",stage="detect"}',
+        "facestream_faces_clustered_total",
+        "facestream_redis_seconds_count",
+        "facestream_batch_size_count",
+    ):
+        assert metric in scraped, metric
+
+    labels = OnlineRankOrder.restore(store, 512, settings.clustering).labels()
+    assert labels == expected
+    assigned, view = identities_view([v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic)])
+    assert set(assigned) == set(expected)
+    assert set(assigned.values()) == {1}
+    assert view == expected
+    assert "stopped: " in out
+
+
+def test_two_embed_workers_one_killed_lose_no_face(
+    kafka_bootstrap: str, redis_url: str, cpu_models: ModelSettings, analyzer: FaceAnalyzer
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url, cpu_models, partitions=4)
+    sources = [FrameSource(str(data_dir("videos", name)), camera) for camera, name in VIDEOS.items()]
+    produced = produce_frames(sources, settings.kafka, space=settings.worker.space, fps=0, progress=False)
+    frames = read_messages(kafka_bootstrap, settings.kafka.frames_topic, idle_s=1.0)
+    assert len(frames) == produced.frames
+    expected: set[str] = set()
+    for start in range(0, len(frames), 8):
+        batch = frames[start : start + 8]
+        images = [decode_image(message.value() or b"") for message in batch]
+        for message, found in zip(batch, analyzer.analyze(images), strict=True):
+            headers = FrameHeaders.from_kafka(message.headers())
+            expected |= {face_id(headers.camera, headers.frame, f.index) for f in found if f.embedding is not None}
+
+    group = f"embed-{settings.worker.space}"
+    workers = [_worker(settings, "embed", group, 0) for _ in range(2)]
+    try:
+        _wait(lambda: end_offsets(kafka_bootstrap, settings.kafka.faces_topic, 1) >= 30, 180, "the first faces")
+        workers[0].kill()  # SIGKILL mid-stream: the group rebalances and the survivor replays what was uncommitted
+        workers[0].wait(timeout=10)
+        _wait(
+            lambda: end_offsets(kafka_bootstrap, settings.kafka.faces_topic, 1) >= len(expected),
+            240,
+            "the surviving worker to take over every partition",
+        )
+        time.sleep(3)
+        faces = [FaceRecord.from_json(v) for _, v in read_all(kafka_bootstrap, settings.kafka.faces_topic, 2.0)]
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                _stop(process)
+    assert {f.face_id for f in faces} == expected  # every frame's faces arrived, none lost
+
+    # The cluster stage absorbs the replayed duplicates: the state holds each face once.
+    cluster = ClusterWorker(settings, connect(redis_url))
+    stop = threading.Event()
+    thread = threading.Thread(target=cluster.run, args=(stop.is_set,), daemon=True)
+    thread.start()
+    _wait(lambda: cluster.counters.faces + cluster.counters.duplicates >= len(faces), 120, "the cluster worker")
+    stop.set()
+    thread.join(timeout=60)
+    assert cluster.counters.faces == len(expected)
+    assert cluster.counters.duplicates == len(faces) - len(expected)
+    assert RedisStore(connect(redis_url), settings.worker.space).count() == len(expected)
