@@ -19,7 +19,9 @@ import pytest
 from confluent_kafka import Producer
 
 from clustering.engine import OnlineRankOrder
-from clustering.redis_store import RedisStore, connect
+from clustering.redis_store import RedisStore, WriterLease, connect
+from clustering.settings import ClusteringSettings
+from clustering.store import StoreError
 from streaming.messages import DeadLetter, FaceRecord
 from streaming.settings import KafkaSettings
 from tests.services import free_port, redis_server
@@ -228,3 +230,55 @@ def test_a_redis_outage_makes_the_worker_wait_and_lose_nothing(
         assert set(assigned) == set(expected)
         assert set(assigned.values()) == {1}
         assert view == expected
+
+
+def test_a_standby_waits_for_the_lease_and_takes_over_where_the_writer_stopped(
+    kafka_bootstrap: str, redis_url: str
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url, lease_ttl_s=1.0)
+    records = synthetic_faces(400, identities=30, space=settings.worker.space, seed=11)
+    _publish(kafka_bootstrap, settings.kafka.faces_topic, [r.to_json() for r in records[:200]])
+    writer, standby = ClusterWorker(settings, connect(redis_url)), ClusterWorker(settings, connect(redis_url))
+    stops = [threading.Event(), threading.Event()]
+    threads = [
+        threading.Thread(target=w.run, args=(s.is_set,), daemon=True)
+        for w, s in zip((writer, standby), stops, strict=True)
+    ]
+    threads[0].start()
+    _wait(lambda: writer.counters.faces == 200, 60, "the writer")
+    threads[1].start()
+    time.sleep(2.5)
+    assert standby.counters.faces == 0
+    assert standby.health.report() == (
+        False,
+        f"standby: another worker holds the writer lease of space {settings.worker.space}",
+    )
+
+    stops[0].set()  # a clean stop gives the lease back
+    threads[0].join(timeout=30)
+    _publish(kafka_bootstrap, settings.kafka.faces_topic, [r.to_json() for r in records[200:]])
+    _wait(lambda: standby.counters.faces == 200, 60, "the standby to take over")
+    stops[1].set()
+    threads[1].join(timeout=30)
+    assert _state_labels(settings) == reference_labels(records, settings.clustering)
+    assigned, _ = identities_view([v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic)])
+    assert len(assigned) == 400
+    assert set(assigned.values()) == {1}
+
+
+def test_a_writer_whose_lease_lapsed_is_refused(redis_url: str) -> None:
+    client = connect(redis_url)
+    space = f"lease{uuid.uuid4().hex[:8]}"
+    old = WriterLease(client, space, ttl_s=0.6)
+    assert old.acquire()
+    store = RedisStore(client, space, old.token)
+    engine = OnlineRankOrder(512, ClusteringSettings(), store)
+    records = synthetic_faces(3, identities=2, space=space)
+    engine.add(records[0].face_id, records[0].vector(), offset=(0, 0))
+    time.sleep(0.8)  # the old writer stalls past its lease ...
+    new = WriterLease(client, space, ttl_s=5)
+    assert new.acquire()  # ... and a standby takes over
+    with pytest.raises(StoreError, match="no longer holds the writer lease"):
+        engine.add(records[1].face_id, records[1].vector(), offset=(0, 1))
+    assert not old.renew()
+    assert RedisStore(client, space).count() == 1
