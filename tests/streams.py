@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -148,3 +151,19 @@ def identities_view(values: list[bytes]) -> tuple[Counter[str], dict[str, int]]:
         return cluster
 
     return assigned, {face: root(cluster) for face, cluster in cluster_of.items()}
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """Status and body of GET http://127.0.0.1:port/path, error statuses included."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

@@ -9,8 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +23,15 @@ from clustering.store import StoreError
 from streaming.messages import DeadLetter, FaceRecord
 from streaming.settings import KafkaSettings
 from tests.services import free_port, redis_server
-from tests.streams import create_topics, identities_view, read_all, reference_labels, synthetic_faces
+from tests.streams import (
+    create_topics,
+    http_get,
+    identities_view,
+    read_all,
+    reference_labels,
+    synthetic_faces,
+    wait_for,
+)
 from workers.cluster_worker import ClusterWorker
 from workers.settings import Settings, WorkerSettings
 
@@ -139,21 +145,6 @@ def _env(settings: Settings, port: int) -> dict[str, str]:
     }
 
 
-def _http(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_a_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(
     kafka_bootstrap: str, redis_url: str
 ) -> None:
@@ -166,7 +157,7 @@ def test_a_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run
     port = free_port()
     first = subprocess.Popen(command, env=_env(settings, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _wait(lambda: store.count() >= 800 or first.poll() is not None, 120, "the first worker to cluster 800 faces")
+        wait_for(lambda: store.count() >= 800 or first.poll() is not None, 120, "the first worker to cluster 800 faces")
         first.kill()  # SIGKILL: no clean-up at all, possibly inside a transaction
         first.wait(timeout=10)
     finally:
@@ -177,12 +168,12 @@ def test_a_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run
 
     second = subprocess.Popen(command, env=_env(settings, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait(lambda: store.count() == len(records), 120, "the restarted worker to cluster every face")
-        _wait(lambda: _http(port, "/readyz")[0] == 200, 10, "/readyz")
-        status, scraped = _http(port, "/metrics")
+        wait_for(lambda: store.count() == len(records), 120, "the restarted worker to cluster every face")
+        wait_for(lambda: http_get(port, "/readyz")[0] == 200, 10, "/readyz")
+        status, scraped = http_get(port, "/metrics")
         assert status == 200
         assert "facestream_faces_clustered_total" in scraped
-        assert _http(port, "/healthz")[0] == 200
+        assert http_get(port, "/healthz")[0] == 200
         second.send_signal(signal.SIGTERM)
         out, err = second.communicate(timeout=60)
     finally:
@@ -211,9 +202,9 @@ def test_a_redis_outage_makes_the_worker_wait_and_lose_nothing(
         readiness: list[bool] = []
 
         def outage() -> None:
-            _wait(lambda: store.count() >= 600, 120, "600 faces before the outage")
+            wait_for(lambda: store.count() >= 600, 120, "600 faces before the outage")
             server.stop()
-            _wait(lambda: not worker.health.report()[0], 30, "the worker to report not-ready")
+            wait_for(lambda: not worker.health.report()[0], 30, "the worker to report not-ready")
             readiness.append(worker.health.report()[0])
             time.sleep(3)
             server.start()
@@ -245,7 +236,7 @@ def test_a_standby_waits_for_the_lease_and_takes_over_where_the_writer_stopped(
         for w, s in zip((writer, standby), stops, strict=True)
     ]
     threads[0].start()
-    _wait(lambda: writer.counters.faces == 200, 60, "the writer")
+    wait_for(lambda: writer.counters.faces == 200, 60, "the writer")
     threads[1].start()
     time.sleep(2.5)
     assert standby.counters.faces == 0
@@ -257,7 +248,7 @@ def test_a_standby_waits_for_the_lease_and_takes_over_where_the_writer_stopped(
     stops[0].set()  # a clean stop gives the lease back
     threads[0].join(timeout=30)
     _publish(kafka_bootstrap, settings.kafka.faces_topic, [r.to_json() for r in records[200:]])
-    _wait(lambda: standby.counters.faces == 200, 60, "the standby to take over")
+    wait_for(lambda: standby.counters.faces == 200, 60, "the standby to take over")
     stops[1].set()
     threads[1].join(timeout=30)
     assert _state_labels(settings) == reference_labels(records, settings.clustering)

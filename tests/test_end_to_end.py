@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from clustering.engine import OnlineRankOrder
@@ -26,7 +25,7 @@ from streaming.settings import KafkaSettings
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
 from tests.services import free_port
-from tests.streams import create_topics, end_offsets, identities_view, read_all, read_messages
+from tests.streams import create_topics, end_offsets, http_get, identities_view, read_all, read_messages, wait_for
 from workers.cluster_worker import ClusterWorker
 from workers.run_job import run_pipeline
 from workers.settings import Settings, WorkerSettings
@@ -77,24 +76,6 @@ def _worker(settings: Settings, role: str, group: str, port: int) -> subprocess.
     )
 
 
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
-def _scrape(port: int, path: str) -> tuple[int, str]:
-    import urllib.error  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def _stop(process: subprocess.Popen[str]) -> tuple[str, str]:
     process.send_signal(signal.SIGTERM)
     try:
@@ -135,10 +116,10 @@ def test_frames_in_identities_out_equal_facestream_run(
     worker = _worker(settings, "all", f"embed-{settings.worker.space}", port)
     store = RedisStore(connect(redis_url), settings.worker.space)
     try:
-        _wait(lambda: store.count() >= len(expected) or worker.poll() is not None, 300, "every face clustered")
+        wait_for(lambda: store.count() >= len(expected) or worker.poll() is not None, 300, "every face clustered")
         time.sleep(2)  # anything beyond the expected faces would show now
-        _wait(lambda: _scrape(port, "/readyz")[0] == 200, 10, "/readyz")
-        status, scraped = _scrape(port, "/metrics")
+        wait_for(lambda: http_get(port, "/readyz")[0] == 200, 10, "/readyz")
+        status, scraped = http_get(port, "/metrics")
     finally:
         out, err = _stop(worker)
     assert worker.returncode == 0, err[-3000:]
@@ -180,10 +161,10 @@ def test_two_embed_workers_one_killed_lose_no_face(
     group = f"embed-{settings.worker.space}"
     workers = [_worker(settings, "embed", group, 0) for _ in range(2)]
     try:
-        _wait(lambda: end_offsets(kafka_bootstrap, settings.kafka.faces_topic, 1) >= 30, 180, "the first faces")
+        wait_for(lambda: end_offsets(kafka_bootstrap, settings.kafka.faces_topic, 1) >= 30, 180, "the first faces")
         workers[0].kill()  # SIGKILL mid-stream: the group rebalances and the survivor replays what was uncommitted
         workers[0].wait(timeout=10)
-        _wait(
+        wait_for(
             lambda: end_offsets(kafka_bootstrap, settings.kafka.faces_topic, 1) >= len(expected),
             240,
             "the surviving worker to take over every partition",
@@ -201,7 +182,7 @@ def test_two_embed_workers_one_killed_lose_no_face(
     stop = threading.Event()
     thread = threading.Thread(target=cluster.run, args=(stop.is_set,), daemon=True)
     thread.start()
-    _wait(lambda: cluster.counters.faces + cluster.counters.duplicates >= len(faces), 120, "the cluster worker")
+    wait_for(lambda: cluster.counters.faces + cluster.counters.duplicates >= len(faces), 120, "the cluster worker")
     stop.set()
     thread.join(timeout=60)
     assert cluster.counters.faces == len(expected)

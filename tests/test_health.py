@@ -3,39 +3,30 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 from prometheus_client import REGISTRY
 
+from tests.streams import http_get
 from workers import metrics
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:  # noqa: S310
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_readiness_follows_the_roles_and_liveness_the_loops() -> None:
     embed, cluster = metrics.Health("embed"), metrics.Health("cluster", stall_s=0.0)
     server = metrics.HealthServer([embed, cluster], "127.0.0.1", 0).start()
     try:
-        assert _get(server.port, "/readyz") == (503, "embed: starting; cluster: starting")
+        assert http_get(server.port, "/readyz") == (503, "embed: starting; cluster: starting")
         embed.ready()
         cluster.not_ready("RedisError: connection refused")
-        status, body = _get(server.port, "/readyz")
+        status, body = http_get(server.port, "/readyz")
         assert status == 503
         assert "cluster: RedisError: connection refused" in body
         cluster.ready()
-        assert _get(server.port, "/readyz")[0] == 200
-        assert _get(server.port, "/healthz") == (503, "stalled: cluster")  # its loop has not turned in time
-        status, scraped = _get(server.port, "/metrics")
+        assert http_get(server.port, "/readyz")[0] == 200
+        assert http_get(server.port, "/healthz") == (503, "stalled: cluster")  # its loop has not turned in time
+        status, scraped = http_get(server.port, "/metrics")
         assert status == 200
         assert 'facestream_ready{role="cluster"} 1.0' in scraped
-        assert _get(server.port, "/nothing")[0] == 404
+        assert http_get(server.port, "/nothing")[0] == 404
     finally:
         server.stop()
 
