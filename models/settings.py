@@ -39,18 +39,20 @@ class DetectorSettings(_Frozen):
         description="Largest enlargement of a frame smaller than the input. Enlarging tight face crops "
         "makes faces bigger than SCRFD's anchors and it finds none; 1.0 pads small frames instead.",
     )
-    score_threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    nms_threshold: float = Field(0.4, gt=0.0, le=1.0)
+    score_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Detections scoring lower are dropped.")
+    nms_threshold: float = Field(
+        0.4, gt=0.0, le=1.0, description="Overlap (IoU) above which the lower-scoring of two boxes is dropped."
+    )
     max_faces: int = Field(100, ge=1, description="Most faces kept per frame, highest scores first.")
 
 
 class EmbedderSettings(_Frozen):
     model: str = Field("arcface-w600k-mbf", description="Registry id or path of an ArcFace-style ONNX file.")
     sha256: str | None = Field(None, description="Expected sha256 of a model given by path.")
-    input_mean: float = 127.5
-    input_std: float = 127.5
-    channel_order: Literal["rgb", "bgr"] = "rgb"
-    batch_size: int = Field(32, ge=1, le=1024)
+    input_mean: float = Field(127.5, description="Pixels enter the model as (value - mean) / std.")
+    input_std: float = Field(127.5, gt=0, description="See input_mean.")
+    channel_order: Literal["rgb", "bgr"] = Field("rgb", description="Channel order the model was trained on.")
+    batch_size: int = Field(32, ge=1, le=1024, description="Most faces per embedder call.")
 
 
 class QualitySettings(_Frozen):

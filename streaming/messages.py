@@ -2,7 +2,7 @@
 
 - frames: key = camera id, value = JPEG bytes, headers carry the rest (``FrameHeaders``);
 - faces: one JSON ``FaceRecord`` per detected face, key = face id;
-- identities: JSON ``Assignment`` and ``MergeEvent`` records, key = face id or surviving cluster;
+- identities: JSON ``Assignment`` and ``MergeEvent`` records, key = identity space (one partition keeps their order);
 - dead letters: a JSON ``DeadLetter`` holding the original message and why it was refused.
 
 Parsing raises ``MessageError`` with a short, low-cardinality ``reason`` for metrics and dead letters.

@@ -11,10 +11,10 @@ class KafkaSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
-    frames_topic: str = "facestream.frames"
-    faces_topic: str = "facestream.faces"
-    identities_topic: str = "facestream.identities"
-    dead_letter_topic: str = "facestream.dead-letters"
+    frames_topic: str = Field("facestream.frames", description="JPEG frames in (key: camera id).")
+    faces_topic: str = Field("facestream.faces", description="Face records from the embed stage.")
+    identities_topic: str = Field("facestream.identities", description="Assignments and merges out.")
+    dead_letter_topic: str = Field("facestream.dead-letters", description="Unusable input with its reason.")
     session_timeout_ms: int = Field(
         45_000,
         ge=1_000,

@@ -154,12 +154,14 @@ def identities_view(values: list[bytes]) -> tuple[Counter[str], dict[str, int]]:
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:
-    """Status and body of GET http://127.0.0.1:port/path, error statuses included."""
+    """Status and body of GET http://127.0.0.1:port/path, error statuses included; 0 when refused."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
             return int(response.status), response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+    except urllib.error.URLError as exc:
+        return 0, str(exc.reason)  # nothing listens there (yet)
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
