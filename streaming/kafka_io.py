@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from streaming.messages import DeadLetter
 
@@ -63,3 +63,16 @@ def first_offsets(messages: list[Message]) -> list[TopicPartition]:
             key = (message.topic() or "", message.partition() or 0)
             offsets[key] = min(offsets.get(key, message.offset() or 0), message.offset() or 0)
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
+
+
+def consume_batch(consumer: Consumer, size: int, linger_s: float, idle_s: float = 0.5) -> list[Message]:
+    """Up to ``size`` messages: waits up to ``idle_s`` for the first, then at most ``linger_s`` for the rest.
+
+    Under load batches fill at once; on a quiet stream a lone frame is not held back waiting for company.
+    """
+    first = consumer.poll(idle_s)
+    if first is None:
+        return []
+    if size == 1:
+        return [first]
+    return [first, *consumer.consume(num_messages=size - 1, timeout=linger_s)]

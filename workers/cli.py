@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from models.errors import ModelError
-from models.registry import REGISTRY, sample_images
+from models.registry import REGISTRY, builtin_path, sample_images
 from streaming.sources import FrameSource, SourceError
 from workers.lifecycle import StopFlag
 from workers.logs import configure_logging
@@ -111,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON objects")
     _model_flags(worker)
 
-    commands.add_parser("models", help="list the built-in models, their sources and licences")
+    models = commands.add_parser("models", help="list the built-in models, their sources and licences")
+    models.add_argument(
+        "--verify",
+        action="store_true",
+        help="check every built-in model's sha256 and write those that ship as bytes to the cache (image builds)",
+    )
     return parser
 
 
@@ -222,7 +227,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILED if summary.failed else 0
 
 
-def _models() -> int:
+def _models(verify: bool) -> int:
+    if verify:
+        cache = load_settings().models.runtime.cache_dir
+        for spec in REGISTRY.values():
+            print(f"{spec.id:<22}ok  {builtin_path(spec, cache)}")
+        return 0
     for spec in REGISTRY.values():
         print(f"{spec.id:<22}{spec.task.value:<10}{spec.description}\n{'':<32}from {spec.package}/{spec.resource}")
         print(f"{'':<32}sha256 {spec.sha256}\n{'':<32}licence: {spec.licence}")
@@ -233,7 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     if args.command == "models":
-        return _models()
+        try:
+            return _models(args.verify)
+        except ModelError as exc:
+            log.error("%s", exc)
+            return EXIT_FAILED
     try:
         if args.command == "produce":
             return _produce(args)

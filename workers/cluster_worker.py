@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from clustering.engine import OnlineRankOrder
 from clustering.redis_store import OutboxEntry, RedisStore, WriterLease
 from clustering.store import StoreError
-from streaming.kafka_io import TRANSIENT_ERRORS, dead_letter, log_context, next_offsets, where
+from streaming.kafka_io import TRANSIENT_ERRORS, consume_batch, dead_letter, log_context, next_offsets, where
 from streaming.messages import Assignment, FaceRecord, MergeEvent, MessageError
 from workers import metrics
 from workers.lifecycle import Backoff, pause
@@ -106,7 +106,7 @@ class ClusterWorker:
                         pause(should_stop, self.lease.ttl_ms / 3000)
                         continue
                     self._keep_lease()
-                    messages = self.consumer.consume(self.config.cluster_batch_size, self.config.batch_wait_s)
+                    messages = consume_batch(self.consumer, self.config.cluster_batch_size, self.config.batch_wait_s)
                     self.health.beat()
                     if messages:
                         self.process(messages)

@@ -21,7 +21,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from models.analyzer import FaceAnalyzer
 from streaming.decode import ImageDecodeError, decode_image
-from streaming.kafka_io import TRANSIENT_ERRORS, dead_letter, first_offsets, log_context, next_offsets, where
+from streaming.kafka_io import (
+    TRANSIENT_ERRORS,
+    consume_batch,
+    dead_letter,
+    first_offsets,
+    log_context,
+    next_offsets,
+    where,
+)
 from streaming.messages import FaceQuality, FaceRecord, FrameHeaders, MessageError, face_id
 from workers import metrics
 from workers.lifecycle import Backoff, pause
@@ -80,11 +88,11 @@ class EmbedWorker:
     ) -> None:
         """Processes batches until ``should_stop()``; the batch in hand is finished and committed first."""
         size = batch_size or self.settings.run.batch_size
-        wait = batch_wait_s or self.settings.worker.batch_wait_s
+        wait = self.settings.worker.batch_wait_s if batch_wait_s is None else batch_wait_s
         self.consumer.subscribe([self.kafka.frames_topic], on_assign=self._assigned)
         try:
             while not should_stop():
-                messages = self.consumer.consume(num_messages=size, timeout=wait)
+                messages = consume_batch(self.consumer, size, wait)
                 self.health.beat()
                 if messages:
                     self.process(messages, should_stop)
