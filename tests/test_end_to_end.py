@@ -26,6 +26,7 @@ from streaming.sources import FrameSource
 from tests.conftest import data_dir
 from tests.services import free_port
 from tests.streams import create_topics, end_offsets, http_get, identities_view, read_all, read_messages, wait_for
+from tests.test_deploy import assert_dashboard_and_alerts_use_exported_metrics
 from workers.cluster_worker import ClusterWorker
 from workers.run_job import run_pipeline
 from workers.settings import Settings, WorkerSettings
@@ -124,6 +125,7 @@ def test_frames_in_identities_out_equal_facestream_run(
         out, err = _stop(worker)
     assert worker.returncode == 0, err[-3000:]
     assert status == 200
+    assert_dashboard_and_alerts_use_exported_metrics(scraped)
     for metric in (
         "facestream_frames_total",
         'facestream_stage_seconds_bucket{le="0.5",stage="detect"}',

@@ -122,7 +122,7 @@ class ClusterWorker:
         """Becomes the writer if the lease is free: rebuilds the engine and the consumer position from Redis."""
         if not self.lease.acquire():
             metrics.WRITER.set(0)
-            self.health.not_ready(f"standby: another worker holds the writer lease of space {self.space}")
+            self.health.standby(f"standby: another worker holds the writer lease of space {self.space}")
             return False
         started = time.perf_counter()
         self._lease_renewed = time.monotonic()

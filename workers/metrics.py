@@ -76,6 +76,14 @@ class Health:
         READY.labels(self.role).set(1)
         self.beat()
 
+    def standby(self, why: str) -> None:
+        """Healthy and ready, but waiting: a standby cluster worker (ready, so no alert and no restart)."""
+        if not self._ready or why != self._why:
+            log.info("%s worker on standby: %s", self.role, why)
+        self._ready, self._why = True, why
+        READY.labels(self.role).set(1)
+        self.beat()
+
     def not_ready(self, why: str) -> None:
         if self._ready or why != self._why:
             log.warning("%s worker not ready: %s", self.role, why)

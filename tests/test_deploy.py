@@ -1,0 +1,184 @@
+"""The deployment files, checked as far as this machine can without a Docker engine or a cluster: the compose
+file against the Compose Specification, the Kubernetes manifests against the API schemas, the alert rules and
+scrape config with promtool, and the settings, ports and metrics they name against the code."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.services import missing
+from workers.settings import Settings, WorkerSettings
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY = REPO / "deploy"
+METRICS_PORT = WorkerSettings().metrics_port
+
+
+def _yaml_documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def _settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Settings()  # extra="forbid": a misspelt FACESTREAM_ variable fails here
+
+
+def test_compose_file_follows_the_compose_spec_and_names_real_things(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Schema: compose_spec.json of docker-compose 1.29.2 (PyPI wheel, Apache-2.0), kept in tests/schemas.
+    schema = json.loads((REPO / "tests" / "schemas" / "compose-spec.json").read_text(encoding="utf-8"))
+    compose_dir = DEPLOY / "compose"
+    compose = yaml.safe_load((compose_dir / "compose.yaml").read_text(encoding="utf-8"))
+    errors = [f"{list(e.path)}: {e.message}" for e in jsonschema.Draft201909Validator(schema).iter_errors(compose)]
+    assert not errors
+
+    services: dict[str, dict[str, Any]] = compose["services"]
+    for name, service in services.items():
+        image = service["image"]
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+", image), f"{name}: pin {image} to a tag"
+        assert not image.endswith(":latest"), f"{name}: pin {image} to a version"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (compose_dir / source).exists(), f"{name} mounts {source}, which is missing"
+    workers = {name: s for name, s in services.items() if s["image"].startswith("facestream:")}
+    assert {"embed", "cluster", "cluster-standby", "producer"} <= workers.keys()
+    for name, service in workers.items():
+        assert (REPO / service["build"]["dockerfile"]).is_file()
+        settings = _settings_from(service["environment"], monkeypatch)
+        assert settings.kafka.bootstrap_servers == "kafka:9092"
+        assert settings.worker.redis_url.startswith("redis://redis:6379/")
+        assert "container_name" not in service, f"{name} must stay scalable"
+        assert "ports" not in service, f"{name} must stay scalable"
+    kafka_env = services["kafka"]["environment"]
+    assert kafka_env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    topics = re.findall(r"(facestream\.[\w.-]+):\d+", services["topics"]["command"][0])
+    kafka = Settings().kafka
+    assert sorted(topics) == sorted(
+        [kafka.frames_topic, kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic]
+    )
+    assert {"9090:9090"} == set(services["prometheus"]["ports"])
+    assert {"3000:3000"} == set(services["grafana"]["ports"])
+
+
+def test_images_are_non_root_with_models_baked_in_and_a_healthcheck() -> None:
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
+    top_level = sorted({p.rstrip("*") for p in packages["find"]["include"]})
+    for name in ("Dockerfile", "Dockerfile.gpu"):
+        text = (DEPLOY / "docker" / name).read_text(encoding="utf-8")
+        assert re.search(r"^USER 10001$", text, re.M), name
+        assert f"http://127.0.0.1:{METRICS_PORT}/healthz" in text
+        assert f"EXPOSE {METRICS_PORT}" in text
+        assert "facestream models --verify" in text  # sha256-checked models written at build time
+        assert "HNSWLIB_NO_NATIVE=1" in text
+        for package in top_level:
+            assert f"COPY {package} ./{package}" in text, f"{name} does not copy the {package} package"
+    assert "onnxruntime-gpu" not in (DEPLOY / "docker" / "Dockerfile").read_text()
+    assert "--extra gpu" in (DEPLOY / "docker" / "Dockerfile.gpu").read_text()
+
+
+def test_prometheus_rules_and_scrape_config_pass_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        missing("promtool (Debian package prometheus)")
+    assert promtool is not None
+    rules = DEPLOY / "prometheus" / "alerts.yml"
+    checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    config = (DEPLOY / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
+    assert f"port: {METRICS_PORT}" in config
+    local = tmp_path / "prometheus.yml"
+    local.write_text(config.replace("/etc/prometheus/alerts.yml", str(rules)), encoding="utf-8")
+    checked = subprocess.run([promtool, "check", "config", str(local)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_kubernetes_manifests_validate_against_the_api_schemas(monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = DEPLOY / "kubernetes"
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text(encoding="utf-8"))
+    files = sorted(folder.glob("*.yaml"))
+    assert {f.name for f in files} >= set(kustomization["resources"])
+    version = kubernetes_validate.latest_version()
+    documents = {f.name: _yaml_documents(f) for f in files if f.name != "kustomization.yaml"}
+    env: dict[str, str] = {}
+    deployments: dict[str, dict[str, Any]] = {}
+    for docs in documents.values():
+        for doc in docs:
+            if doc["apiVersion"].startswith("keda.sh/"):
+                continue  # a custom resource: checked below
+            kubernetes_validate.validate(doc, version, strict=True)
+            if doc["kind"] in ("ConfigMap", "Secret"):
+                env |= doc.get("data", {}) | doc.get("stringData", {})
+            if doc["kind"] == "Deployment":
+                deployments[doc["metadata"]["name"]] = doc
+    settings = _settings_from(env, monkeypatch)  # every variable is a real setting with a valid value
+    for name, deployment in deployments.items():
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["ports"][0]["containerPort"] == METRICS_PORT, name
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"], name
+        assert container["resources"]["requests"], name
+    assert "nvidia.com/gpu" in json.dumps(deployments["facestream-embed-gpu"])
+
+    (scaled,) = documents["keda-scaledobject.yaml"]
+    assert scaled["kind"] == "ScaledObject"
+    assert scaled["spec"]["scaleTargetRef"]["name"] in deployments
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"]["topic"] == settings.kafka.frames_topic
+    assert trigger["metadata"]["consumerGroup"] == "facestream-embed"  # the embed workers' default group
+    assert trigger["metadata"]["bootstrapServers"] == settings.kafka.bootstrap_servers
+
+
+def test_a_misspelt_manifest_field_is_caught() -> None:
+    (deployment,) = _yaml_documents(DEPLOY / "kubernetes" / "embed.yaml")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
+
+
+def queried_metrics() -> dict[str, set[str]]:
+    """Metric names used by each query of the dashboard and the alert rules."""
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "facestream.json").read_text(encoding="utf-8"))
+    queries = {f"dashboard: {p['title']}": t["expr"] for p in dashboard["panels"] for t in p["targets"]}
+    for group in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text(encoding="utf-8"))["groups"]:
+        queries |= {f"alert: {rule['alert']}": rule["expr"] for rule in group["rules"]}
+    return {where: set(re.findall(r"\bfacestream_[a-z_]+", expr)) for where, expr in queries.items()}
+
+
+def exported_metrics(scrape: str) -> set[str]:
+    """Sample names a /metrics page exports, with those of families that have no sample yet."""
+    names: set[str] = set()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    for family in text_string_to_metric_families(scrape):
+        names |= {sample.name for sample in family.samples}
+        names |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
+    return names
+
+
+def assert_dashboard_and_alerts_use_exported_metrics(scrape: str) -> None:
+    exported = exported_metrics(scrape)
+    unknown = {where: sorted(names - exported) for where, names in queried_metrics().items() if names - exported}
+    assert not unknown, f"queries name metrics the workers do not export: {unknown}"
+
+
+def test_the_dashboard_loads_and_every_panel_queries_a_metric() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "facestream.json").read_text(encoding="utf-8"))
+    assert dashboard["uid"] == "facestream"
+    assert all(p["targets"] and p["datasource"]["type"] == "prometheus" for p in dashboard["panels"])
+    assert all(names for where, names in queried_metrics().items() if where.startswith("dashboard"))
+    datasource = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
