@@ -103,17 +103,28 @@ def redis_server(folder: Path, durable: bool = False) -> Iterator[RedisServer]:
 REPO = Path(__file__).resolve().parents[1]
 
 
-@contextmanager
-def kafka_broker(folder: Path) -> Iterator[str]:
-    """Bootstrap address of a fresh broker whose data lives in ``folder``."""
+def start_kafka(folder: Path) -> str:
+    """Starts a broker whose data lives in ``folder`` (again, same port and data, if it ran there before)."""
     for tool in ("java", "mvn"):
         if shutil.which(tool) is None:
             missing(f"{tool} (needed to run the Kafka broker)")
-    script = REPO / "scripts" / "kafka"
-    started = subprocess.run([str(script), "start", str(folder)], capture_output=True, text=True, check=False)
+    started = subprocess.run(
+        [str(REPO / "scripts" / "kafka"), "start", str(folder)], capture_output=True, text=True, check=False
+    )
     if started.returncode != 0:
         raise RuntimeError(f"the Kafka broker did not start: {started.stderr.strip()}")
+    return started.stdout.strip().splitlines()[-1]
+
+
+def stop_kafka(folder: Path) -> None:
+    subprocess.run([str(REPO / "scripts" / "kafka"), "stop", str(folder)], check=True)
+
+
+@contextmanager
+def kafka_broker(folder: Path) -> Iterator[str]:
+    """Bootstrap address of a fresh broker whose data lives in ``folder``."""
+    bootstrap = start_kafka(folder)
     try:
-        yield started.stdout.strip().splitlines()[-1]
+        yield bootstrap
     finally:
-        subprocess.run([str(script), "stop", str(folder)], check=True)
+        stop_kafka(folder)

@@ -14,6 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
+from confluent_kafka import Message
+
 from clustering.engine import OnlineRankOrder
 from clustering.redis_store import RedisStore, connect
 from models.analyzer import FaceAnalyzer
@@ -24,10 +26,11 @@ from streaming.produce import produce_frames
 from streaming.settings import KafkaSettings
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
-from tests.services import free_port
+from tests.services import free_port, start_kafka, stop_kafka
 from tests.streams import create_topics, end_offsets, http_get, identities_view, read_all, read_messages, wait_for
 from tests.test_deploy import assert_dashboard_and_alerts_use_exported_metrics
 from workers.cluster_worker import ClusterWorker
+from workers.embed_worker import EmbedWorker
 from workers.run_job import run_pipeline
 from workers.settings import Settings, WorkerSettings
 
@@ -144,6 +147,18 @@ def test_frames_in_identities_out_equal_facestream_run(
     assert "stopped: " in out
 
 
+def _accepted_faces(frames: list[Message], analyzer: FaceAnalyzer) -> set[str]:
+    """Ids of the faces the analyzer accepts in these frames-topic messages."""
+    expected: set[str] = set()
+    for start in range(0, len(frames), 8):
+        batch = frames[start : start + 8]
+        images = [decode_image(message.value() or b"") for message in batch]
+        for message, found in zip(batch, analyzer.analyze(images), strict=True):
+            headers = FrameHeaders.from_kafka(message.headers())
+            expected |= {face_id(headers.camera, headers.frame, f.index) for f in found if f.embedding is not None}
+    return expected
+
+
 def test_two_embed_workers_one_killed_lose_no_face(
     kafka_bootstrap: str, redis_url: str, cpu_models: ModelSettings, analyzer: FaceAnalyzer
 ) -> None:
@@ -152,13 +167,7 @@ def test_two_embed_workers_one_killed_lose_no_face(
     produced = produce_frames(sources, settings.kafka, space=settings.worker.space, fps=0, progress=False)
     frames = read_messages(kafka_bootstrap, settings.kafka.frames_topic, idle_s=1.0)
     assert len(frames) == produced.frames
-    expected: set[str] = set()
-    for start in range(0, len(frames), 8):
-        batch = frames[start : start + 8]
-        images = [decode_image(message.value() or b"") for message in batch]
-        for message, found in zip(batch, analyzer.analyze(images), strict=True):
-            headers = FrameHeaders.from_kafka(message.headers())
-            expected |= {face_id(headers.camera, headers.frame, f.index) for f in found if f.embedding is not None}
+    expected = _accepted_faces(frames, analyzer)
 
     group = f"embed-{settings.worker.space}"
     workers = [_worker(settings, "embed", group, 0) for _ in range(2)]
@@ -190,3 +199,47 @@ def test_two_embed_workers_one_killed_lose_no_face(
     assert cluster.counters.faces == len(expected)
     assert cluster.counters.duplicates == len(faces) - len(expected)
     assert RedisStore(connect(redis_url), settings.worker.space).count() == len(expected)
+
+
+def test_a_kafka_outage_mid_stream_loses_nothing_and_assigns_each_face_once(
+    redis_url: str, cpu_models: ModelSettings, analyzer: FaceAnalyzer, tmp_path: Path
+) -> None:
+    folder = tmp_path / "broker"
+    bootstrap = start_kafka(folder)  # a broker of this test's own, to stop and start again
+    try:
+        settings = _settings(bootstrap, redis_url, cpu_models)
+        settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"retry_max_s": 2.0})})
+        sources = [FrameSource(str(data_dir("videos", name)), camera) for camera, name in VIDEOS.items()]
+        produce_frames(sources, settings.kafka, space=settings.worker.space, fps=0, progress=False)
+        frames = read_messages(bootstrap, settings.kafka.frames_topic, idle_s=1.0)
+        expected = _accepted_faces(frames, analyzer)
+
+        embed = EmbedWorker(settings, analyzer, group=f"embed-{settings.worker.space}")
+        cluster = ClusterWorker(settings, connect(redis_url))
+        stop = threading.Event()
+        threads = [threading.Thread(target=w.run, args=(stop.is_set,), daemon=True) for w in (embed, cluster)]
+        for thread in threads:
+            thread.start()
+        store = RedisStore(connect(redis_url), settings.worker.space)
+        try:
+            wait_for(lambda: store.count() >= 20, 120, "the first faces clustered")
+            stop_kafka(folder)
+            wait_for(lambda: not embed.health.report()[0] or not cluster.health.report()[0], 60, "not-ready")
+            time.sleep(5)
+            start_kafka(folder)
+            wait_for(lambda: store.count() >= len(expected), 240, "every face clustered after the outage")
+            time.sleep(2)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+        assert embed.health.report()[0]
+        assert cluster.health.report()[0]
+        faces = [FaceRecord.from_json(v) for _, v in read_all(bootstrap, settings.kafka.faces_topic)]
+        assert {f.face_id for f in faces} == expected
+        assert store.count() == len(expected)
+        assigned, _ = identities_view([v for _, v in read_all(bootstrap, settings.kafka.identities_topic)])
+        assert set(assigned) == expected
+        assert set(assigned.values()) == {1}
+    finally:
+        stop_kafka(folder)

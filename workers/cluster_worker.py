@@ -14,6 +14,7 @@ and the transactional id fences its producer.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -41,8 +42,37 @@ class LeaseLostError(RuntimeError):
     """Another process holds the writer lease of this identity space now."""
 
 
+class KafkaCallTimeoutError(RuntimeError):
+    """A librdkafka call did not return within its deadline; its producer is abandoned."""
+
+
 #: Failures the worker recovers from by stepping down and rebuilding its position from Redis.
-RECOVERABLE = (RedisError, StoreError, KafkaException, LeaseLostError)
+RECOVERABLE = (RedisError, StoreError, KafkaException, LeaseLostError, KafkaCallTimeoutError)
+
+
+def _bounded(call: Callable[[], None], seconds: float, what: str) -> None:
+    """Runs ``call`` in a helper thread and waits at most ``seconds`` for it.
+
+    librdkafka's send_offsets_to_transaction can block past its own timeout when the group coordinator went
+    away and came back (librdkafka issues 5456 and 5511, open in 2.16; reproduced here by restarting the
+    broker). The stuck call cannot be cancelled: the worker abandons that producer, and the next one, with
+    the same transactional id, fences it.
+    """
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name=what, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise KafkaCallTimeoutError(f"{what} did not return within {seconds:.0f} s; abandoning this producer")
+    if failure:
+        raise failure[0]
 
 
 @dataclass
@@ -141,9 +171,7 @@ class ClusterWorker:
             self._in_transaction = True
             for entry in pending:
                 self._produce_events(producer, entry)
-            offsets = [TopicPartition(topic, p, o) for p, o in caught_up.items()]
-            producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), _KAFKA_TIMEOUT_S)
-            producer.commit_transaction(_KAFKA_TIMEOUT_S)
+            self._commit_transaction(producer, [TopicPartition(topic, p, o) for p, o in caught_up.items()])
             self._in_transaction = False
             committed.update(caught_up)
         self.store.mark_published(len(outbox))
@@ -264,15 +292,23 @@ class ClusterWorker:
                 self._produce_events(producer, entry)
         metrics.STAGE_SECONDS.labels("cluster").observe(time.perf_counter() - started)
         committing = time.perf_counter()
-        offsets = next_offsets(messages)
-        if offsets:
-            producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), _KAFKA_TIMEOUT_S)
-        producer.commit_transaction(_KAFKA_TIMEOUT_S)
+        self._commit_transaction(producer, next_offsets(messages))
         self._in_transaction = False
         metrics.STAGE_SECONDS.labels("publish").observe(time.perf_counter() - committing)
         self.store.mark_published(applied)
         self.counters.batches += 1
         metrics.CLUSTERS.set(engine.cluster_count)
+
+    def _commit_transaction(self, producer: Producer, offsets: list[TopicPartition]) -> None:
+        """Adds the consumer offsets to the open transaction and commits it, within a deadline."""
+        if offsets:
+            metadata = self.consumer.consumer_group_metadata()
+            _bounded(
+                lambda: producer.send_offsets_to_transaction(offsets, metadata, _KAFKA_TIMEOUT_S),
+                _KAFKA_TIMEOUT_S + 5,
+                "send_offsets_to_transaction",
+            )
+        _bounded(lambda: producer.commit_transaction(_KAFKA_TIMEOUT_S), _KAFKA_TIMEOUT_S + 5, "commit_transaction")
 
     def _produce_events(self, producer: Producer, entry: OutboxEntry) -> None:
         # Keyed by identity space: one partition holds a space's events in the order they happened, so a
@@ -325,7 +361,7 @@ class ClusterWorker:
         metrics.RECOVERIES.labels("cluster").inc()
         metrics.WRITER.set(0)
         self.engine = None
-        if self._producer is not None and self._in_transaction:
+        if self._producer is not None and self._in_transaction and not isinstance(exc, KafkaCallTimeoutError):
             try:
                 self._producer.abort_transaction(5)
             except KafkaException as abort_error:
