@@ -240,8 +240,9 @@ def test_a_standby_waits_for_the_lease_and_takes_over_where_the_writer_stopped(
     threads[1].start()
     time.sleep(2.5)
     assert standby.counters.faces == 0
+    # A standby is doing its job: ready, so no alert fires and no orchestrator restarts it.
     assert standby.health.report() == (
-        False,
+        True,
         f"standby: another worker holds the writer lease of space {settings.worker.space}",
     )
 
