@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +33,9 @@ from bench.common import DATA, median, require, video_frames
 from models.settings import ModelSettings, RuntimeSettings
 from streaming.messages import Assignment, FrameHeaders
 from streaming.produce import encode_jpeg
-from streaming.settings import KafkaSettings
 from streaming.sources import FrameSource
 from tests.services import free_port, kafka_broker, redis_server
-from tests.streams import create_topics, http_get, wait_for
+from tests.streams import fresh_kafka, http_get, settings_env, wait_for
 from workers.run_job import run_pipeline
 from workers.settings import Settings, WorkerSettings
 
@@ -58,27 +55,11 @@ def _baseline(folder: Path, out: Path, settings: Settings) -> Result:
 
 
 def _streaming(jpegs: list[bytes], bootstrap: str, redis_url: str, fps: float, expected_faces: int) -> Result:
-    suffix = uuid.uuid4().hex[:8]
-    kafka = KafkaSettings(
-        bootstrap_servers=bootstrap,
-        frames_topic=f"frames-{suffix}",
-        faces_topic=f"faces-{suffix}",
-        identities_topic=f"ids-{suffix}",
-        dead_letter_topic=f"dead-{suffix}",
-    )
-    create_topics(bootstrap, [kafka.frames_topic, kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic])
+    kafka = fresh_kafka(bootstrap)
+    suffix = kafka.frames_topic.removeprefix("frames-")
     port = free_port()
-    env = {
-        **os.environ,
-        "FACESTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "FACESTREAM_KAFKA__FRAMES_TOPIC": kafka.frames_topic,
-        "FACESTREAM_KAFKA__FACES_TOPIC": kafka.faces_topic,
-        "FACESTREAM_KAFKA__IDENTITIES_TOPIC": kafka.identities_topic,
-        "FACESTREAM_KAFKA__DEAD_LETTER_TOPIC": kafka.dead_letter_topic,
-        "FACESTREAM_WORKER__SPACE": f"bench{suffix}",
-        "FACESTREAM_WORKER__REDIS_URL": redis_url,
-        "FACESTREAM_WORKER__METRICS_PORT": str(port),
-    }
+    worker_settings = WorkerSettings(space=f"bench{suffix}", redis_url=redis_url, metrics_port=port)
+    env = settings_env(Settings(kafka=kafka, worker=worker_settings))
     command = [sys.executable, "-m", "workers.cli", "worker", "--role", "all", "--cpu", "--group", f"embed-{suffix}"]
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     arrivals: dict[str, float] = {}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -17,6 +19,8 @@ from confluent_kafka.cimpl import NewTopic
 from clustering.engine import OnlineRankOrder
 from clustering.settings import ClusteringSettings
 from streaming.messages import Assignment, FaceQuality, FaceRecord, MergeEvent
+from streaming.settings import KafkaSettings
+from workers.settings import Settings
 
 
 def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None:
@@ -169,3 +173,28 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def fresh_kafka(bootstrap: str, frames_partitions: int = 1, **overrides: Any) -> KafkaSettings:
+    """Kafka settings naming topics of their own (uuid suffixes), created on the broker."""
+    suffix = uuid.uuid4().hex[:10]
+    kafka = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        frames_topic=f"frames-{suffix}",
+        faces_topic=f"faces-{suffix}",
+        identities_topic=f"ids-{suffix}",
+        dead_letter_topic=f"dead-{suffix}",
+        **overrides,
+    )
+    create_topics(bootstrap, [kafka.frames_topic], frames_partitions)
+    create_topics(bootstrap, [kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic])
+    return kafka
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that gives a `facestream worker` process the Kafka and worker settings of ``settings``."""
+    env = dict(os.environ)
+    for group, values in (("KAFKA", settings.kafka.model_dump()), ("WORKER", settings.worker.model_dump())):
+        env |= {f"FACESTREAM_{group}__{name.upper()}": str(v) for name, v in values.items() if not isinstance(v, dict)}
+    env["FACESTREAM_MODELS__RUNTIME__CACHE_DIR"] = str(settings.models.runtime.cache_dir)
+    return env | extra

@@ -3,7 +3,6 @@ in-memory run, bad records dead-lettered, and the same result through crashes, r
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,14 +20,14 @@ from clustering.redis_store import RedisStore, WriterLease, connect
 from clustering.settings import ClusteringSettings
 from clustering.store import StoreError
 from streaming.messages import DeadLetter, FaceRecord
-from streaming.settings import KafkaSettings
 from tests.services import free_port, redis_server
 from tests.streams import (
-    create_topics,
+    fresh_kafka,
     http_get,
     identities_view,
     read_all,
     reference_labels,
+    settings_env,
     synthetic_faces,
     wait_for,
 )
@@ -37,15 +36,9 @@ from workers.settings import Settings, WorkerSettings
 
 
 def _settings(bootstrap: str, redis_url: str, **worker: object) -> Settings:
-    suffix = uuid.uuid4().hex[:10]
-    kafka = KafkaSettings(
-        bootstrap_servers=bootstrap,
-        faces_topic=f"faces-{suffix}",
-        identities_topic=f"ids-{suffix}",
-        dead_letter_topic=f"dead-{suffix}",
-    )
-    create_topics(bootstrap, [kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic])
-    config = WorkerSettings(space=f"s{suffix}", redis_url=redis_url, metrics_port=0, **worker)
+    kafka = fresh_kafka(bootstrap)
+    space = "s" + kafka.faces_topic.removeprefix("faces-")
+    config = WorkerSettings(space=space, redis_url=redis_url, metrics_port=0, **worker)
     return Settings(kafka=kafka, worker=config)
 
 
@@ -129,22 +122,6 @@ def test_one_assignment_per_face_and_the_clusters_of_an_in_memory_run(
     assert all(letter.stage == "cluster" and letter.value == DeadLetter.b64(bad[letter.reason]) for letter in letters)
 
 
-def _env(settings: Settings, port: int) -> dict[str, str]:
-    kafka, worker = settings.kafka, settings.worker
-    return {
-        **os.environ,
-        "FACESTREAM_KAFKA__FACES_TOPIC": kafka.faces_topic,
-        "FACESTREAM_KAFKA__IDENTITIES_TOPIC": kafka.identities_topic,
-        "FACESTREAM_KAFKA__DEAD_LETTER_TOPIC": kafka.dead_letter_topic,
-        "FACESTREAM_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "FACESTREAM_WORKER__SPACE": worker.space,
-        "FACESTREAM_WORKER__REDIS_URL": worker.redis_url,
-        "FACESTREAM_WORKER__LEASE_TTL_S": "2",
-        "FACESTREAM_WORKER__METRICS_PORT": str(port),
-        "FACESTREAM_WORKER__LOG_FORMAT": "json",
-    }
-
-
 def test_a_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(
     kafka_bootstrap: str, redis_url: str
 ) -> None:
@@ -155,7 +132,13 @@ def test_a_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run
     command = [sys.executable, "-m", "workers.cli", "worker", "--role", "cluster"]
 
     port = free_port()
-    first = subprocess.Popen(command, env=_env(settings, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = settings_env(
+        settings,
+        FACESTREAM_WORKER__METRICS_PORT=str(port),
+        FACESTREAM_WORKER__LEASE_TTL_S="2",
+        FACESTREAM_WORKER__LOG_FORMAT="json",
+    )
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: store.count() >= 800 or first.poll() is not None, 120, "the first worker to cluster 800 faces")
         first.kill()  # SIGKILL: no clean-up at all, possibly inside a transaction
@@ -166,7 +149,7 @@ def test_a_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run
     killed_at = store.count()
     assert 800 <= killed_at < len(records), first.communicate()[1]
 
-    second = subprocess.Popen(command, env=_env(settings, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: store.count() == len(records), 120, "the restarted worker to cluster every face")
         wait_for(lambda: http_get(port, "/readyz")[0] == 200, 10, "/readyz")

@@ -5,13 +5,11 @@ nothing when one of them is killed."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 from confluent_kafka import Message
@@ -23,11 +21,19 @@ from models.settings import ModelSettings
 from streaming.decode import decode_image
 from streaming.messages import FaceRecord, FrameHeaders, face_id
 from streaming.produce import produce_frames
-from streaming.settings import KafkaSettings
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
 from tests.services import free_port, start_kafka, stop_kafka
-from tests.streams import create_topics, end_offsets, http_get, identities_view, read_all, read_messages, wait_for
+from tests.streams import (
+    end_offsets,
+    fresh_kafka,
+    http_get,
+    identities_view,
+    read_all,
+    read_messages,
+    settings_env,
+    wait_for,
+)
 from tests.test_deploy import assert_dashboard_and_alerts_use_exported_metrics
 from workers.cluster_worker import ClusterWorker
 from workers.embed_worker import EmbedWorker
@@ -42,41 +48,19 @@ VIDEOS = {
 
 
 def _settings(bootstrap: str, redis_url: str, cpu_models: ModelSettings, partitions: int = 1) -> Settings:
-    suffix = uuid.uuid4().hex[:10]
-    kafka = KafkaSettings(
-        bootstrap_servers=bootstrap,
-        frames_topic=f"frames-{suffix}",
-        faces_topic=f"faces-{suffix}",
-        identities_topic=f"ids-{suffix}",
-        dead_letter_topic=f"dead-{suffix}",
-        session_timeout_ms=6000,
-    )
-    create_topics(bootstrap, [kafka.frames_topic], partitions)
-    create_topics(bootstrap, [kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic])
-    return Settings(models=cpu_models, kafka=kafka, worker=WorkerSettings(space=f"e{suffix}", redis_url=redis_url))
-
-
-def _env(settings: Settings, port: int) -> dict[str, str]:
-    kafka, worker, runtime = settings.kafka, settings.worker, settings.models.runtime
-    return {
-        **os.environ,
-        "FACESTREAM_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "FACESTREAM_KAFKA__FRAMES_TOPIC": kafka.frames_topic,
-        "FACESTREAM_KAFKA__FACES_TOPIC": kafka.faces_topic,
-        "FACESTREAM_KAFKA__IDENTITIES_TOPIC": kafka.identities_topic,
-        "FACESTREAM_KAFKA__DEAD_LETTER_TOPIC": kafka.dead_letter_topic,
-        "FACESTREAM_KAFKA__SESSION_TIMEOUT_MS": str(kafka.session_timeout_ms),
-        "FACESTREAM_WORKER__SPACE": worker.space,
-        "FACESTREAM_WORKER__REDIS_URL": worker.redis_url,
-        "FACESTREAM_WORKER__METRICS_PORT": str(port),
-        "FACESTREAM_MODELS__RUNTIME__CACHE_DIR": str(runtime.cache_dir),
-    }
+    kafka = fresh_kafka(bootstrap, partitions, session_timeout_ms=6000)
+    space = "e" + kafka.frames_topic.removeprefix("frames-")
+    return Settings(models=cpu_models, kafka=kafka, worker=WorkerSettings(space=space, redis_url=redis_url))
 
 
 def _worker(settings: Settings, role: str, group: str, port: int) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "workers.cli", "worker", "--role", role, "--cpu", "--group", group]
     return subprocess.Popen(
-        command, env=_env(settings, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=settings_env(settings, FACESTREAM_WORKER__METRICS_PORT=str(port)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
