@@ -89,8 +89,10 @@ def _faces_with_bad_records(settings: Settings) -> tuple[list[FaceRecord], list[
         "empty": b"",
     }
     values = [r.to_json() for r in records]
-    # A replay of the first 50 records (an embed worker that crashed before committing) and the bad records.
-    stream = values[:300] + list(bad.values()) + values[300:] + values[:50]
+    # A replay of the first 50 records (an embed worker that crashed before committing), the bad records and
+    # a face of another identity space.
+    foreign = records[1].model_copy(update={"space": "elsewhere", "face_id": "y:1:0"}).to_json()
+    stream = values[:300] + list(bad.values()) + [foreign] + values[300:] + values[:50]
     return records, stream, bad
 
 
@@ -105,12 +107,13 @@ def test_one_assignment_per_face_and_the_clusters_of_an_in_memory_run(
 
     def seen() -> int:
         c = worker.counters
-        return c.faces + c.duplicates + sum(c.dead_letters.values())
+        return c.faces + c.duplicates + c.other_space + sum(c.dead_letters.values())
 
     running(worker, lambda: seen() >= len(stream))
 
     assert worker.counters.faces == len(records)
     assert worker.counters.duplicates == 50
+    assert worker.counters.other_space == 1  # another space's face: left to its own worker, not dead-lettered
     expected = reference_labels(records, settings.clustering)
     assert _state_labels(settings) == expected
     assigned, view = identities_view([v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic)])

@@ -19,10 +19,9 @@ from models.settings import ModelSettings
 from streaming.decode import decode_image
 from streaming.messages import DeadLetter, FaceRecord, FrameHeaders
 from streaming.produce import produce_frames
-from streaming.settings import KafkaSettings
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
-from tests.streams import committed_to_end, create_topics, read_all
+from tests.streams import committed_to_end, create_topics, fresh_kafka, read_all
 from tests.test_bad_input import _jpeg, _png_header
 from workers.embed_worker import EmbedWorker
 from workers.settings import Settings
@@ -31,14 +30,8 @@ from workers.settings import Settings
 def test_frames_become_faces_and_bad_messages_dead_letters(
     kafka_bootstrap: str, cpu_models: ModelSettings, analyzer: FaceAnalyzer
 ) -> None:
-    suffix = uuid.uuid4().hex[:10]
-    kafka = KafkaSettings(
-        bootstrap_servers=kafka_bootstrap,
-        frames_topic=f"frames-{suffix}",
-        faces_topic=f"faces-{suffix}",
-        dead_letter_topic=f"dead-{suffix}",
-    )
-    create_topics(kafka_bootstrap, [kafka.frames_topic, kafka.faces_topic, kafka.dead_letter_topic], partitions=2)
+    kafka = fresh_kafka(kafka_bootstrap, frames_partitions=2)
+    suffix = kafka.frames_topic.removeprefix("frames-")
 
     video = data_dir("videos", "intel_face-demographics-walking-and-pause.mp4")
     produced = produce_frames([FrameSource(str(video), "door")], kafka, fps=0, every=4, progress=False)

@@ -259,6 +259,7 @@ class ClusterWorker:
                 continue
             if record.space != self.space:
                 self.counters.other_space += 1
+                metrics.OTHER_SPACE_FACES.inc()
                 continue
             count = len(engine)
             assignment = engine.add(

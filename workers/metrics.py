@@ -25,6 +25,9 @@ FACES_DETECTED = Counter("facestream_faces_detected", "Faces found by the detect
 FACES_REJECTED = Counter("facestream_faces_rejected", "Detected faces refused by the quality gate.", ["reason"])
 FACES_CLUSTERED = Counter("facestream_faces_clustered", "Faces applied to the clustering state.")
 DUPLICATE_FACES = Counter("facestream_duplicate_faces", "Face records seen again (a replay) and ignored.")
+OTHER_SPACE_FACES = Counter(
+    "facestream_other_space_faces", "Face records of identity spaces other than this worker's, left to their workers."
+)
 MERGES = Counter("facestream_merges", "Clusters absorbed into older ones.")
 CLUSTERS = Gauge("facestream_clusters", "Clusters in the identity space this worker writes.")
 DEAD_LETTERS = Counter("facestream_dead_letters", "Messages sent to the dead-letter topic.", ["stage", "reason"])
