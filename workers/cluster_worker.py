@@ -157,6 +157,11 @@ class ClusterWorker:
         started = time.perf_counter()
         self._lease_renewed = time.monotonic()
         engine = OnlineRankOrder.restore(self.store, self.config.dimension, self.settings.clustering)
+        # Restoring a large space can outlast the lease: take it again (nobody wrote meanwhile without it).
+        if not self.lease.acquire():
+            self.health.standby(f"standby: the writer lease of space {self.space} passed to another worker")
+            return False
+        self._lease_renewed = time.monotonic()
         producer = self._transactional_producer()
         topic = self.kafka.faces_topic
         partitions = self._partitions(topic)
