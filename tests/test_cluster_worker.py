@@ -260,3 +260,22 @@ def test_a_writer_whose_lease_lapsed_is_refused(redis_url: str) -> None:
         engine.add(records[1].face_id, records[1].vector(), offset=(0, 1))
     assert not old.renew()
     assert RedisStore(client, space).count() == 1
+
+
+def test_a_wiped_state_is_rebuilt_from_the_faces_topic_without_publishing_again(
+    kafka_bootstrap: str, redis_url: str, running: Callable[..., None]
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url)
+    records = synthetic_faces(300, identities=20, space=settings.worker.space, seed=13)
+    _publish(kafka_bootstrap, settings.kafka.faces_topic, [r.to_json() for r in records])
+    store = RedisStore(connect(redis_url), settings.worker.space)
+    first = ClusterWorker(settings, connect(redis_url))
+    running(first, lambda: store.count() == len(records))
+    store.clear()  # Redis lost the space (no persistence, a flushed database, a failed-over empty replica)
+
+    second = ClusterWorker(settings, connect(redis_url))
+    running(second, lambda: store.count() == len(records))
+    assert _state_labels(settings) == reference_labels(records, settings.clustering)
+    assigned, view = identities_view([v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic)])
+    assert set(assigned.values()) == {1}, "the rebuild published assignments a second time"
+    assert view == reference_labels(records, settings.clustering)

@@ -180,10 +180,11 @@ class ClusterWorker:
             self._in_transaction = False
             committed.update(caught_up)
         self.store.mark_published(len(outbox))
-        # Faces below the committed offsets had their events published before; a replay (after Redis lost
-        # recent writes) re-applies them without publishing again.
+        # Faces below the committed offsets had their events published before. Consumption resumes after what
+        # Redis applied (from the start of a partition Redis knows nothing of), so faces whose state Redis lost
+        # are applied again, from the faces topic, without publishing their events again.
         self._published_below = dict(committed)
-        resume = {p: applied[p] + 1 if p in applied else committed.get(p, OFFSET_BEGINNING) for p in partitions}
+        resume = {p: applied[p] + 1 if p in applied else OFFSET_BEGINNING for p in partitions}
         self.consumer.assign([TopicPartition(topic, p, o) for p, o in resume.items()])
         self.engine = engine
         self.counters.recoveries += 1
