@@ -7,7 +7,7 @@ produced to the last assignment read from the identities topic. Latency is per f
 frame was produced to the moment its assignment was read (read_committed). Figures are medians over the
 repeats; the ratio (run time / streaming time) is the price of Kafka and Redis on this machine.
 
-    uv run python -m bench.streaming [--video PATH] [--frames 200] [--repeats 3] [--fps 0]
+    uv run python -m bench.streaming [--video PATH] [--frames N] [--repeats 3] [--fps 0]
 
 --fps 0 produces as fast as the broker takes frames (throughput; latency then includes the backlog);
 --fps 10 paces the producer below the pipeline's rate, which shows latency without a backlog.
@@ -113,7 +113,7 @@ def _streaming(jpegs: list[bytes], bootstrap: str, redis_url: str, fps: float, e
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", type=Path, default=DATA / "videos" / "short_hamilton_clip.mp4")
-    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--frames", type=int, default=None, help="first N frames (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fps", type=float, default=0.0, help="producer pace (0: as fast as possible)")
     parser.add_argument("--json", action="store_true")
