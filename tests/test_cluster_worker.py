@@ -161,7 +161,12 @@ def test_a_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run
         assert "facestream_faces_clustered_total" in scraped
         assert http_get(port, "/healthz")[0] == 200
         second.send_signal(signal.SIGTERM)
-        out, err = second.communicate(timeout=60)
+        try:
+            out, err = second.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            second.send_signal(signal.SIGINT)  # a second signal interrupts at once
+            out, err = second.communicate(timeout=30)
+            pytest.fail(f"the worker did not stop within 60 s of SIGTERM:\n{err.decode()[-6000:]}")
     finally:
         if second.poll() is None:
             second.kill()

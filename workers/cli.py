@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -255,7 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args, settings)
         if args.command == "worker":
-            return _worker(args, settings)
+            code = _worker(args, settings)
+            # Every Kafka client was flushed and closed by its stage; librdkafka's destructors can still block
+            # the interpreter's exit (a known class of librdkafka issues), so a worker leaves at once.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         return _eval(args, settings)
     except ValidationError as exc:
         log.error("invalid configuration:\n%s", exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -21,6 +22,9 @@ from workers.settings import Settings
 log = logging.getLogger(__name__)
 
 Role = Literal["embed", "cluster", "all"]
+
+#: Longest wait for the stages to finish their batch after a stop was asked for (Kubernetes waits 60 s).
+SHUTDOWN_GRACE_S = 45.0
 
 
 @dataclass
@@ -90,8 +94,22 @@ def run_worker(
     try:
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        stopping_since: float | None = None
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(0.2)
+            if stop.is_set():
+                stopping_since = stopping_since or time.monotonic()
+                if time.monotonic() - stopping_since > SHUTDOWN_GRACE_S:
+                    stuck = [thread.name for thread in threads if thread.is_alive()]
+                    log.error(
+                        "stage(s) %s did not stop within %.0f s; exiting without them (an uncommitted batch is "
+                        "done again by the next worker)",
+                        ", ".join(stuck),
+                        SHUTDOWN_GRACE_S,
+                    )
+                    failures.extend(stuck)
+                    break
     finally:
         if server is not None:
             server.stop()
