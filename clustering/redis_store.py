@@ -116,9 +116,9 @@ class RedisStore:
         self.writer_token = writer_token
         self._observe = observe
         prefix = f"{{fs:{space}}}:"
-        self.prefix = prefix
+        # The apply script's KEYS, in its order (apply_face.lua).
         self._keys = [prefix + name for name in (*_HASHES, "count", "outbox", "writer")]
-        self._outbox_key = prefix + "outbox"
+        self._offsets_key, self._count_key, self._outbox_key = prefix + "offsets", prefix + "count", prefix + "outbox"
         self._snapshot_key, self._snapshot_count_key = prefix + "snapshot", prefix + "snapshot_count"
         self._snapshot_parts_key = prefix + "snapshot_parts"
         script = resources.files("clustering").joinpath("lua/apply_face.lua").read_text(encoding="utf-8")
@@ -149,16 +149,15 @@ class RedisStore:
         args.append(len(delta.clusters))
         for root, summary in delta.clusters.items():
             args += [root, "" if summary is None else _summary_json(summary)]
-        args += ["", ""] if delta.offset is None else list(delta.offset)
         if delta.offset is None:
-            args.append("")
+            args += ["", "", ""]  # no input offset, no outbox entry
         else:
             partition, offset = delta.offset
             meta = delta.meta
             entry = OutboxEntry(
                 partition, offset, meta.face_id, delta.cluster, delta.merges, meta.camera, meta.timestamp
             )
-            args.append(entry.to_json())
+            args += [partition, offset, entry.to_json()]
         args.append(self.writer_token)
         try:
             with self._timed("apply"):
@@ -180,10 +179,10 @@ class RedisStore:
 
     def offsets(self) -> dict[int, int]:
         """Partition -> offset of the last face applied from it."""
-        return {int(k): int(v) for k, v in self.client.hgetall(self._keys[6]).items()}
+        return {int(k): int(v) for k, v in self.client.hgetall(self._offsets_key).items()}
 
     def count(self) -> int:
-        return int(self.client.get(self._keys[7]) or 0)
+        return int(self.client.get(self._count_key) or 0)
 
     def save_snapshot(self, data: bytes, count: int) -> None:
         """Replaces the snapshot, in parts, in one transaction: a reader sees the old one or the new one."""

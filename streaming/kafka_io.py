@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Literal
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -14,12 +15,12 @@ TRANSIENT_ERRORS = frozenset(
 )
 
 
-def dead_letter(message: Message, stage: str, reason: str, error: Exception) -> DeadLetter:
+def dead_letter(message: Message, stage: Literal["embed", "cluster"], reason: str, error: Exception) -> DeadLetter:
     """A dead letter holding the original key, value and headers of ``message``, with why it was refused."""
     headers = message.headers() or []
     pairs = headers.items() if isinstance(headers, dict) else headers
     return DeadLetter(
-        stage="embed" if stage == "embed" else "cluster",
+        stage=stage,
         reason=reason,
         error_class=type(error).__name__,
         error_message=str(error)[:2000],

@@ -81,26 +81,18 @@ class ClusterCounters:
     duplicates: int = 0
     other_space: int = 0
     merges: int = 0
-    batches: int = 0
     recoveries: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
 
 
 class ClusterWorker:
-    def __init__(
-        self,
-        settings: Settings,
-        client: redis.Redis,
-        *,
-        group: str | None = None,
-        health: metrics.Health | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
         self.settings = settings
         self.kafka = settings.kafka
         self.config = settings.worker
         self.space = self.config.space
-        self.group = group or f"facestream-cluster-{self.space}"
-        self.health = health or metrics.Health("cluster")
+        self.group = f"facestream-cluster-{self.space}"
+        self.health = metrics.Health("cluster")
         self.lease = WriterLease(client, self.space, self.config.lease_ttl_s)
         self.store = RedisStore(client, self.space, self.lease.token, observe=self._observe_redis)
         self.counters = ClusterCounters()
@@ -119,6 +111,8 @@ class ClusterWorker:
         )
         self._producer: Producer | None = None
         self._in_transaction = False
+        #: Records produced in the open transaction, per topic: counted as produced once it commits.
+        self._produced: Counter[str] = Counter()
         self._published_below: dict[int, int] = {}
         self._lease_renewed = 0.0
         self._backoff = Backoff(self.config.retry_max_s)
@@ -155,7 +149,6 @@ class ClusterWorker:
             self.health.standby(f"standby: another worker holds the writer lease of space {self.space}")
             return False
         started = time.perf_counter()
-        self._lease_renewed = time.monotonic()
         engine = OnlineRankOrder.restore(self.store, self.config.dimension, self.settings.clustering)
         # Restoring a large space can outlast the lease: take it again (nobody wrote meanwhile without it).
         if not self.lease.acquire():
@@ -172,12 +165,10 @@ class ClusterWorker:
         pending = [e for e in outbox if e.offset >= committed.get(e.partition, 0)]
         caught_up = {p: o + 1 for p, o in applied.items() if o + 1 > committed.get(p, 0)}
         if pending or caught_up:
-            producer.begin_transaction()
-            self._in_transaction = True
+            self._begin_transaction(producer)
             for entry in pending:
                 self._produce_events(producer, entry)
             self._commit_transaction(producer, [TopicPartition(topic, p, o) for p, o in caught_up.items()])
-            self._in_transaction = False
             committed.update(caught_up)
         self.store.mark_published(len(outbox))
         # Faces below the committed offsets had their events published before. Consumption resumes after what
@@ -207,9 +198,6 @@ class ClusterWorker:
 
     def _transactional_producer(self) -> Producer:
         """A fresh transactional producer; initialising it fences any earlier producer of this space."""
-        if self._producer is not None:
-            self._producer.flush(0)
-        self._producer = None
         producer = Producer(
             self.kafka.client_config(
                 **{
@@ -245,8 +233,7 @@ class ClusterWorker:
             raise RuntimeError("process() runs only while this worker holds the writer lease")
         metrics.BATCH_SIZE.labels("cluster").observe(len(messages))
         started = time.perf_counter()
-        producer.begin_transaction()
-        self._in_transaction = True
+        self._begin_transaction(producer)
         applied = 0
         for message in messages:
             error = message.error()
@@ -282,10 +269,11 @@ class ClusterWorker:
                 metrics.DUPLICATE_FACES.inc()
                 continue
             applied += 1
+            merged = sum(len(m.absorbed) for m in assignment.merges)
             self.counters.faces += 1
-            self.counters.merges += sum(len(m.absorbed) for m in assignment.merges)
+            self.counters.merges += merged
             metrics.FACES_CLUSTERED.inc()
-            metrics.MERGES.inc(sum(len(m.absorbed) for m in assignment.merges))
+            metrics.MERGES.inc(merged)
             if publish:
                 entry = OutboxEntry(
                     partition,
@@ -300,14 +288,17 @@ class ClusterWorker:
         metrics.STAGE_SECONDS.labels("cluster").observe(time.perf_counter() - started)
         committing = time.perf_counter()
         self._commit_transaction(producer, next_offsets(messages))
-        self._in_transaction = False
         metrics.STAGE_SECONDS.labels("publish").observe(time.perf_counter() - committing)
         self.store.mark_published(applied)
-        self.counters.batches += 1
         metrics.CLUSTERS.set(engine.cluster_count)
 
+    def _begin_transaction(self, producer: Producer) -> None:
+        producer.begin_transaction()
+        self._in_transaction = True
+        self._produced.clear()
+
     def _commit_transaction(self, producer: Producer, offsets: list[TopicPartition]) -> None:
-        """Adds the consumer offsets to the open transaction and commits it, within a deadline."""
+        """Adds the consumer offsets to the open transaction and commits it."""
         if offsets:
             metadata = self.consumer.consumer_group_metadata()
             _bounded(
@@ -315,7 +306,10 @@ class ClusterWorker:
                 _KAFKA_TIMEOUT_S + 5,
                 "send_offsets_to_transaction",
             )
-        _bounded(lambda: producer.commit_transaction(_KAFKA_TIMEOUT_S), _KAFKA_TIMEOUT_S + 5, "commit_transaction")
+        producer.commit_transaction(_KAFKA_TIMEOUT_S)
+        self._in_transaction = False
+        for topic, produced in self._produced.items():
+            metrics.MESSAGES_PRODUCED.labels(topic).inc(produced)
 
     def _produce_events(self, producer: Producer, entry: OutboxEntry) -> None:
         # Keyed by identity space: one partition holds a space's events in the order they happened, so a
@@ -330,13 +324,12 @@ class ClusterWorker:
             timestamp=entry.timestamp,
         )
         producer.produce(topic, key=key, value=assignment.to_json())
-        metrics.MESSAGES_PRODUCED.labels(topic).inc()
         for merge in entry.merges:
             event = MergeEvent(
                 space=self.space, survivor=merge.survivor, absorbed=list(merge.absorbed), face_id=entry.face_id
             )
             producer.produce(topic, key=key, value=event.to_json())
-            metrics.MESSAGES_PRODUCED.labels(topic).inc()
+        self._produced[topic] += 1 + len(entry.merges)
 
     def _dead_letter(self, producer: Producer, message: Message, reason: str, error: Exception) -> None:
         log.warning("dead letter %s (%s): %s", where(message), reason, error, extra=log_context(message))
@@ -344,7 +337,7 @@ class ClusterWorker:
         producer.produce(self.kafka.dead_letter_topic, key=message.key(), value=letter.to_json())
         self.counters.dead_letters[reason] += 1
         metrics.DEAD_LETTERS.labels("cluster", reason).inc()
-        metrics.MESSAGES_PRODUCED.labels(self.kafka.dead_letter_topic).inc()
+        self._produced[self.kafka.dead_letter_topic] += 1
 
     def _consumer_error(self, error: KafkaError) -> None:
         metrics.KAFKA_ERRORS.labels("cluster").inc()
@@ -376,6 +369,13 @@ class ClusterWorker:
                 log.warning("could not abort the open transaction (%s); the next producer will", abort_error)
         self._producer = None
         self._in_transaction = False
+
+    def summary(self) -> str:
+        c = self.counters
+        return (
+            f"stopped: {c.faces} faces clustered, {c.duplicates} repeats ignored, {c.merges} merges, "
+            f"dead letters: {dict(c.dead_letters) or 'none'}, writer takeovers: {c.recoveries}"
+        )
 
     def _close(self) -> None:
         self.engine = None

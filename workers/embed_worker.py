@@ -38,32 +38,20 @@ from workers.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class DeliveryError(RuntimeError):
-    """The producer could not deliver a record of a batch; its offsets were not committed."""
-
-
 @dataclass
 class EmbedCounters:
     frames: int = 0
     faces: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
-    batches: int = 0
-    replays: int = 0
 
 
 class EmbedWorker:
-    def __init__(
-        self,
-        settings: Settings,
-        analyzer: FaceAnalyzer,
-        group: str = "facestream-embed",
-        health: metrics.Health | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, analyzer: FaceAnalyzer, group: str = "facestream-embed") -> None:
         self.settings = settings
         self.analyzer = analyzer
         self.kafka = settings.kafka
-        self.health = health or metrics.Health("embed")
+        self.health = metrics.Health("embed")
         self.counters = EmbedCounters()
         self._failures: list[str] = []
         self._backoff = Backoff(settings.worker.retry_max_s)
@@ -160,13 +148,10 @@ class EmbedWorker:
         publishing = time.perf_counter()
         if self._deliver(usable, should_stop):
             self._commit(usable)
-            self.counters.batches += 1
         metrics.STAGE_SECONDS.labels("publish").observe(time.perf_counter() - publishing)
         log.debug("batch of %d messages in %.3f s", len(usable), time.perf_counter() - started)
 
     def _consumer_error(self, error: KafkaError) -> None:
-        if error.code() == KafkaError._PARTITION_EOF:
-            return
         metrics.KAFKA_ERRORS.labels("embed").inc()
         if error.fatal():
             raise KafkaException(error)
@@ -217,12 +202,18 @@ class EmbedWorker:
                 return False
             for position in first_offsets(batch):
                 self.consumer.seek(position)
-            self.counters.replays += 1
             pause(should_stop, self._backoff.next())
             return False
         self._backoff.reset()
         self.health.ready()
         return True
+
+    def summary(self) -> str:
+        c = self.counters
+        return (
+            f"stopped: {c.frames} frames, {c.faces} faces, dead letters: {dict(c.dead_letters) or 'none'}, "
+            f"rejected: {dict(c.rejected) or 'none'}"
+        )
 
     def _commit(self, batch: list[Message]) -> None:
         offsets = next_offsets(batch)

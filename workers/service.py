@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from clustering.redis_store import connect
 from workers import metrics
@@ -33,64 +33,53 @@ class ServiceSummary:
     failed: bool
 
 
+class Stage(Protocol):
+    health: metrics.Health
+
+    def run(self, should_stop: Callable[[], bool]) -> None: ...
+
+    def summary(self) -> str: ...
+
+
 def run_worker(
     settings: Settings, role: Role, stop: StopFlag, *, embed_group: str = "facestream-embed"
 ) -> ServiceSummary:
     """Runs the stages of ``role`` until ``stop`` is set or a stage fails; returns one line per stage."""
-    loops: list[tuple[str, Callable[[], None], Callable[[], str]]] = []
-    healths: list[metrics.Health] = []
+    kafka = settings.kafka
+    stages: list[Stage] = []
     if role in ("embed", "all"):
         from models.analyzer import FaceAnalyzer  # noqa: PLC0415 - a cluster-only worker loads no model
         from workers.embed_worker import EmbedWorker  # noqa: PLC0415
 
-        embed = EmbedWorker(settings, FaceAnalyzer.from_settings(settings.models), group=embed_group)
-
-        def embed_line() -> str:
-            c = embed.counters
-            return (
-                f"stopped: {c.frames} frames, {c.faces} faces, dead letters: {dict(c.dead_letters) or 'none'}, "
-                f"rejected: {dict(c.rejected) or 'none'}"
-            )
-
-        healths.append(embed.health)
-        loops.append(("embed", lambda: embed.run(stop.is_set), embed_line))
-        log.info(
-            "embed stage: %s -> %s in group %s", settings.kafka.frames_topic, settings.kafka.faces_topic, embed_group
-        )
+        stages.append(EmbedWorker(settings, FaceAnalyzer.from_settings(settings.models), group=embed_group))
+        log.info("embed stage: %s -> %s in group %s", kafka.frames_topic, kafka.faces_topic, embed_group)
     if role in ("cluster", "all"):
         from workers.cluster_worker import ClusterWorker  # noqa: PLC0415
 
-        cluster = ClusterWorker(settings, connect(settings.worker.redis_url))
-
-        def cluster_line() -> str:
-            c = cluster.counters
-            return (
-                f"stopped: {c.faces} faces clustered, {c.duplicates} repeats ignored, {c.merges} merges, "
-                f"dead letters: {dict(c.dead_letters) or 'none'}, writer takeovers: {c.recoveries}"
-            )
-
-        healths.append(cluster.health)
-        loops.append(("cluster", lambda: cluster.run(stop.is_set), cluster_line))
+        stages.append(ClusterWorker(settings, connect(settings.worker.redis_url)))
         log.info(
             "cluster stage: %s -> %s, identity space %s",
-            settings.kafka.faces_topic,
-            settings.kafka.identities_topic,
+            kafka.faces_topic,
+            kafka.identities_topic,
             settings.worker.space,
         )
     server = None
     if settings.worker.metrics_port:
+        healths = [stage.health for stage in stages]
         server = metrics.HealthServer(healths, settings.worker.metrics_host, settings.worker.metrics_port).start()
     failures: list[str] = []
 
-    def guarded(name: str, loop: Callable[[], None]) -> None:
+    def guarded(stage: Stage) -> None:
         try:
-            loop()
+            stage.run(stop.is_set)
         except Exception:
-            log.exception("the %s stage stopped on an error it cannot recover from; stopping the worker", name)
-            failures.append(name)
+            log.exception(
+                "the %s stage stopped on an error it cannot recover from; stopping the worker", stage.health.role
+            )
+            failures.append(stage.health.role)
             stop.set()
 
-    threads = [threading.Thread(target=guarded, args=(name, loop), name=name, daemon=True) for name, loop, _ in loops]
+    threads = [threading.Thread(target=guarded, args=(stage,), name=stage.health.role, daemon=True) for stage in stages]
     try:
         for thread in threads:
             thread.start()
@@ -113,4 +102,4 @@ def run_worker(
     finally:
         if server is not None:
             server.stop()
-    return ServiceSummary([line() for _, _, line in loops], bool(failures))
+    return ServiceSummary([stage.summary() for stage in stages], bool(failures))
