@@ -67,7 +67,7 @@ def _run(faces: NDArray[np.float32], store: StateStore, client: object) -> dict[
     start = time.perf_counter()
     for i, face in enumerate(faces):
         t0 = time.perf_counter()
-        engine.add(f"cam:{i}:0", face, camera="cam", frame_key=f"cam:{i}")
+        engine.add(f"cam:{i}:0", face, camera="cam", frame=i)
         latencies[i] = time.perf_counter() - t0
     seconds = time.perf_counter() - start
     grown = _rss_bytes() - before

@@ -4,8 +4,11 @@ A new face x queries its k nearest faces and enters the neighbour lists it belon
 - x is linked to each neighbour at least ``direct_link`` similar;
 - every mutual pair whose neighbour lists just changed (x's and the lists x entered) is linked when its
   approximate rank-order distance is at most ``threshold`` and its similarity reaches ``cosine_gate``.
-Links are applied most similar first through a union-find; a link that would put two faces of one frame in
-one cluster is refused. The oldest cluster of a merge survives and keeps its id (the label of its first
+A face of a track is must-linked to the track's previous embedded face, before any other link.
+Links are applied most similar first through a union-find; a link that would put two faces of one frame, or
+two tracks seen together in one frame, in one cluster is refused (a cannot-link wins over a must-link: the
+track is split there, and its later faces follow the new part). The oldest cluster of a merge survives and
+keeps its id (the label of its first
 face). The state is written to the store, one atomic delta per face, before the assignment is returned.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +31,9 @@ from clustering.union_find import UnionFind
 
 log = logging.getLogger(__name__)
 
+#: Sorts before any similarity: a track's must-link is tried first.
+_MUST_LINK = 2.0
+
 
 @dataclass(slots=True)
 class _Cluster:
@@ -36,6 +43,24 @@ class _Cluster:
     cameras: set[str]
     representatives: list[tuple[float, str]]
     frames: set[str] = field(default_factory=set)
+    tracks: set[str] = field(default_factory=set)
+    #: Tracks seen in one frame with a track of this cluster: other people.
+    excluded: set[str] = field(default_factory=set)
+
+    def conflicts(self, other: _Cluster) -> bool:
+        """True when the two clusters hold faces known to be of different people."""
+        return (
+            not self.frames.isdisjoint(other.frames)
+            or not self.tracks.isdisjoint(other.excluded)
+            or not other.tracks.isdisjoint(self.excluded)
+        )
+
+    def note(self, meta: FaceMeta) -> None:
+        if meta.frame_key:
+            self.frames.add(meta.frame_key)
+        if meta.track:
+            self.tracks.add(meta.track)
+        self.excluded.update(meta.cooccurring)
 
     def absorb(self, other: _Cluster, keep: int) -> None:
         self.size += other.size
@@ -44,6 +69,8 @@ class _Cluster:
         self.cameras |= other.cameras
         self.representatives = sorted(self.representatives + other.representatives, key=lambda r: (-r[0], r[1]))[:keep]
         self.frames |= other.frames
+        self.tracks |= other.tracks
+        self.excluded |= other.excluded
 
     def summary(self, cluster_id: int) -> ClusterSummary:
         return ClusterSummary(
@@ -70,6 +97,8 @@ class OnlineRankOrder:
         self._sims: list[array[float]] = []
         self._sets = UnionFind()
         self._clusters: dict[int, _Cluster] = {}
+        #: Track -> label of its latest embedded face, the anchor of the track's next must-link.
+        self._track_anchor: dict[str, int] = {}
         self._broken = False
         self.refused_links = 0
 
@@ -83,6 +112,11 @@ class OnlineRankOrder:
     def cluster_of(self, face_id: str) -> int:
         return self._sets.find(self._label_of[face_id])
 
+    def track_cluster(self, track: str) -> int | None:
+        """The cluster of a track's latest embedded face; None for a track with no face clustered."""
+        anchor = self._track_anchor.get(track)
+        return None if anchor is None else self._sets.find(anchor)
+
     def labels(self) -> dict[str, int]:
         return {face_id: self._sets.find(i) for i, face_id in enumerate(self._ids)}
 
@@ -95,12 +129,18 @@ class OnlineRankOrder:
         embedding: NDArray[np.float32],
         *,
         camera: str = "",
-        frame_key: str | None = None,
+        frame: int | None = None,
         timestamp: float = 0.0,
         quality: float = 1.0,
         offset: tuple[int, int] | None = None,
+        track: str | None = None,
+        cooccurring: Sequence[str] = (),
     ) -> Assignment:
-        """Clusters one unit-length embedding; a face id seen before changes nothing."""
+        """Clusters one unit-length embedding; a face id seen before changes nothing.
+
+        ``frame``: faces of one camera's frame are different people. ``track``: faces of one track are one
+        person, unless a cannot-link says otherwise. ``cooccurring``: tracks seen in this face's frame.
+        """
         if self._broken:
             raise StoreError("a store write failed earlier: restore the engine from its store before going on")
         if face_id in self._label_of:
@@ -120,24 +160,28 @@ class OnlineRankOrder:
         for y, similarity in zip(candidates, candidate_sims, strict=True):
             if self._enter(y, x, similarity):
                 changed.append(y)
-        self._clusters[x] = _Cluster(
-            1,
+        meta = FaceMeta(
+            face_id,
+            camera,
+            f"{camera}:{frame}" if frame is not None else None,
             timestamp,
-            timestamp,
-            {camera} if camera else set(),
-            [(quality, face_id)],
-            {frame_key} if frame_key else set(),
+            quality,
+            track,
+            tuple(cooccurring),
         )
+        self._clusters[x] = _Cluster(1, timestamp, timestamp, {camera} if camera else set(), [(quality, face_id)])
+        self._clusters[x].note(meta)
 
         parents: dict[int, int] = {}
         touched: set[int] = {x}
         merges: list[Merge] = []
         direct = {y: s for y, s in zip(candidates, candidate_sims, strict=True) if s >= self.params.direct_link}
-        for _, a, b in self._links(x, direct, changed):
+        anchor = self._track_anchor.get(track) if track else None
+        for _, a, b in self._links(x, direct, changed, anchor):
             root_a, root_b = self._sets.find(a), self._sets.find(b)
             if root_a == root_b:
                 continue
-            if not self._clusters[root_a].frames.isdisjoint(self._clusters[root_b].frames):
+            if self._clusters[root_a].conflicts(self._clusters[root_b]):
                 self.refused_links += 1
                 continue
             joined = self._sets.union(root_a, root_b)
@@ -149,9 +193,11 @@ class OnlineRankOrder:
             if absorbed != x:
                 merges.append(Merge(survivor, (absorbed,)))
 
+        if track:
+            self._track_anchor[track] = x
         delta = FaceDelta(
             label=x,
-            meta=FaceMeta(face_id, camera, frame_key, timestamp, quality),
+            meta=meta,
             embedding=vector,
             neighbours={c: (tuple(self._lists[c]), tuple(self._sims[c])) for c in changed},
             parents=parents,
@@ -179,10 +225,14 @@ class OnlineRankOrder:
             sims.pop()
         return True
 
-    def _links(self, x: int, direct: dict[int, float], changed: list[int]) -> list[tuple[float, int, int]]:
-        """(-similarity, a, b) of the links this face allows, most similar first."""
+    def _links(
+        self, x: int, direct: dict[int, float], changed: list[int], anchor: int | None
+    ) -> list[tuple[float, int, int]]:
+        """(-similarity, a, b) of the links this face allows, the track's must-link first, then most similar."""
         params = self.params
         links: dict[tuple[int, int], float] = {(y, x): s for y, s in direct.items()}
+        if anchor is not None:
+            links[(anchor, x)] = _MUST_LINK
         find = self._sets.find
         for c in changed:
             list_c = self._lists[c]
@@ -241,8 +291,9 @@ class OnlineRankOrder:
                 list(summary.representatives),
             )
         for label, meta in enumerate(state.metas):
-            if meta.frame_key:
-                engine._clusters[engine._sets.find(label)].frames.add(meta.frame_key)
+            engine._clusters[engine._sets.find(label)].note(meta)
+            if meta.track:
+                engine._track_anchor[meta.track] = label
         log.info(
             "restored %d faces in %d clusters (index snapshot covered %d)", len(engine), len(engine._clusters), start
         )

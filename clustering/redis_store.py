@@ -70,6 +70,8 @@ class OutboxEntry:
     merges: tuple[Merge, ...]
     camera: str
     timestamp: float
+    #: A track's appearance event (JSON) to publish instead of an assignment.
+    appearance: str | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -99,6 +101,12 @@ def _summary(raw: bytes) -> ClusterSummary:
     )
 
 
+def _meta(raw: bytes) -> FaceMeta:
+    data: dict[str, Any] = json.loads(raw)
+    data["cooccurring"] = tuple(data.get("cooccurring", ()))
+    return FaceMeta(**data)
+
+
 class RedisStore:
     def __init__(
         self,
@@ -121,8 +129,9 @@ class RedisStore:
         self._offsets_key, self._count_key, self._outbox_key = prefix + "offsets", prefix + "count", prefix + "outbox"
         self._snapshot_key, self._snapshot_count_key = prefix + "snapshot", prefix + "snapshot_count"
         self._snapshot_parts_key = prefix + "snapshot_parts"
-        script = resources.files("clustering").joinpath("lua/apply_face.lua").read_text(encoding="utf-8")
-        self._apply = client.register_script(script)
+        lua = resources.files("clustering").joinpath("lua")
+        self._apply = client.register_script(lua.joinpath("apply_face.lua").read_text(encoding="utf-8"))
+        self._apply_event = client.register_script(lua.joinpath("apply_event.lua").read_text(encoding="utf-8"))
 
     @contextmanager
     def _timed(self, operation: str) -> Iterator[None]:
@@ -164,6 +173,16 @@ class RedisStore:
                 return bool(self._apply(keys=self._keys, args=args))
         except ResponseError as exc:
             raise StoreError(f"Redis refused face {delta.meta.face_id}: {exc}") from exc
+
+    def apply_event(self, event_id: str, entry: OutboxEntry) -> bool:
+        """Records an event that changes no clustering state, with its input offset; False if seen before."""
+        keys = [self._keys[0], self._offsets_key, self._outbox_key, self._keys[-1]]
+        args: list[str | int] = [event_id, entry.partition, entry.offset, entry.to_json(), self.writer_token]
+        try:
+            with self._timed("apply"):
+                return bool(self._apply_event(keys=keys, args=args))
+        except ResponseError as exc:
+            raise StoreError(f"Redis refused event {event_id}: {exc}") from exc
 
     def outbox(self) -> list[OutboxEntry]:
         """Events of applied faces, in the order they were applied, that were not yet marked published."""
@@ -214,7 +233,7 @@ class RedisStore:
                 raise StoreError(f"identity space {self.space}: a part of the index snapshot is missing")
             snapshot = b"".join(chunks)
         count = len(raw_meta)
-        metas = [FaceMeta(**json.loads(raw_meta[str(i).encode()])) for i in range(count)]
+        metas = [_meta(raw_meta[str(i).encode()]) for i in range(count)]
         return StoredState(
             metas=metas,
             embeddings=[np.frombuffer(raw_emb[str(i).encode()], "<f4").astype(np.float32) for i in range(count)],

@@ -28,6 +28,10 @@ class FaceMeta:
     frame_key: str | None = None
     timestamp: float = 0.0
     quality: float = 1.0
+    #: The face's track: its faces are one person (a must-link); None for a face on its own.
+    track: str | None = None
+    #: Tracks seen in the face's frame: other people (cannot-links).
+    cooccurring: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

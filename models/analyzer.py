@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.align import align_faces
-from models.detection import FaceDetector
+from models.detection import Detections, FaceDetector
 from models.embedder import FaceEmbedder
 from models.quality import QualityReport, assess
 from models.registry import ModelTask, resolve_model
@@ -72,28 +72,26 @@ class FaceAnalyzer:
             settings,
         )
 
+    def describe(self, image: NDArray[np.uint8], found: Detections) -> tuple[NDArray[np.uint8], list[QualityReport]]:
+        """The aligned crops of an image's detections and the quality gate's report on each."""
+        with self.timings.stage("align"):
+            crops = align_faces(image, found.landmarks)
+            reports = [
+                assess(found.boxes[i], float(found.scores[i]), found.landmarks[i], crops[i], self.settings.quality)
+                for i in range(len(found))
+            ]
+        return crops, reports
+
     def analyze(self, images: Sequence[NDArray[np.uint8]]) -> list[list[AnalyzedFace]]:
         """Faces of each BGR image, embedded when they pass the quality gate."""
         with self.timings.stage("detect"):
             detections = self.detector.detect(images)
         crops: list[NDArray[np.uint8]] = []
         reports: list[list[QualityReport]] = []
-        with self.timings.stage("align"):
-            for image, found in zip(images, detections, strict=True):
-                aligned = align_faces(image, found.landmarks)
-                crops.append(aligned)
-                reports.append(
-                    [
-                        assess(
-                            found.boxes[i],
-                            float(found.scores[i]),
-                            found.landmarks[i],
-                            aligned[i],
-                            self.settings.quality,
-                        )
-                        for i in range(len(found))
-                    ]
-                )
+        for image, found in zip(images, detections, strict=True):
+            aligned, assessed = self.describe(image, found)
+            crops.append(aligned)
+            reports.append(assessed)
         accepted = [c[[r.accepted for r in rs]] for c, rs in zip(crops, reports, strict=True) if len(rs)]
         with self.timings.stage("embed"):
             vectors = self.embedder.embed(np.concatenate(accepted)) if accepted else np.zeros((0, 1), np.float32)

@@ -12,12 +12,30 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
-from models.detection import DetectionHead, FloatArray, Image
 from models.errors import ModelError
 from models.session import NodeArg
+
+FloatArray = NDArray[np.float32]
+Image = NDArray[np.uint8]
+
+
+class DetectionHead(Protocol):
+    """How one family of detector graphs wants its input and encodes its output."""
+
+    def blob(self, batch: Image) -> FloatArray:
+        """NHWC uint8 BGR batch to the network's NCHW float input."""
+        ...
+
+    def decode(
+        self, outputs: list[FloatArray], height: int, width: int
+    ) -> list[tuple[FloatArray, FloatArray, FloatArray]]:
+        """Per image: boxes (n, 4), scores (n,), landmarks (n, 10) in letterboxed input pixels."""
+        ...
 
 
 class PriorBoxHead:

@@ -31,7 +31,12 @@ class DetectorSettings(_Frozen):
     model: str = Field("scrfd-500m", description="Registry id or path of a RetinaFace/SCRFD ONNX file.")
     sha256: str | None = Field(None, description="Expected sha256 of a model given by path.")
     input_size: tuple[int, int] = Field(
-        (640, 640), description="Width and height the frames are letterboxed to (a fixed graph size wins)."
+        (640, 640), description="Width and height the frames are scaled to fit (a fixed graph size wins)."
+    )
+    fit_aspect: bool = Field(
+        True,
+        description="Where the graph's input is dynamic, give it the frame's own aspect (a 640x360 frame as "
+        "640x384) instead of padding it to input_size: the same faces for 40% less detector time.",
     )
     max_upscale: float = Field(
         1.0,
@@ -72,6 +77,70 @@ class QualitySettings(_Frozen):
         ge=0.0,
         description="Nose offset from the eyes' midpoint along the eye line, in half eye distances "
         "(0: frontal, 1: nose over one eye, a three-quarter view; more: a profile).",
+    )
+
+
+class TrackingSettings(_Frozen):
+    """Faces followed through each camera's frames (README, "Tracking: how the defaults were chosen")."""
+
+    enabled: bool = Field(
+        True, description="false: detect every frame and embed every accepted face, each face on its own."
+    )
+    detect_interval: int = Field(
+        4,
+        ge=1,
+        le=100,
+        description="The detector runs on one frame in this many; the tracker carries faces between. A cut, "
+        "a gap or a jump in the picture forces a detection.",
+    )
+    detect_every_s: float = Field(
+        0.25,
+        gt=0.0,
+        description="...and at least this often in stream time, so a 12 fps camera is detected every third "
+        "frame where a 25 fps one is every fourth (faces move as far in a quarter second at any frame rate).",
+    )
+    motion_threshold: float = Field(
+        12.0, gt=0.0, le=255.0, description="Change of the picture that forces a detection on this frame."
+    )
+    embed_interval_s: float = Field(
+        2.0,
+        ge=0.0,
+        description="A track's face is embedded when the track starts, then at most this often (seconds of "
+        "the stream), or sooner when a clearly better face turns up.",
+    )
+    better_quality: float = Field(
+        1.5,
+        ge=1.0,
+        description="A face this many times the quality of the track's last embedded face is embedded at once.",
+    )
+    appearance_max_s: float = Field(
+        60.0, gt=0.0, description="A track still going after this many seconds reports an appearance anyway."
+    )
+    publish_tracked_faces: bool = Field(
+        False,
+        description="Also publish a record, and an assignment, for every tracked face that was not embedded "
+        "(by default one person in view for a minute is a few messages, not one per frame).",
+    )
+    match_iou: float = Field(0.3, gt=0.0, lt=1.0, description="Least overlap of a detection with a track's box.")
+    crossing_iou: float = Field(
+        0.2, gt=0.0, lt=1.0, description="Two tracks overlapping more than this end (crossing faces may swap)."
+    )
+    max_misses: int = Field(1, ge=0, le=50, description="Detections a track may miss in a row before it ends.")
+    cut_threshold: float = Field(
+        25.0,
+        gt=0.0,
+        le=255.0,
+        description="Mean absolute change of a small grey copy of the frame (0-255) that marks a cut: every "
+        "track of the camera ends.",
+    )
+    max_gap_s: float = Field(
+        2.0,
+        gt=0.0,
+        description="Frames further apart than this (dropped frames, a paused stream) end the tracks; a camera "
+        "sending nothing for this long (wall clock) reports its open tracks.",
+    )
+    max_cameras: int = Field(
+        1000, ge=1, description="Cameras whose tracks a process keeps; the longest idle one ends beyond that."
     )
 
 

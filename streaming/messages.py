@@ -1,8 +1,10 @@
 """Versioned message contracts of the Kafka topics (docs/messages.md, JSON Schemas in docs/schemas/).
 
 - frames: key = camera id, value = JPEG bytes, headers carry the rest (``FrameHeaders``);
-- faces: one JSON ``FaceRecord`` per detected face, key = face id;
-- identities: JSON ``Assignment`` and ``MergeEvent`` records, key = identity space (one partition keeps their order);
+- faces: one JSON ``FaceRecord`` per embedded face and a ``TrackRecord`` per appearance, key = camera (one
+  partition keeps a camera's records in order, a track's faces before its appearance);
+- identities: JSON ``Assignment``, ``MergeEvent`` and ``AppearanceEvent`` records, key = identity space (one
+  partition keeps their order);
 - dead letters: a JSON ``DeadLetter`` holding the original message and why it was refused.
 
 Parsing raises ``MessageError`` with a short, low-cardinality ``reason`` for metrics and dead letters.
@@ -17,7 +19,7 @@ from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -25,6 +27,11 @@ SCHEMA_VERSION = 1
 def face_id(camera: str, frame: int, index: int) -> str:
     """The stable id of a face: camera, frame number and its rank among the frame's detections."""
     return f"{camera}:{frame}:{index}"
+
+
+def carried_face_id(camera: str, frame: int, index: int) -> str:
+    """The id of a face the tracker carried over a frame the detector skipped: never one of a detected face."""
+    return f"{camera}:{frame}:c{index}"
 
 
 class MessageError(ValueError):
@@ -46,12 +53,15 @@ class _Message(BaseModel):
         try:
             message = cls.model_validate_json(data, strict=False)
         except ValidationError as exc:
-            versions = [e for e in exc.errors() if e["loc"] == ("version",)]
-            reason = "unknown_version" if versions else "malformed"
-            raise MessageError(
-                reason, f"{cls.__name__}: {exc.error_count()} error(s): {exc.errors()[0]['msg']}"
-            ) from exc
+            raise _invalid(cls.__name__, exc) from exc
         return message
+
+
+def _invalid(what: str, exc: ValidationError) -> MessageError:
+    """The MessageError of a record that failed validation: an unknown version, or malformed."""
+    versions = [e for e in exc.errors() if e["loc"] and e["loc"][-1] == "version"]
+    reason = "unknown_version" if versions else "malformed"
+    return MessageError(reason, f"{what}: {exc.error_count()} error(s): {exc.errors()[0]['msg']}")
 
 
 Header = tuple[str, str | bytes | None]
@@ -102,10 +112,15 @@ class FaceQuality(_Message):
 
 
 class FaceRecord(_Message):
-    """One detected and embedded face on the faces topic."""
+    """One face on the faces topic: embedded, or (version 2, when asked for) a tracked face without embedding."""
 
-    version: Literal[1] = 1
-    face_id: str = Field(description="camera:frame:index")
+    type: Literal["face"] = "face"
+    version: Literal[1, 2] = 2
+    face_id: str = Field(description="camera:frame:index (a detected face), camera:frame:c<index> (a tracked one)")
+    track: str | None = Field(None, description="Track id (camera:t<frame>.<n>); null with tracking off")
+    cooccurring: list[str] = Field(
+        default_factory=list, description="Other tracks with a face on this frame: different people"
+    )
     space: str = "default"
     camera: str
     frame: int = Field(ge=0)
@@ -115,7 +130,9 @@ class FaceRecord(_Message):
     score: float = Field(ge=0.0, le=1.0)
     quality: FaceQuality
     model: str = Field(description="Embedder id or file name")
-    embedding: str = Field(description="Base64 of little-endian float32 values, unit length")
+    embedding: str | None = Field(
+        description="Base64 of little-endian float32 values, unit length; null for a tracked face not embedded"
+    )
     dimension: int = Field(ge=1, le=8192)
     thumbnail: str | None = Field(None, description="Base64 JPEG of the aligned 112x112 face")
 
@@ -123,8 +140,16 @@ class FaceRecord(_Message):
     def encode_embedding(vector: NDArray[np.float32]) -> str:
         return base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode()
 
+    @model_validator(mode="after")
+    def _version_fields(self) -> Self:
+        if self.version == 1 and (self.embedding is None or self.track is not None):
+            raise ValueError("a version 1 face record has an embedding and no track")
+        return self
+
     def vector(self, expected_dimension: int | None = None) -> NDArray[np.float32]:
         """The embedding, checked against ``dimension`` (and the caller's expectation)."""
+        if self.embedding is None:
+            raise MessageError("bad_embedding", f"face {self.face_id} has no embedding")
         try:
             raw = base64.b64decode(self.embedding, validate=True)
         except binascii.Error as exc:
@@ -140,6 +165,50 @@ class FaceRecord(_Message):
         if not np.isfinite(values).all():
             raise MessageError("bad_embedding", f"face {self.face_id}: embedding holds NaN or infinity")
         return values
+
+
+class TrackRecord(_Message):
+    """A track's appearance on the faces topic, after the track's faces (same key: the camera)."""
+
+    type: Literal["track"] = "track"
+    version: Literal[2] = 2
+    space: str = "default"
+    camera: str
+    track: str
+    sequence: int = Field(ge=0, description="0 for a track's first appearance; long tracks report periodically")
+    first_frame: int = Field(ge=0)
+    last_frame: int = Field(ge=0)
+    first_timestamp: float
+    last_timestamp: float
+    faces: int = Field(ge=0, description="Faces of the track in this appearance")
+    embedded: int = Field(ge=0, description="Of which embedded")
+    best_face: str | None = Field(description="Id of the embedded face of highest quality")
+    best_box: tuple[float, float, float, float] | None
+    best_quality: float = Field(ge=0.0)
+    ended: bool = Field(description="False for a periodic report of a track still going")
+
+
+def _faces_topic_kind(value: Any) -> str:
+    kind = value.get("type", "face") if isinstance(value, dict) else getattr(value, "type", "face")
+    return str(kind)
+
+
+_FACES_TOPIC: TypeAdapter[FaceRecord | TrackRecord] = TypeAdapter(
+    Annotated[
+        Annotated[FaceRecord, Tag("face")] | Annotated[TrackRecord, Tag("track")],
+        Discriminator(_faces_topic_kind),
+    ]
+)
+
+
+def parse_faces_topic(data: bytes | None) -> FaceRecord | TrackRecord:
+    """A faces-topic value: a face (version 1 has no type) or a track's appearance."""
+    if not data:
+        raise MessageError("empty", "faces-topic message has no value")
+    try:
+        return _FACES_TOPIC.validate_json(data, strict=False)
+    except ValidationError as exc:
+        raise _invalid("faces-topic record", exc) from exc
 
 
 class Assignment(_Message):
@@ -159,6 +228,25 @@ class MergeEvent(_Message):
     survivor: int
     absorbed: list[int]
     face_id: str = Field(description="The face whose arrival caused the merge")
+
+
+class AppearanceEvent(_Message):
+    """One track of one camera, attributed to an identity: who, where, from when to when, its best face."""
+
+    type: Literal["appearance"] = "appearance"
+    version: Literal[1] = 1
+    space: str
+    cluster: int
+    camera: str
+    track: str
+    sequence: int = Field(ge=0)
+    first_timestamp: float
+    last_timestamp: float
+    faces: int = Field(ge=0)
+    best_face: str
+    best_box: tuple[float, float, float, float] | None
+    best_quality: float = Field(ge=0.0)
+    ended: bool
 
 
 class DeadLetter(_Message):
@@ -182,8 +270,10 @@ class DeadLetter(_Message):
 #: Contracts whose JSON Schemas live in docs/schemas/, by file stem.
 SCHEMAS: dict[str, type[_Message]] = {
     "frame-headers.v1": FrameHeaders,
-    "face.v1": FaceRecord,
+    "face.v2": FaceRecord,
+    "track.v2": TrackRecord,
     "assignment.v1": Assignment,
+    "appearance.v1": AppearanceEvent,
     "merge.v1": MergeEvent,
     "dead-letter.v1": DeadLetter,
 }

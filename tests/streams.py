@@ -12,14 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from clustering.engine import OnlineRankOrder
 from clustering.settings import ClusteringSettings
-from streaming.messages import Assignment, FaceQuality, FaceRecord, MergeEvent
+from streaming.kafka_io import TRANSIENT_ERRORS
+from streaming.messages import AppearanceEvent, Assignment, FaceQuality, FaceRecord, MergeEvent
 from streaming.settings import KafkaSettings
+from workers.faces import apply_face
 from workers.settings import Settings
 
 
@@ -75,14 +77,40 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> int:
         consumer.close()
 
 
-def committed_to_end(bootstrap: str, group: str, topic: str, partitions: int) -> bool:
+#: Answers of a broker that restarted and has not loaded the group yet, or is not reachable yet.
+_NOT_YET = TRANSIENT_ERRORS | {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> list[int] | None:
+    """The offsets ``group`` committed on each partition (negative: none yet); None while the broker cannot tell."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
         found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    except KafkaException as exc:
+        # A broker just restarted answers NOT_COORDINATOR and the like until it has loaded the group.
+        if exc.args[0].code() in _NOT_YET:
+            return None
+        raise
+    finally:
+        consumer.close()
+    return [tp.offset for tp in found]
+
+
+def committed_to_end(bootstrap: str, group: str, topic: str, partitions: int) -> bool:
+    """Whether ``group`` committed every partition to its end; False while the broker cannot tell yet."""
+    found = committed_offsets(bootstrap, group, topic, partitions)
+    if found is None:
+        return False
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
         ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)]
     finally:
         consumer.close()
-    return [max(tp.offset, 0) for tp in found] == ends
+    return [max(offset, 0) for offset in found] == ends
 
 
 def synthetic_faces(
@@ -123,15 +151,12 @@ def reference_labels(records: list[FaceRecord], settings: ClusteringSettings) ->
     """What an uninterrupted in-memory run gives for ``records`` in this order."""
     engine = OnlineRankOrder(records[0].dimension, settings)
     for record in records:
-        engine.add(
-            record.face_id,
-            record.vector(),
-            camera=record.camera,
-            frame_key=f"{record.camera}:{record.frame}",
-            timestamp=record.timestamp,
-            quality=record.score,
-        )
+        apply_face(engine, record, record.vector())
     return engine.labels()
+
+
+def appearances(values: list[bytes]) -> list[AppearanceEvent]:
+    return [AppearanceEvent.from_json(v) for v in values if b'"type":"appearance"' in v]
 
 
 def identities_view(values: list[bytes]) -> tuple[Counter[str], dict[str, int]]:
@@ -144,6 +169,8 @@ def identities_view(values: list[bytes]) -> tuple[Counter[str], dict[str, int]]:
             merge = MergeEvent.from_json(value)
             for absorbed in merge.absorbed:
                 absorbed_into[absorbed] = merge.survivor
+        elif b'"type":"appearance"' in value:
+            AppearanceEvent.from_json(value)
         else:
             assignment = Assignment.from_json(value)
             assigned[assignment.face_id] += 1
@@ -192,9 +219,14 @@ def fresh_kafka(bootstrap: str, frames_partitions: int = 1, **overrides: Any) ->
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment that gives a `facestream worker` process the Kafka and worker settings of ``settings``."""
+    """The environment that gives a `facestream worker` process the Kafka, worker and tracking settings."""
     env = dict(os.environ)
-    for group, values in (("KAFKA", settings.kafka.model_dump()), ("WORKER", settings.worker.model_dump())):
+    groups = (
+        ("KAFKA", settings.kafka.model_dump()),
+        ("WORKER", settings.worker.model_dump()),
+        ("TRACKING", settings.tracking.model_dump()),
+    )
+    for group, values in groups:
         env |= {f"FACESTREAM_{group}__{name.upper()}": str(v) for name, v in values.items() if not isinstance(v, dict)}
     env["FACESTREAM_MODELS__RUNTIME__CACHE_DIR"] = str(settings.models.runtime.cache_dir)
     return env | extra

@@ -84,7 +84,7 @@ def _faces_with_bad_records(settings: Settings) -> tuple[list[FaceRecord], list[
         "bad_embedding": good.model_copy(
             update={"face_id": "x:1:0", "embedding": FaceRecord.encode_embedding(good.vector()[:128]), "dimension": 128}
         ).to_json(),
-        "unknown_version": good.to_json().replace(b'"version":1', b'"version":7'),
+        "unknown_version": good.to_json().replace(b'"version":2', b'"version":7'),
         "malformed": b'{"face_id": "x:2:0"}',
         "empty": b"",
     }

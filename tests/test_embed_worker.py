@@ -14,12 +14,13 @@ import numpy as np
 from confluent_kafka import Producer
 
 from models.analyzer import FaceAnalyzer
+from models.pipeline import CameraFrame, FacePipeline
 from models.registry import sample_images
-from models.settings import ModelSettings
+from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import decode_image
-from streaming.messages import DeadLetter, FaceRecord, FrameHeaders
+from streaming.messages import DeadLetter, FaceRecord, FrameHeaders, TrackRecord, parse_faces_topic
 from streaming.produce import produce_frames
-from streaming.sources import FrameSource
+from streaming.sources import Frame, FrameSource
 from tests.conftest import data_dir
 from tests.streams import committed_to_end, create_topics, fresh_kafka, read_all
 from tests.test_bad_input import _jpeg, _png_header
@@ -56,7 +57,7 @@ def test_frames_become_faces_and_bad_messages_dead_letters(
     done = threading.Event()
 
     def finished() -> bool:
-        seen = worker.counters.frames + sum(worker.counters.dead_letters.values())
+        seen = worker.pipeline.counters.frames + sum(worker.dead_letters.values())
         return done.is_set() or seen >= total
 
     thread = threading.Thread(target=worker.run, args=(finished,), daemon=True)
@@ -66,12 +67,22 @@ def test_frames_become_faces_and_bad_messages_dead_letters(
     thread.join(timeout=30)
     assert not thread.is_alive()
 
-    # Every good frame was analysed; its accepted faces are on the faces topic, each exactly once.
+    # Every good frame was analysed; the faces the pipeline embeds are on the faces topic, each exactly once,
+    # followed by the appearance of each track.
     frames = read_all(kafka_bootstrap, kafka.frames_topic)
     images = [decode_image(v) for _, v in frames if len(v) > 2000]
-    expected = sum(f.embedding is not None for faces in analyzer.analyze(images) for f in faces)
-    faces = [FaceRecord.from_json(v) for _, v in read_all(kafka_bootstrap, kafka.faces_topic)]
-    assert len(faces) == expected == worker.counters.faces > 0
+    kept = [f for f in FrameSource(str(video), "door") if isinstance(f, Frame) and f.number % 4 == 0]
+    pipeline = FacePipeline(analyzer, TrackingSettings())
+    results = pipeline.process(
+        [CameraFrame("door", f.number, f.timestamp, image) for f, image in zip(kept, images, strict=True)]
+    )
+    expected = sum(f.embedding is not None for result in results for f in result.faces)
+    records = [parse_faces_topic(v) for _, v in read_all(kafka_bootstrap, kafka.faces_topic)]
+    faces = [r for r in records if isinstance(r, FaceRecord)]
+    assert len(faces) == expected == worker.pipeline.counters.embedded > 0
+    assert all(f.track is not None for f in faces)
+    tracks = [r for r in records if isinstance(r, TrackRecord)]
+    assert {t.track for t in tracks} <= {f.track for f in faces} | {t.track for t in tracks}
     assert len({f.face_id for f in faces}) == len(faces)
     assert all(f.vector(512).shape == (512,) for f in faces)
     assert abs(float(np.linalg.norm(faces[0].vector()))) - 1 < 1e-4
@@ -132,4 +143,4 @@ def test_the_worker_command_stops_cleanly_on_sigterm(kafka_bootstrap: str, tmp_p
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, stderr
-    assert stdout.startswith("stopped: 1 frames,")
+    assert stdout.startswith("stopped: 1 frames (1 detected),")

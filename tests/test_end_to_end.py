@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from confluent_kafka import Message
@@ -17,15 +18,18 @@ from confluent_kafka import Message
 from clustering.engine import OnlineRankOrder
 from clustering.redis_store import RedisStore, connect
 from models.analyzer import FaceAnalyzer
-from models.settings import ModelSettings
+from models.pipeline import CameraFrame, FacePipeline
+from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import decode_image
-from streaming.messages import FaceRecord, FrameHeaders, face_id
+from streaming.messages import FaceRecord, FrameHeaders, TrackRecord, parse_faces_topic
 from streaming.produce import produce_frames
-from streaming.sources import FrameSource
+from streaming.sources import Frame, FrameSource, SourceItem
 from tests.conftest import data_dir
 from tests.services import free_port, start_kafka, stop_kafka
 from tests.streams import (
-    end_offsets,
+    appearances,
+    committed_offsets,
+    committed_to_end,
     fresh_kafka,
     http_get,
     identities_view,
@@ -50,7 +54,13 @@ VIDEOS = {
 def _settings(bootstrap: str, redis_url: str, cpu_models: ModelSettings, partitions: int = 1) -> Settings:
     kafka = fresh_kafka(bootstrap, partitions, session_timeout_ms=6000)
     space = "e" + kafka.frames_topic.removeprefix("frames-")
-    return Settings(models=cpu_models, kafka=kafka, worker=WorkerSettings(space=space, redis_url=redis_url))
+    # Short clips: embed a track's face every quarter second, so that clustering has work to do.
+    return Settings(
+        models=cpu_models,
+        kafka=kafka,
+        worker=WorkerSettings(space=space, redis_url=redis_url),
+        tracking=TrackingSettings(embed_interval_s=0.25),
+    )
 
 
 def _worker(settings: Settings, role: str, group: str, port: int) -> subprocess.Popen[str]:
@@ -81,24 +91,26 @@ def test_frames_in_identities_out_equal_facestream_run(
     produced = produce_frames(sources, settings.kafka, space=settings.worker.space, fps=0, progress=False)
     assert produced.failed == 0
 
-    # `facestream run` on the very frames the workers receive (the JPEGs on the frames topic).
+    # `facestream run` on the very frames the workers receive (the JPEGs on the frames topic, their headers).
     frames_dir = tmp_path / "frames"
-    for key, value in read_all(kafka_bootstrap, settings.kafka.frames_topic, idle_s=1.0):
-        assert key is not None
-        camera_dir = frames_dir / key.decode()
+    messages = read_messages(kafka_bootstrap, settings.kafka.frames_topic, idle_s=1.0)
+    for message in messages:
+        headers = FrameHeaders.from_kafka(message.headers())
+        camera_dir = frames_dir / headers.camera
         camera_dir.mkdir(parents=True, exist_ok=True)
-        (camera_dir / f"{len(list(camera_dir.iterdir())):06d}.jpg").write_bytes(value)
+        (camera_dir / f"{headers.frame:06d}.jpg").write_bytes(message.value() or b"")
+    stamps = {(h.camera, h.frame): h.timestamp for h in (FrameHeaders.from_kafka(m.headers()) for m in messages)}
     summary = run_pipeline(
-        [FrameSource(str(frames_dir / camera), camera) for camera in VIDEOS],
+        [_StampedFolder(str(frames_dir / camera), camera, stamps) for camera in VIDEOS],
         tmp_path / "run",
         settings,
         analyzer=analyzer,
         progress=False,
     )
     lines = [json.loads(line) for line in (tmp_path / "run" / "faces.jsonl").read_text().splitlines()]
-    expected = {line["face_id"]: line["cluster"] for line in lines if line["cluster"] is not None}
+    expected = {line["face_id"]: line["cluster"] for line in lines if line["embedded"]}
     assert summary.frames == produced.frames
-    assert len(expected) > 50
+    assert len(expected) > 30
 
     port = free_port()
     worker = _worker(settings, "all", f"embed-{settings.worker.space}", port)
@@ -128,22 +140,49 @@ def test_frames_in_identities_out_equal_facestream_run(
     assert set(assigned) == set(expected)
     assert set(assigned.values()) == {1}
     assert view == expected
+    # One appearance per track with a clustered face, as `facestream run` reports them.
+    run_appearances = [json.loads(line) for line in (tmp_path / "run" / "appearances.jsonl").read_text().splitlines()]
+    published = appearances([v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic)])
+    assert sorted(a.track for a in published) == sorted(
+        str(a["track"]) for a in run_appearances if a["cluster"] is not None
+    )
     assert "stopped: " in out
 
 
-def _accepted_faces(frames: list[Message], analyzer: FaceAnalyzer) -> set[str]:
-    """Ids of the faces the analyzer accepts in these frames-topic messages."""
-    expected: set[str] = set()
+class _StampedFolder(FrameSource):
+    """A folder of video frames named by number, with the timestamps their headers carried."""
+
+    def __init__(self, uri: str, camera: str, stamps: dict[tuple[str, int], float]) -> None:
+        super().__init__(uri, camera)
+        self._stamps = stamps
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        for item in super().__iter__():
+            if isinstance(item, Frame) and item.name is not None:
+                number = int(Path(item.name).stem)
+                yield Frame(item.source, number, self._stamps[(item.source, number)], item.image)  # video, not photos
+            else:
+                yield item
+
+
+def _frames_with_faces(frames: list[Message], analyzer: FaceAnalyzer, settings: Settings) -> set[tuple[str, int]]:
+    """(camera, frame) of every frame in which the pipeline, uninterrupted, sees a face."""
+    pipeline = FacePipeline(analyzer, settings.tracking)
+    seen: set[tuple[str, int]] = set()
     for start in range(0, len(frames), 8):
-        batch = frames[start : start + 8]
-        images = [decode_image(message.value() or b"") for message in batch]
-        for message, found in zip(batch, analyzer.analyze(images), strict=True):
-            headers = FrameHeaders.from_kafka(message.headers())
-            expected |= {face_id(headers.camera, headers.frame, f.index) for f in found if f.embedding is not None}
-    return expected
+        batch = [(FrameHeaders.from_kafka(m.headers()), m.value() or b"") for m in frames[start : start + 8]]
+        cameras = [CameraFrame(h.camera, h.frame, h.timestamp, decode_image(v)) for h, v in batch]
+        seen |= {(r.camera, r.number) for r in pipeline.process(cameras) if r.faces}
+    return seen
 
 
-def test_two_embed_workers_one_killed_lose_no_face(
+def _covered(records: list[FaceRecord | TrackRecord]) -> set[tuple[str, int]]:
+    """(camera, frame) of every frame inside an appearance: no face of those frames went unreported."""
+    tracks = [r for r in records if isinstance(r, TrackRecord)]
+    return {(t.camera, n) for t in tracks for n in range(t.first_frame, t.last_frame + 1)}
+
+
+def test_an_embed_worker_killed_with_tracks_open_loses_no_face_and_two_others_finish(
     kafka_bootstrap: str, redis_url: str, cpu_models: ModelSettings, analyzer: FaceAnalyzer
 ) -> None:
     settings = _settings(kafka_bootstrap, redis_url, cpu_models, partitions=4)
@@ -151,26 +190,37 @@ def test_two_embed_workers_one_killed_lose_no_face(
     produced = produce_frames(sources, settings.kafka, space=settings.worker.space, fps=0, progress=False)
     frames = read_messages(kafka_bootstrap, settings.kafka.frames_topic, idle_s=1.0)
     assert len(frames) == produced.frames
-    expected = _accepted_faces(frames, analyzer)
+    with_faces = _frames_with_faces(frames, analyzer, settings)
 
     group = f"embed-{settings.worker.space}"
-    workers = [_worker(settings, "embed", group, 0) for _ in range(2)]
+    first = _worker(settings, "embed", group, 0)
+    workers = [first]
     try:
-        wait_for(lambda: end_offsets(kafka_bootstrap, settings.kafka.faces_topic, 1) >= 30, 180, "the first faces")
-        workers[0].kill()  # SIGKILL mid-stream: the group rebalances and the survivor replays what was uncommitted
-        workers[0].wait(timeout=10)
+        # SIGKILL right after the first commit, which a worker makes while the tracks of its frames are open.
         wait_for(
-            lambda: end_offsets(kafka_bootstrap, settings.kafka.faces_topic, 1) >= len(expected),
-            240,
-            "the surviving worker to take over every partition",
+            lambda: max(committed_offsets(kafka_bootstrap, group, settings.kafka.frames_topic, 4) or [-1]) >= 0,
+            180,
+            "a first commit",
         )
-        time.sleep(3)
-        faces = [FaceRecord.from_json(v) for _, v in read_all(kafka_bootstrap, settings.kafka.faces_topic, 2.0)]
+        first.kill()
+        first.wait(timeout=10)
+        # Two workers share what is left: they replay from the commit, and rebalance between themselves.
+        workers += [_worker(settings, "embed", group, 0) for _ in range(2)]
+        wait_for(
+            lambda: committed_to_end(kafka_bootstrap, group, settings.kafka.frames_topic, partitions=4),
+            240,
+            "the other workers to take over every partition",
+        )
     finally:
         for process in workers:
             if process.poll() is None:
                 _stop(process)
-    assert {f.face_id for f in faces} == expected  # every frame's faces arrived, none lost
+    records = [parse_faces_topic(v) for _, v in read_all(kafka_bootstrap, settings.kafka.faces_topic, 2.0)]
+    # Every frame with a face is inside a reported appearance: the others started new tracks where the killed
+    # worker's oldest open appearance began, and lost nothing.
+    assert with_faces <= _covered(records)
+    faces = [r for r in records if isinstance(r, FaceRecord)]
+    expected = {f.face_id for f in faces}
 
     # The cluster stage absorbs the replayed duplicates: the state holds each face once.
     cluster = ClusterWorker(settings, connect(redis_url))
@@ -196,7 +246,7 @@ def test_a_kafka_outage_mid_stream_loses_nothing_and_assigns_each_face_once(
         sources = [FrameSource(str(data_dir("videos", name)), camera) for camera, name in VIDEOS.items()]
         produce_frames(sources, settings.kafka, space=settings.worker.space, fps=0, progress=False)
         frames = read_messages(bootstrap, settings.kafka.frames_topic, idle_s=1.0)
-        expected = _accepted_faces(frames, analyzer)
+        with_faces = _frames_with_faces(frames, analyzer, settings)
 
         embed = EmbedWorker(settings, analyzer, group=f"embed-{settings.worker.space}")
         cluster = ClusterWorker(settings, connect(redis_url))
@@ -206,12 +256,26 @@ def test_a_kafka_outage_mid_stream_loses_nothing_and_assigns_each_face_once(
             thread.start()
         store = RedisStore(connect(redis_url), settings.worker.space)
         try:
-            wait_for(lambda: store.count() >= 20, 120, "the first faces clustered")
+            wait_for(lambda: store.count() >= 10, 120, "the first faces clustered")
             stop_kafka(folder)
             wait_for(lambda: not embed.health.report()[0] or not cluster.health.report()[0], 60, "not-ready")
             time.sleep(5)
             start_kafka(folder)
-            wait_for(lambda: store.count() >= len(expected), 240, "every face clustered after the outage")
+            wait_for(
+                lambda: committed_to_end(bootstrap, f"embed-{settings.worker.space}", settings.kafka.frames_topic, 1),
+                240,
+                "every frame embedded after the outage",
+            )
+            # Once the cameras go quiet, their open tracks report their appearances.
+            records: list[FaceRecord | TrackRecord] = []
+
+            def covered() -> bool:
+                records[:] = [parse_faces_topic(v) for _, v in read_all(bootstrap, settings.kafka.faces_topic)]
+                return with_faces <= _covered(records)
+
+            wait_for(covered, 30, "the appearances of every track")
+            expected = {r.face_id for r in records if isinstance(r, FaceRecord)}
+            wait_for(lambda: store.count() >= len(expected), 120, "every face clustered after the outage")
             time.sleep(2)
         finally:
             stop.set()
@@ -219,8 +283,7 @@ def test_a_kafka_outage_mid_stream_loses_nothing_and_assigns_each_face_once(
                 thread.join(timeout=60)
         assert embed.health.report()[0]
         assert cluster.health.report()[0]
-        faces = [FaceRecord.from_json(v) for _, v in read_all(bootstrap, settings.kafka.faces_topic)]
-        assert {f.face_id for f in faces} == expected
+        assert with_faces <= _covered(records)
         assert store.count() == len(expected)
         assigned, _ = identities_view([v for _, v in read_all(bootstrap, settings.kafka.identities_topic)])
         assert set(assigned) == expected

@@ -55,9 +55,9 @@ def test_faces_of_one_frame_never_share_a_cluster(make_store: StoreFactory) -> N
     engine = OnlineRankOrder(DIM, settings(), make_store())
     face = identities(1, 1, 0.0)[0][0]
     # Three near-identical faces, two of them in frame 7 of camera a: only one of those two may join.
-    first = engine.add("a:7:0", face, frame_key="a:7")
-    second = engine.add("a:7:1", face, frame_key="a:7")
-    third = engine.add("b:1:0", face, frame_key="b:1")
+    first = engine.add("a:7:0", face, frame=7)
+    second = engine.add("a:7:1", face, frame=7)
+    third = engine.add("b:1:0", face, frame=1)
     assert first.cluster_id != second.cluster_id
     assert third.cluster_id in (first.cluster_id, second.cluster_id)
     assert engine.cluster_of("a:7:0") != engine.cluster_of("a:7:1")
@@ -68,10 +68,10 @@ def test_a_bridge_cannot_merge_two_faces_of_one_frame(make_store: StoreFactory) 
     engine = OnlineRankOrder(DIM, settings(), make_store())
     a, b = np.zeros(DIM, np.float32), np.zeros(DIM, np.float32)
     a[0], b[1] = 1.0, 1.0
-    engine.add("cam:1:0", a, frame_key="cam:1")
-    engine.add("cam:1:1", b, frame_key="cam:1")
+    engine.add("cam:1:0", a, frame=1)
+    engine.add("cam:1:1", b, frame=1)
     bridge = (a + b) / np.linalg.norm(a + b)  # 0.71 similar to both: linked to each directly
-    engine.add("cam:2:0", bridge.astype(np.float32), frame_key="cam:2")
+    engine.add("cam:2:0", bridge.astype(np.float32), frame=2)
     assert engine.cluster_of("cam:1:0") != engine.cluster_of("cam:1:1")
 
 

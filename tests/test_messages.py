@@ -10,6 +10,7 @@ import pytest
 
 from streaming.messages import (
     SCHEMAS,
+    AppearanceEvent,
     Assignment,
     DeadLetter,
     FaceQuality,
@@ -17,7 +18,9 @@ from streaming.messages import (
     FrameHeaders,
     MergeEvent,
     MessageError,
+    TrackRecord,
     json_schemas,
+    parse_faces_topic,
 )
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
@@ -44,7 +47,37 @@ def _face(**changes: Any) -> FaceRecord:
 
 EXAMPLES = {
     "frame-headers.v1": FrameHeaders(camera="lobby", frame=42, timestamp=1700000000.25, space="hq"),
-    "face.v1": _face(),
+    "face.v2": _face(track="lobby:t40.0", cooccurring=["lobby:t12.1"]),
+    "track.v2": TrackRecord(
+        space="hq",
+        camera="lobby",
+        track="lobby:t40.0",
+        sequence=0,
+        first_frame=40,
+        last_frame=97,
+        first_timestamp=1700000000.1,
+        last_timestamp=1700000002.4,
+        faces=58,
+        embedded=2,
+        best_face="lobby:42:0",
+        best_box=(10.0, 20.0, 110.0, 140.0),
+        best_quality=0.81,
+        ended=True,
+    ),
+    "appearance.v1": AppearanceEvent(
+        space="hq",
+        cluster=7,
+        camera="lobby",
+        track="lobby:t40.0",
+        sequence=0,
+        first_timestamp=1700000000.1,
+        last_timestamp=1700000002.4,
+        faces=58,
+        best_face="lobby:42:0",
+        best_box=(10.0, 20.0, 110.0, 140.0),
+        best_quality=0.81,
+        ended=True,
+    ),
     "assignment.v1": Assignment(space="hq", face_id="lobby:42:0", cluster=7, camera="lobby", timestamp=1.5),
     "merge.v1": MergeEvent(space="hq", survivor=3, absorbed=[7, 9], face_id="lobby:42:0"),
     "dead-letter.v1": DeadLetter(
@@ -60,6 +93,26 @@ EXAMPLES = {
         headers=[("camera", "bG9iYnk=")],
     ),
 }
+
+
+def test_a_version_1_face_record_is_still_read() -> None:
+    record = json.loads(_face().to_json())
+    del record["type"], record["track"], record["cooccurring"]
+    record["version"] = 1
+    parsed = parse_faces_topic(json.dumps(record).encode())
+    assert isinstance(parsed, FaceRecord)
+    assert parsed.track is None
+    assert parsed.vector().shape == (512,)
+
+
+def test_the_faces_topic_carries_faces_and_tracks() -> None:
+    assert isinstance(parse_faces_topic(EXAMPLES["track.v2"].to_json()), TrackRecord)
+    assert isinstance(parse_faces_topic(EXAMPLES["face.v2"].to_json()), FaceRecord)
+    untracked = _face(embedding=None, track="lobby:t40.0")
+    assert isinstance(parse_faces_topic(untracked.to_json()), FaceRecord)
+    with pytest.raises(MessageError) as caught:
+        parse_faces_topic(b'{"type": "gossip"}')
+    assert caught.value.reason == "malformed"
 
 
 @pytest.mark.parametrize("stem", sorted(SCHEMAS))
@@ -110,7 +163,7 @@ def test_bad_frame_headers_name_their_reason(headers: list[tuple[str, bytes]], r
         (b"", "empty"),
         (b"not json", "malformed"),
         (b'{"version": 1}', "malformed"),
-        (_face().to_json().replace(b'"version":1', b'"version":3'), "unknown_version"),
+        (_face().to_json().replace(b'"version":2', b'"version":3'), "unknown_version"),
         (_face().to_json().replace(b'"score":0.87', b'"score":0.87,"extra":1'), "malformed"),
     ],
     ids=["empty", "not-json", "missing-fields", "version-3", "unknown-field"],

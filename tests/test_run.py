@@ -41,8 +41,16 @@ def test_video_run_writes_faces_clusters_and_gallery(
     assert len(faces) == summary.faces > 275
     frames_with_faces = {f["frame"] for f in faces}
     assert len(frames_with_faces) > 0.8 * summary.frames
-    clustered = [f for f in faces if f["cluster"] is not None]
-    assert all(f["rejected"] is None for f in clustered)
+    clustered = [f for f in faces if f["embedded"]]
+    assert all(f["rejected"] is None and f["cluster"] is not None for f in clustered)
+    assert len(clustered) < len(faces) / 5  # a track embeds a few of its faces, not every one
+    # Every face is on a track; a track's faces that were not embedded take the track's cluster.
+    assert all(f["track"] for f in faces)
+    appearances = _lines(tmp_path / "appearances.jsonl")
+    assert {a["track"] for a in appearances} == {f["track"] for f in faces}
+    assert sum(int(str(a["faces"])) for a in appearances) == len(faces)
+    cluster_of_track = {a["track"]: a["cluster"] for a in appearances}
+    assert all(f["cluster"] == cluster_of_track[f["track"]] for f in faces if f["cluster"] is not None)
     assert all(str(f["face_id"]).startswith(f"short_hamilton_clip:{f['frame']}:") for f in faces)
     assert len({f["face_id"] for f in faces}) == len(faces)
 
@@ -52,7 +60,9 @@ def test_video_run_writes_faces_clusters_and_gallery(
     assert {c["id"] for c in clusters} == {f["cluster"] for f in clustered}
     assert clusters == sorted(clusters, key=lambda c: -c["size"])
     biggest = clusters[0]
-    assert biggest["size"] > 100  # the performer on stage is in most frames
+    in_biggest = sum(int(str(a["faces"])) for a in appearances if a["cluster"] == biggest["id"])
+    assert in_biggest > 100  # the performer on stage is in most frames
+    assert biggest["appearances"] >= 1
     assert set(biggest["representatives"]) <= {f["face_id"] for f in clustered if f["cluster"] == biggest["id"]}
 
     page = (tmp_path / "index.html").read_text()
@@ -78,6 +88,9 @@ def test_a_folder_with_bad_files_is_counted_not_fatal(
     assert summary.faces >= 8
     faces = _lines(out / "faces.jsonl")
     assert {Path(str(f["image"])).name for f in faces} == {"players.jpg", "yaoming.jpg", "gdp.jpg"}
+    # Photos are not video: each is detected on its own and every accepted face embedded, none tracked.
+    assert all(f["track"] is None for f in faces)
+    assert all(f["embedded"] == (f["rejected"] is None) for f in faces)
     assert json.loads((out / "clusters.json").read_text())["summary"]["bad_inputs"] == summary.bad_inputs
 
 

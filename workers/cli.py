@@ -34,7 +34,7 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cpu", action="store_true", help="use the CPU execution provider only")
     group.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (0: automatic)")
     group.add_argument("--batch-size", type=int, metavar="N", help="frames per detector batch")
-    group.add_argument("--threshold", type=float, metavar="COS", help="cosine threshold of the yardstick clustering")
+    group.add_argument("--no-tracking", action="store_true", help="detect every frame and embed every accepted face")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -52,8 +52,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {"models": models} if models else {}
     if args.batch_size:
         overrides["run"] = {"batch_size": args.batch_size}
-    if args.threshold is not None:
+    if getattr(args, "threshold", None) is not None:
         overrides["clustering"] = {"cosine_threshold": args.threshold}
+    if getattr(args, "no_tracking", False):
+        overrides["tracking"] = {"enabled": False}
     return overrides
 
 
@@ -83,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep", type=float, nargs="*", default=[], metavar="COS", help="also score these thresholds"
     )
     evaluate.add_argument("--json", action="store_true", help="print a JSON report")
+    evaluate.add_argument(
+        "--threshold",
+        type=float,
+        metavar="COS",
+        help="cosine threshold of the yardstick clustering",
+    )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     _model_flags(evaluate)
 

@@ -27,9 +27,11 @@ from redis.exceptions import RedisError
 from clustering.engine import OnlineRankOrder
 from clustering.redis_store import OutboxEntry, RedisStore, WriterLease
 from clustering.store import StoreError
-from streaming.kafka_io import TRANSIENT_ERRORS, consume_batch, dead_letter, log_context, next_offsets, where
-from streaming.messages import Assignment, FaceRecord, MergeEvent, MessageError
+from streaming.kafka_io import consume_batch, dead_letter, log_context, next_offsets, where
+from streaming.messages import Assignment, FaceRecord, MergeEvent, MessageError, TrackRecord, parse_faces_topic
 from workers import metrics
+from workers.consumer_errors import on_consumer_error
+from workers.faces import appearance_event, apply_face
 from workers.lifecycle import Backoff, pause
 from workers.settings import Settings
 
@@ -81,6 +83,7 @@ class ClusterCounters:
     duplicates: int = 0
     other_space: int = 0
     merges: int = 0
+    appearances: int = 0
     recoveries: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
 
@@ -115,6 +118,8 @@ class ClusterWorker:
         self._produced: Counter[str] = Counter()
         self._published_below: dict[int, int] = {}
         self._lease_renewed = 0.0
+        #: Event-only outbox entries (appearances, tracked faces) recorded in the open batch.
+        self._events = 0
         self._backoff = Backoff(self.config.retry_max_s)
 
     @staticmethod
@@ -238,14 +243,18 @@ class ClusterWorker:
         for message in messages:
             error = message.error()
             if error is not None:
-                self._consumer_error(error)
+                on_consumer_error(error, self.health)
                 continue
             metrics.MESSAGES_CONSUMED.labels(message.topic() or "").inc()
             partition, offset = message.partition() or 0, message.offset() or 0
             publish = offset >= self._published_below.get(partition, 0)
             try:
-                record = FaceRecord.from_json(message.value())
-                vector = record.vector(self.config.dimension)
+                record = parse_faces_topic(message.value())
+                vector = (
+                    record.vector(self.config.dimension)
+                    if isinstance(record, FaceRecord) and record.embedding
+                    else None
+                )
             except MessageError as exc:
                 if publish:
                     self._dead_letter(producer, message, exc.reason, exc)
@@ -254,16 +263,14 @@ class ClusterWorker:
                 self.counters.other_space += 1
                 metrics.OTHER_SPACE_FACES.inc()
                 continue
+            if isinstance(record, TrackRecord):
+                self._appearance(producer, engine, record, (partition, offset), publish)
+                continue
+            if vector is None:
+                self._tracked_face(producer, engine, record, (partition, offset), publish)
+                continue
             count = len(engine)
-            assignment = engine.add(
-                record.face_id,
-                vector,
-                camera=record.camera,
-                frame_key=f"{record.camera}:{record.frame}",
-                timestamp=record.timestamp,
-                quality=record.score,
-                offset=(partition, offset),
-            )
+            assignment = apply_face(engine, record, vector, (partition, offset))
             if len(engine) == count:
                 self.counters.duplicates += 1
                 metrics.DUPLICATE_FACES.inc()
@@ -289,13 +296,56 @@ class ClusterWorker:
         committing = time.perf_counter()
         self._commit_transaction(producer, next_offsets(messages))
         metrics.STAGE_SECONDS.labels("publish").observe(time.perf_counter() - committing)
-        self.store.mark_published(applied)
+        self.store.mark_published(applied + self._events)
+        self._events = 0
         metrics.CLUSTERS.set(engine.cluster_count)
+
+    def _tracked_face(
+        self, producer: Producer, engine: OnlineRankOrder, record: FaceRecord, at: tuple[int, int], publish: bool
+    ) -> None:
+        """A tracked face that was not embedded takes its track's cluster (published on request only)."""
+        cluster = engine.track_cluster(record.track) if record.track else None
+        if cluster is None:
+            return
+        entry = OutboxEntry(at[0], at[1], record.face_id, cluster, (), record.camera, record.timestamp)
+        self._event(producer, record.face_id, entry, publish)
+
+    def _appearance(
+        self, producer: Producer, engine: OnlineRankOrder, record: TrackRecord, at: tuple[int, int], publish: bool
+    ) -> None:
+        event = appearance_event(engine, record)
+        if event is None:
+            return
+        entry = OutboxEntry(
+            at[0],
+            at[1],
+            record.best_face or "",
+            event.cluster,
+            (),
+            record.camera,
+            record.last_timestamp,
+            appearance=event.to_json().decode(),
+        )
+        if self._event(producer, f"{record.track}#{record.sequence}", entry, publish):
+            self.counters.appearances += 1
+            metrics.APPEARANCES.inc()
+
+    def _event(self, producer: Producer, event_id: str, entry: OutboxEntry, publish: bool) -> bool:
+        """Records an event with its offset in Redis, then publishes it in the open transaction."""
+        if not self.store.apply_event(event_id, entry):
+            self.counters.duplicates += 1
+            metrics.DUPLICATE_FACES.inc()
+            return False
+        self._events += 1
+        if publish:
+            self._produce_events(producer, entry)
+        return True
 
     def _begin_transaction(self, producer: Producer) -> None:
         producer.begin_transaction()
         self._in_transaction = True
         self._produced.clear()
+        self._events = 0
 
     def _commit_transaction(self, producer: Producer, offsets: list[TopicPartition]) -> None:
         """Adds the consumer offsets to the open transaction and commits it."""
@@ -316,6 +366,10 @@ class ClusterWorker:
         # consumer never sees a merge before the assignments it re-labels.
         key = self.space.encode()
         topic = self.kafka.identities_topic
+        if entry.appearance is not None:
+            producer.produce(topic, key=key, value=entry.appearance.encode())
+            self._produced[topic] += 1
+            return
         assignment = Assignment(
             space=self.space,
             face_id=entry.face_id,
@@ -338,12 +392,6 @@ class ClusterWorker:
         self.counters.dead_letters[reason] += 1
         metrics.DEAD_LETTERS.labels("cluster", reason).inc()
         self._produced[self.kafka.dead_letter_topic] += 1
-
-    def _consumer_error(self, error: KafkaError) -> None:
-        metrics.KAFKA_ERRORS.labels("cluster").inc()
-        if error.fatal() or not (error.retriable() or error.code() in TRANSIENT_ERRORS):
-            raise KafkaException(error)
-        log.warning("Kafka consumer: %s (librdkafka retries on its own)", error)
 
     # -- failure and stop --------------------------------------------------------------------------------------
 
@@ -373,7 +421,8 @@ class ClusterWorker:
     def summary(self) -> str:
         c = self.counters
         return (
-            f"stopped: {c.faces} faces clustered, {c.duplicates} repeats ignored, {c.merges} merges, "
+            f"stopped: {c.faces} faces clustered, {c.appearances} appearances, {c.duplicates} repeats ignored, "
+            f"{c.merges} merges, "
             f"dead letters: {dict(c.dead_letters) or 'none'}, writer takeovers: {c.recoveries}"
         )
 

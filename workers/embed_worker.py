@@ -1,12 +1,14 @@
 """The embed worker: frames topic in, faces topic out, one consumer group, any number of processes.
 
 A flat loop: consume a batch (size and time limits), decode and check every message, run the batch through
-the analyzer, produce one face record per accepted face and a dead letter per unusable message, flush the
-producer, and only then commit the batch's offsets. While Kafka is unreachable the flush waits (the worker
-reports not-ready); a record that cannot be delivered at all sends the consumer back to the batch's first
-offsets, and the batch is done again. A crash before the commit replays the batch; face ids are stable, so
-the cluster stage absorbs the repeats. Rebalance callbacks run inside ``consume``, between batches, when
-every batch in hand is already committed: a revoked partition has nothing pending.
+the face pipeline (tracks per camera), produce the face records, the appearances of tracks that ended and a
+dead letter per unusable message, flush the producer, and only then commit. The commit of a partition stays at
+the first frame of the oldest appearance still open on its cameras (workers/commit_points.py), so a crash
+replays from there and no appearance is lost; detected faces keep their ids in a replay, so the cluster stage
+absorbs the repeats. While Kafka is unreachable the flush waits (the worker reports not-ready); a record that
+cannot be delivered at all sends the consumer back to the batch's first offsets, and the batch is done again.
+Rebalance callbacks run inside ``consume``, between batches: a revoked partition's open tracks end, their
+appearances are reported and the partition is committed to its end before it goes.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from models.analyzer import FaceAnalyzer
+from models.pipeline import CameraFrame, FacePipeline, FrameResult
+from models.track_log import TrackSummary
 from streaming.decode import ImageDecodeError, decode_image
 from streaming.kafka_io import (
-    TRANSIENT_ERRORS,
     consume_batch,
     dead_letter,
     first_offsets,
@@ -30,20 +32,15 @@ from streaming.kafka_io import (
     next_offsets,
     where,
 )
-from streaming.messages import FaceQuality, FaceRecord, FrameHeaders, MessageError, face_id
+from streaming.messages import FrameHeaders, MessageError
 from workers import metrics
+from workers.commit_points import CommitPoints
+from workers.consumer_errors import on_consumer_error
+from workers.faces import face_record, track_record
 from workers.lifecycle import Backoff, pause
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EmbedCounters:
-    frames: int = 0
-    faces: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    dead_letters: Counter[str] = field(default_factory=Counter)
 
 
 class EmbedWorker:
@@ -52,7 +49,10 @@ class EmbedWorker:
         self.analyzer = analyzer
         self.kafka = settings.kafka
         self.health = metrics.Health("embed")
-        self.counters = EmbedCounters()
+        self.pipeline = FacePipeline(analyzer, settings.tracking)
+        self.dead_letters: Counter[str] = Counter()
+        self._model = analyzer.embedder.path.name
+        self.commits = CommitPoints(self.kafka.frames_topic)
         self._failures: list[str] = []
         self._backoff = Backoff(settings.worker.retry_max_s)
         analyzer.timings.observer = lambda stage, seconds: metrics.STAGE_SECONDS.labels(stage).observe(seconds)
@@ -77,93 +77,132 @@ class EmbedWorker:
         """Processes batches until ``should_stop()``; the batch in hand is finished and committed first."""
         size = batch_size or self.settings.run.batch_size
         wait = self.settings.worker.batch_wait_s if batch_wait_s is None else batch_wait_s
-        self.consumer.subscribe([self.kafka.frames_topic], on_assign=self._assigned)
+        self.consumer.subscribe([self.kafka.frames_topic], on_assign=self._assigned, on_revoke=self._revoked)
         try:
             while not should_stop():
                 messages = consume_batch(self.consumer, size, wait)
                 self.health.beat()
                 if messages:
                     self.process(messages, should_stop)
+                else:
+                    self._end_idle_cameras()
         finally:
-            self.producer.flush(30)
+            # A stopping worker reports the tracks it holds open, then commits past them.
+            self._end_cameras(self.commits.cameras())
             self.consumer.close()
 
-    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("embed worker assigned %d more partition(s) of %s", len(partitions), self.kafka.frames_topic)
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+        except KafkaException as exc:
+            log.warning("cannot read the commits of the assigned partitions (%s); their cameras replay fully", exc)
+            committed = partitions
+        for position in committed:
+            self.commits.assigned(position.partition, position.metadata)
         self.health.ready()
+
+    def _end_idle_cameras(self) -> None:
+        """Cameras that went quiet (a stream stopped, a producer paused) report their open tracks."""
+        cameras = self.commits.cameras()
+        for summary in self.pipeline.end_idle(self.settings.tracking.max_gap_s):
+            self._publish_appearances(cameras.get(summary.camera, "default"), [summary])
+        if self._acknowledged(10):
+            self._commit()
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions leave between batches: their cameras' tracks end and are reported, then committed."""
+        cameras = {c: s for p in partitions for c, s in self.commits.cameras_of(p.partition).items()}
+        self._end_cameras(cameras)
+        for partition in partitions:
+            self.commits.revoked(partition.partition)
+
+    def _end_cameras(self, cameras: dict[str, str]) -> None:
+        """Ends these cameras' tracks (camera -> space), reports their appearances and commits past them."""
+        for camera, space in cameras.items():
+            self._publish_appearances(space, self.pipeline.end_cameras([camera]))
+        if self._acknowledged(10):
+            self._commit()
+        else:
+            log.warning("appearances of %d camera(s) not acknowledged within 10 s; a replay reports them", len(cameras))
+
+    def _acknowledged(self, timeout_s: float) -> bool:
+        """Whether every record produced so far is acknowledged, within ``timeout_s``."""
+        if self.producer.flush(timeout_s) or self._failures:
+            failures, self._failures = self._failures, []
+            log.error("records not delivered (%s); their frames are not committed", "; ".join(failures[:3]))
+            return False
+        return True
 
     def process(self, messages: list[Message], should_stop: Callable[[], bool] = lambda: False) -> None:
         started = time.perf_counter()
-        frames: list[FrameHeaders] = []
-        images = []
+        headers_of: list[FrameHeaders] = []
+        frames: list[CameraFrame] = []
         usable: list[Message] = []
         for message in messages:
             error = message.error()
             if error is not None:
-                self._consumer_error(error)
+                on_consumer_error(error, self.health)
                 continue
             usable.append(message)
             metrics.MESSAGES_CONSUMED.labels(message.topic() or "").inc()
+            partition, offset = message.partition() or 0, message.offset() or 0
             try:
                 with self.analyzer.timings.stage("decode"):
                     headers = FrameHeaders.from_kafka(message.headers())
+                    if self.commits.reported_before(partition, headers.camera, offset):
+                        metrics.FRAMES_SKIPPED.inc()  # a former owner reported this camera past here
+                        continue
                     image = decode_image(message.value() or b"", self.settings.run.max_pixels)
             except (MessageError, ImageDecodeError) as exc:
                 self._send_dead_letter(message, exc.reason, exc)
                 continue
-            frames.append(headers)
-            images.append(image)
+            self.commits.seen(partition, headers.camera, headers.space)
+            headers_of.append(headers)
+            frames.append(CameraFrame(headers.camera, headers.frame, headers.timestamp, image, position=offset))
         if not usable:
             return
         metrics.BATCH_SIZE.labels("embed").observe(len(usable))
-        model = self.analyzer.embedder.path.name
-        for headers, faces in zip(frames, self.analyzer.analyze(images), strict=True):
-            self.counters.frames += 1
-            metrics.FRAMES.inc()
-            metrics.FACES_DETECTED.inc(len(faces))
-            for face in faces:
-                if face.embedding is None:
-                    assert face.quality.rejection is not None
-                    self.counters.rejected[face.quality.rejection.value] += 1
-                    metrics.FACES_REJECTED.labels(face.quality.rejection.value).inc()
-                    continue
-                record = FaceRecord(
-                    face_id=face_id(headers.camera, headers.frame, face.index),
-                    space=headers.space,
-                    camera=headers.camera,
-                    frame=headers.frame,
-                    timestamp=headers.timestamp,
-                    box=(float(face.box[0]), float(face.box[1]), float(face.box[2]), float(face.box[3])),
-                    landmarks=[(float(x), float(y)) for x, y in face.landmarks],
-                    score=min(max(face.score, 0.0), 1.0),
-                    quality=FaceQuality(
-                        face_size=face.quality.face_size, sharpness=face.quality.sharpness, yaw=face.quality.yaw
-                    ),
-                    model=model,
-                    embedding=FaceRecord.encode_embedding(face.embedding),
-                    dimension=int(face.embedding.shape[0]),
-                )
-                self._produce(self.kafka.faces_topic, record.face_id.encode(), record.to_json())
-                self.counters.faces += 1
+        for headers, result in zip(headers_of, self.pipeline.process(frames), strict=True):
+            self._publish(headers.space, result)
         publishing = time.perf_counter()
         if self._deliver(usable, should_stop):
-            self._commit(usable)
+            for position in next_offsets(usable):
+                self.commits.delivered(position.partition, position.offset)
+            self._commit()
         metrics.STAGE_SECONDS.labels("publish").observe(time.perf_counter() - publishing)
         log.debug("batch of %d messages in %.3f s", len(usable), time.perf_counter() - started)
 
-    def _consumer_error(self, error: KafkaError) -> None:
-        metrics.KAFKA_ERRORS.labels("embed").inc()
-        if error.fatal():
-            raise KafkaException(error)
-        if error.code() in TRANSIENT_ERRORS:
-            self.health.not_ready(f"Kafka: {error.str()}")
-        log.warning("Kafka consumer: %s (librdkafka retries on its own)", error)
+    def _publish(self, space: str, result: FrameResult) -> None:
+        """The frame's face records (embedded faces; tracked ones on request), then its appearances."""
+        metrics.FRAMES.inc()
+        metrics.FRAMES_DETECTED.inc(result.detected)
+        metrics.FACES_DETECTED.inc(len(result.faces))
+        if result.reset is not None:
+            metrics.TRACK_RESETS.labels(result.reset.value).inc()
+        key = result.camera.encode()
+        publish_tracked = self.settings.tracking.publish_tracked_faces
+        for face in result.faces:
+            report = face.quality
+            if face.detected and report is not None and report.rejection is not None:
+                metrics.FACES_REJECTED.labels(report.rejection.value).inc()
+            if face.embedding is None and not (publish_tracked and face.track):
+                continue
+            metrics.FACES_EMBEDDED.inc(face.embedding is not None)
+            record = face_record(face, space=space, model=self._model, dimension=self.analyzer.embedder.dimension)
+            self._produce(self.kafka.faces_topic, key, record.to_json())
+        self._publish_appearances(space, result.appearances)
+
+    def _publish_appearances(self, space: str, appearances: list[TrackSummary]) -> None:
+        for summary in appearances:
+            record = track_record(summary, space=space)
+            self._produce(self.kafka.faces_topic, summary.camera.encode(), record.to_json())
 
     def _send_dead_letter(self, message: Message, reason: str, error: Exception) -> None:
         log.warning("dead letter %s (%s): %s", where(message), reason, error, extra=log_context(message))
         letter = dead_letter(message, "embed", reason, error)
         self._produce(self.kafka.dead_letter_topic, message.key(), letter.to_json())
-        self.counters.dead_letters[reason] += 1
+        self.dead_letters[reason] += 1
         metrics.DEAD_LETTERS.labels("embed", reason).inc()
 
     def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
@@ -209,14 +248,15 @@ class EmbedWorker:
         return True
 
     def summary(self) -> str:
-        c = self.counters
+        c = self.pipeline.counters
         return (
-            f"stopped: {c.frames} frames, {c.faces} faces, dead letters: {dict(c.dead_letters) or 'none'}, "
+            f"stopped: {c.frames} frames ({c.detected_frames} detected), {c.faces} faces ({c.embedded} embedded), "
+            f"{c.appearances} appearances, dead letters: {dict(self.dead_letters) or 'none'}, "
             f"rejected: {dict(c.rejected) or 'none'}"
         )
 
-    def _commit(self, batch: list[Message]) -> None:
-        offsets = next_offsets(batch)
+    def _commit(self) -> None:
+        offsets = self.commits.to_commit(self.pipeline.open_since)
         if not offsets:
             return
         try:

@@ -17,6 +17,7 @@ class GalleryCluster:
     last_seen: str
     sources: Sequence[str]
     thumbnails: Sequence[str]  # paths relative to the gallery, representatives first
+    appearances: str = ""  # e.g. "3 appearances: door 2 (0:01-0:12, 1:30-1:41), hall 1 (0:05-0:09)"
 
 
 _STYLE = """
@@ -29,6 +30,7 @@ h2{font-size:1rem;margin:0 0 .4rem}
 .faces{display:flex;flex-wrap:wrap;gap:4px}
 .faces img{width:72px;height:72px;border-radius:4px;object-fit:cover}
 .more{align-self:center;color:#666;font-size:.85rem;padding-left:.4rem}
+.seen{color:#555;font-size:.85rem;margin:0 0 .4rem}
 """
 
 
@@ -43,11 +45,12 @@ def render_gallery(title: str, summary: str, clusters: Sequence[GalleryCluster],
         hidden = cluster.size - len(shown)
         more = f'<span class="more">+{hidden} more</span>' if hidden > 0 else ""
         sources = html.escape(", ".join(cluster.sources))
+        seen = f'<p class="seen">{html.escape(cluster.appearances)}</p>' if cluster.appearances else ""
         rows.append(
             f'<section id="cluster-{cluster.cluster_id}"><h2>Cluster {cluster.cluster_id} '
             f'<span class="meta">{cluster.size} face{"s" if cluster.size != 1 else ""} · '
             f"first {html.escape(cluster.first_seen)} · last {html.escape(cluster.last_seen)} · {sources}</span></h2>"
-            f'<div class="faces">{images}{more}</div></section>'
+            f'{seen}<div class="faces">{images}{more}</div></section>'
         )
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'

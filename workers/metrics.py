@@ -21,7 +21,14 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 MESSAGES_CONSUMED = Counter("facestream_messages_consumed", "Messages read from Kafka.", ["topic"])
 MESSAGES_PRODUCED = Counter("facestream_messages_produced", "Messages acknowledged by Kafka.", ["topic"])
 FRAMES = Counter("facestream_frames", "Frames decoded and analysed by embed workers.")
-FACES_DETECTED = Counter("facestream_faces_detected", "Faces found by the detector.")
+FACES_DETECTED = Counter("facestream_faces_detected", "Faces in frames, detected or carried by the tracker.")
+FRAMES_DETECTED = Counter("facestream_frames_detected", "Frames the detector ran on (the others were tracked).")
+FRAMES_SKIPPED = Counter(
+    "facestream_frames_skipped", "Frames replayed after a crash that a former owner had already reported."
+)
+FACES_EMBEDDED = Counter("facestream_faces_embedded", "Faces embedded (a track's first, then a few).")
+TRACK_RESETS = Counter("facestream_track_resets", "Times every track of a camera ended at once, by why.", ["reason"])
+APPEARANCES = Counter("facestream_appearances", "Appearances (tracks) attributed to an identity and published.")
 FACES_REJECTED = Counter("facestream_faces_rejected", "Detected faces refused by the quality gate.", ["reason"])
 FACES_CLUSTERED = Counter("facestream_faces_clustered", "Faces applied to the clustering state.")
 DUPLICATE_FACES = Counter("facestream_duplicate_faces", "Face records seen again (a replay) and ignored.")

@@ -1,8 +1,9 @@
 """`facestream run`: the whole pipeline in one process, no Kafka and no Redis, writing files a person reads.
 
-Outputs in the chosen folder: faces.jsonl (one line per detected face), clusters.json, index.html and the
-thumbs/ it shows. Lines of faces.jsonl are written as faces arrive; when the run ends (also on Ctrl-C) the
-file is rewritten once with each face's final cluster, since later faces can merge earlier clusters.
+Outputs in the chosen folder: faces.jsonl (one line per face of every frame, tracked or detected),
+appearances.jsonl (one line per track), clusters.json, index.html and the thumbs/ it shows. Lines are written
+as they happen; when the run ends (also on Ctrl-C) both files are rewritten once with final clusters, since
+later faces can merge earlier clusters.
 """
 
 from __future__ import annotations
@@ -10,24 +11,26 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import cv2
 from tqdm import tqdm
 
 from clustering.engine import OnlineRankOrder
-from models.analyzer import AnalyzedFace, FaceAnalyzer
-from streaming.messages import face_id
+from models.analyzer import FaceAnalyzer
+from models.pipeline import CameraFrame, FacePipeline, FrameResult
+from models.track_log import TrackSummary
 from streaming.sources import BadInput, Frame, FrameSource, SourceItem
+from workers.faces import apply_face, face_record
 from workers.gallery import GalleryCluster, write_gallery
 from workers.lifecycle import StopFlag
+from workers.run_files import JsonLines, appearance_line, face_line
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,9 +39,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunSummary:
     frames: int = 0
+    detected_frames: int = 0
     faces: int = 0
     clustered: int = 0
     clusters: int = 0
+    appearances: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     bad_inputs: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
@@ -50,16 +55,19 @@ class RunSummary:
         rate = self.faces / self.seconds if self.seconds else 0.0
         state = "stopped early" if self.stopped_early else "done"
         return (
-            f"{state}: {self.frames} frames, {self.faces} faces ({self.clustered} clustered; rejected: {rejected}), "
-            f"{self.clusters} clusters, bad inputs: {bad}; {self.seconds:.1f} s ({rate:.1f} faces/s) -> {out_dir}"
+            f"{state}: {self.frames} frames, {self.faces} faces ({self.clustered} embedded and clustered; "
+            f"rejected: {rejected}), {self.appearances} appearances, {self.clusters} clusters, bad inputs: {bad}; "
+            f"{self.seconds:.1f} s ({rate:.1f} faces/s) -> {out_dir}"
         )
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "frames": self.frames,
+            "detected_frames": self.detected_frames,
             "faces": self.faces,
             "clustered": self.clustered,
             "clusters": self.clusters,
+            "appearances": self.appearances,
             "rejected": dict(self.rejected),
             "bad_inputs": dict(self.bad_inputs),
             "seconds": round(self.seconds, 3),
@@ -74,6 +82,14 @@ class _Seen:
     frame: int
     timestamp: float
     thumbnail: str
+
+
+@dataclass(frozen=True)
+class _Appearance:
+    anchor: str  # an embedded face of the track, whose final cluster is the appearance's
+    camera: str
+    first_timestamp: float
+    last_timestamp: float
 
 
 def _thumbnail_name(identifier: str) -> str:
@@ -96,50 +112,54 @@ def _batches(items: Iterable[SourceItem], size: int) -> Iterator[tuple[list[Fram
         yield frames, bad
 
 
-class _FacesFile:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._handle: TextIO = path.open("w", encoding="utf-8")
+class _Run:
+    """The state of one run: the engine, the output files, and what the summary and gallery need."""
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+    def __init__(self, out_dir: Path, settings: Settings, analyzer: FaceAnalyzer) -> None:
+        self.out_dir = out_dir
+        self.settings = settings
+        self.engine = OnlineRankOrder(analyzer.embedder.dimension, settings.clustering)
+        self.model = analyzer.embedder.path.name
+        self.dimension = analyzer.embedder.dimension
+        self.summary = RunSummary()
+        self.seen: list[_Seen] = []
+        self.appearances: list[_Appearance] = []
+        #: Track -> its latest embedded face: the anchor of the track's other faces and appearances.
+        self.anchors: dict[str, str] = {}
+        self.faces_file = JsonLines(out_dir / "faces.jsonl")
+        self.appearances_file = JsonLines(out_dir / "appearances.jsonl")
 
-    def flush(self) -> None:
-        self._handle.flush()
+    def frame(self, frame: Frame, result: FrameResult) -> None:
+        for face in result.faces:
+            anchor = self.anchors.get(face.track) if face.track else None
+            cluster = None
+            if face.embedding is not None:
+                record = face_record(face, space="default", model=self.model, dimension=self.dimension)
+                cluster = apply_face(self.engine, record, face.embedding).cluster_id
+                anchor = face.face_id
+                if face.track:
+                    self.anchors[face.track] = anchor
+                thumbnail = _thumbnail_name(face.face_id)
+                assert face.crop is not None  # embedded faces keep their aligned crop
+                cv2.imwrite(str(self.out_dir / thumbnail), face.crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+                self.seen.append(_Seen(face.face_id, frame.source, frame.number, frame.timestamp, thumbnail))
+            elif anchor is not None:
+                cluster = self.engine.cluster_of(anchor)
+            self.faces_file.write(face_line(frame, face, anchor, cluster))
+        self.ended(result.appearances)
 
-    def finalise(self, clusters: dict[str, int]) -> None:
-        """Rewrites every line with its face's final cluster, atomically."""
-        self._handle.close()
-        partial = self.path.with_suffix(".jsonl.tmp")
-        with self.path.open(encoding="utf-8") as src, partial.open("w", encoding="utf-8") as dst:
-            for line in src:
-                record = json.loads(line)
-                if record["cluster"] is not None:
-                    record["cluster"] = clusters[record["face_id"]]
-                dst.write(json.dumps(record, separators=(",", ":")) + "\n")
-        os.replace(partial, self.path)
-
-
-def _face_record(frame: Frame, face: AnalyzedFace, identifier: str, cluster: int | None) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "face_id": identifier,
-        "source": frame.source,
-        "frame": frame.number,
-        "timestamp": round(frame.timestamp, 3),
-        "box": [round(float(v), 1) for v in face.box],
-        "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks],
-        "score": round(face.score, 4),
-        "quality": {
-            "face_size": round(face.quality.face_size, 1),
-            "sharpness": round(face.quality.sharpness, 1),
-            "yaw": round(face.quality.yaw, 3),
-        },
-        "rejected": face.quality.rejection.value if face.quality.rejection else None,
-        "cluster": cluster,
-    }
-    if frame.name is not None:
-        record["image"] = frame.name
-    return record
+    def ended(self, appearances: list[TrackSummary]) -> None:
+        for summary in appearances:
+            anchor = self.anchors.get(summary.track)
+            if summary.ended:
+                self.anchors.pop(summary.track, None)
+            cluster = None if anchor is None else self.engine.cluster_of(anchor)
+            self.appearances_file.write(appearance_line(summary, anchor, cluster))
+            self.summary.appearances += 1
+            if anchor is not None:
+                self.appearances.append(
+                    _Appearance(anchor, summary.camera, summary.first_timestamp, summary.last_timestamp)
+                )
 
 
 def run_pipeline(
@@ -154,12 +174,11 @@ def run_pipeline(
     """Runs every source through the pipeline into ``out_dir``; returns what happened."""
     started = time.perf_counter()
     analyzer = analyzer or FaceAnalyzer.from_settings(settings.models)
+    pipeline = FacePipeline(analyzer, settings.tracking)
     stop = stop or StopFlag()
     (out_dir / "thumbs").mkdir(parents=True, exist_ok=True)
-    clustering = OnlineRankOrder(analyzer.embedder.dimension, settings.clustering)
-    summary = RunSummary()
-    seen: list[_Seen] = []
-    faces_file = _FacesFile(out_dir / "faces.jsonl")
+    run = _Run(out_dir, settings, analyzer)
+    summary = run.summary
     totals = [s.total for s in sources]
     total = None if None in totals else sum(t for t in totals if t is not None)
     bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True)
@@ -169,58 +188,61 @@ def run_pipeline(
                 summary.bad_inputs[item.reason.value] += 1
                 log.warning("skipped %s frame %d (%s): %s", item.source, item.number, item.name or "-", item.detail)
             bar.update(len(bad))
-            for frame, faces in zip(batch, analyzer.analyze([f.image for f in batch]), strict=True):
-                for face in faces:
-                    identifier = face_id(frame.source, frame.number, face.index)
-                    cluster = None
-                    if face.embedding is None:
-                        assert face.quality.rejection is not None
-                        summary.rejected[face.quality.rejection.value] += 1
-                    else:
-                        cluster = clustering.add(
-                            identifier,
-                            face.embedding,
-                            camera=frame.source,
-                            frame_key=f"{frame.source}:{frame.number}",
-                            timestamp=frame.timestamp,
-                            quality=face.score,
-                        ).cluster_id
-                        thumbnail = _thumbnail_name(identifier)
-                        cv2.imwrite(str(out_dir / thumbnail), face.crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
-                        seen.append(_Seen(identifier, frame.source, frame.number, frame.timestamp, thumbnail))
-                    faces_file.write(_face_record(frame, face, identifier, cluster))
-                    summary.faces += 1
-                summary.frames += 1
-            faces_file.flush()
+            frames = [CameraFrame(f.source, f.number, f.timestamp, f.image, still=f.name is not None) for f in batch]
+            for frame, result in zip(batch, pipeline.process(frames), strict=True):
+                run.frame(frame, result)
+            run.faces_file.flush()
             bar.update(len(batch))
-            bar.set_postfix(faces=summary.faces, clusters=clustering.cluster_count)
+            bar.set_postfix(faces=pipeline.counters.faces, clusters=run.engine.cluster_count)
             if stop.is_set():
                 summary.stopped_early = True
                 break
     finally:
         bar.close()
-        labels = clustering.labels()
-        faces_file.finalise(labels)
-        summary.clustered = len(seen)
+        run.ended(pipeline.finish())
+        counters = pipeline.counters
+        summary.frames, summary.detected_frames, summary.faces = (
+            counters.frames,
+            counters.detected_frames,
+            counters.faces,
+        )
+        summary.rejected = counters.rejected
+        labels = run.engine.labels()
+        run.faces_file.finalise(labels)
+        run.appearances_file.finalise(labels)
+        summary.clustered = len(run.seen)
         summary.clusters = len(set(labels.values()))
         summary.seconds = time.perf_counter() - started
-        _write_clusters(out_dir, seen=seen, labels=labels, clustering=clustering, settings=settings, summary=summary)
+        _write_clusters(out_dir, run=run, labels=labels)
     return summary
 
 
-def _write_clusters(
-    out_dir: Path,
-    *,
-    seen: list[_Seen],
-    labels: dict[str, int],
-    clustering: OnlineRankOrder,
-    settings: Settings,
-    summary: RunSummary,
-) -> None:
-    summaries = clustering.clusters()
+def _when(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}:{rest:02d}"
+
+
+def _appearance_text(appearances: list[_Appearance]) -> str:
+    """'3 appearances: door 2 (0:01-0:12, 1:30-1:41), hall 1 (0:05-0:09)' (times of video files)."""
+    by_camera: dict[str, list[_Appearance]] = {}
+    for item in appearances:
+        by_camera.setdefault(item.camera, []).append(item)
+    parts = []
+    for camera, items in sorted(by_camera.items()):
+        spans = ", ".join(f"{_when(a.first_timestamp)}-{_when(a.last_timestamp)}" for a in items[:5])
+        more = ", ..." if len(items) > 5 else ""
+        parts.append(f"{camera} {len(items)} ({spans}{more})")
+    return f"{len(appearances)} appearance{'s' if len(appearances) != 1 else ''}: " + "; ".join(parts)
+
+
+def _write_clusters(out_dir: Path, *, run: _Run, labels: dict[str, int]) -> None:
+    summaries = run.engine.clusters()
     members: dict[int, list[_Seen]] = {}
-    for face in seen:
+    for face in run.seen:
         members.setdefault(labels[face.face_id], []).append(face)
+    appearances: dict[int, list[_Appearance]] = {}
+    for item in run.appearances:
+        appearances.setdefault(labels[item.anchor], []).append(item)
     ordered = sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     records, gallery = [], []
     for cluster_id, faces in ordered:
@@ -244,6 +266,7 @@ def _write_clusters(
                 },
                 "sources": sources,
                 "representatives": [f.face_id for f in picks],
+                "appearances": len(appearances.get(cluster_id, [])),
             }
         )
         pick_ids = {f.face_id for f in picks}
@@ -256,8 +279,10 @@ def _write_clusters(
                 f"{last.source} #{last.frame}",
                 sources,
                 thumbs,
+                _appearance_text(appearances[cluster_id]) if cluster_id in appearances else "",
             )
         )
+    summary = run.summary
     document = {"summary": summary.as_dict(), "clusters": records}
     (out_dir / "clusters.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     write_gallery(
@@ -265,5 +290,5 @@ def _write_clusters(
         "facestream: faces by identity",
         summary.line(out_dir),
         gallery,
-        settings.run.gallery_faces_per_cluster,
+        run.settings.run.gallery_faces_per_cluster,
     )

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clustering.settings import ClusteringSettings
-from models.settings import ModelSettings
+from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import DEFAULT_MAX_PIXELS
 from streaming.settings import KafkaSettings
 
@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACESTREAM_", env_nested_delimiter="__", frozen=True, extra="forbid")
 
     models: ModelSettings = ModelSettings()
+    tracking: TrackingSettings = TrackingSettings()
     clustering: ClusteringSettings = ClusteringSettings()
     run: RunSettings = RunSettings()
     kafka: KafkaSettings = KafkaSettings()

@@ -1,0 +1,355 @@
+"""Frames to face observations, the one path for `facestream run` and the embed worker.
+
+For each batch of frames (any cameras, each camera's frames in order):
+1. per frame, from the pictures alone: is it a new size, out of order, after a gap, a cut, a jump? does the
+   detector run on it (one frame in ``detect_interval``, or forced)?
+2. the detector runs once on the chosen frames, at their own aspect;
+3. per frame in order, the camera's tracker predicts, matches the detections, starts and ends tracks; each
+   visible track is one face of the frame; the policy picks the faces to embed (a track's first accepted face,
+   then every ``embed_interval_s``, or a clearly better one);
+4. the chosen faces are embedded in one call.
+Tracker state lives in this object, per camera: losing it (a restart, a rebalance) starts new tracks and
+changes nothing else. With tracking off, every frame is detected and every accepted face embedded on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from models.analyzer import FaceAnalyzer
+from models.detection import Detections
+from models.quality import QualityReport
+from models.settings import TrackingSettings
+from models.track_log import TrackLog, TrackSummary
+from models.tracker import FaceTracker, Track, TrackerParams
+from streaming.messages import carried_face_id, face_id
+
+log = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float32]
+_THUMB_SIZE = (64, 36)  # a small grey copy of each frame, to see cuts and motion
+
+
+def track_id(camera: str, frame: int, detection: int) -> str:
+    """A track's id: unique per camera, since a camera's frames are numbered once (`camera:t<frame>.<n>`)."""
+    return f"{camera}:t{frame}.{detection}"
+
+
+class TrackReset(StrEnum):
+    """Why every track of a camera ended at a frame."""
+
+    CUT = "cut"
+    FRAME_SIZE = "frame_size"  # the camera's frames changed size
+    FRAME_ORDER = "frame_order"  # a frame number repeated or went backwards
+    GAP = "gap"  # frames further apart in time than max_gap_s
+    EVICTED = "evicted"  # more cameras than max_cameras
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    camera: str
+    number: int
+    timestamp: float
+    image: NDArray[np.uint8]  # BGR
+    #: A photo of a folder, not a video frame: detected on its own, never tracked.
+    still: bool = False
+    #: Where the frame sits in its input (a Kafka offset), to tell where a camera's open tracks began.
+    position: int | None = None
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    face_id: str
+    camera: str
+    frame: int
+    timestamp: float
+    box: FloatArray
+    landmarks: FloatArray
+    score: float  # the detector's score at the track's last detection
+    quality: QualityReport | None  # None on frames the detector skipped
+    track: str | None  # None with tracking off
+    detected: bool  # False: the tracker predicted the box
+    crop: NDArray[np.uint8] | None  # the aligned face, where it was embedded
+    embedding: FloatArray | None
+    #: Other tracks with a face on this frame: different people (a cannot-link for clustering).
+    cooccurring: tuple[str, ...] = ()
+
+
+@dataclass
+class FrameResult:
+    camera: str
+    number: int
+    timestamp: float
+    faces: list[FaceObservation]
+    #: Appearances reported at this frame, after its faces: tracks that ended, long tracks' stretches.
+    appearances: list[TrackSummary]
+    reset: TrackReset | None = None
+    detected: bool = True
+
+
+@dataclass
+class _Camera:
+    tracker: FaceTracker
+    shape: tuple[int, ...] = ()
+    last_number: int = -1
+    last_timestamp: float = 0.0
+    thumb: NDArray[np.float32] | None = None
+    since_detection: int = 0
+    detected_at: float = 0.0  # timestamp of the last frame the detector ran on
+    logs: dict[str, TrackLog] = field(default_factory=dict)
+    arrived: float = 0.0  # time.monotonic() of the camera's last frame
+
+
+@dataclass(frozen=True)
+class _Plan:
+    reset: TrackReset | None
+    detect: bool
+
+
+@dataclass
+class PipelineCounters:
+    frames: int = 0
+    detected_frames: int = 0
+    faces: int = 0
+    embedded: int = 0
+    appearances: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    resets: Counter[str] = field(default_factory=Counter)
+
+    def add(self, result: FrameResult) -> None:
+        self.frames += 1
+        self.detected_frames += result.detected
+        self.faces += len(result.faces)
+        self.appearances += len(result.appearances)
+        if result.reset is not None:
+            self.resets[result.reset.value] += 1
+        for face in result.faces:
+            self.embedded += face.embedding is not None
+            if face.detected and face.quality is not None and face.quality.rejection is not None:
+                self.rejected[face.quality.rejection.value] += 1
+
+
+class FacePipeline:
+    def __init__(self, analyzer: FaceAnalyzer, settings: TrackingSettings) -> None:
+        self.analyzer = analyzer
+        self.settings = settings
+        self.counters = PipelineCounters()
+        self._params = TrackerParams(settings.match_iou, settings.crossing_iou, settings.max_misses)
+        self._cameras: OrderedDict[str, _Camera] = OrderedDict()
+        #: Appearances of cameras evicted while planning, reported with the next frame's result.
+        self._evicted: list[TrackSummary] = []
+
+    def process(self, frames: Sequence[CameraFrame]) -> list[FrameResult]:
+        """Faces of each frame, in order; frames of one camera must come in their order."""
+        timings = self.analyzer.timings
+        with timings.stage("track"):
+            plans = [self._plan(frame) for frame in frames]
+        chosen = [i for i, plan in enumerate(plans) if plan.detect]
+        with timings.stage("detect"):
+            found = self.analyzer.detector.detect([frames[i].image for i in chosen])
+        detections: dict[int, Detections] = dict(zip(chosen, found, strict=True))
+        results: list[FrameResult] = []
+        pending: list[tuple[int, int, NDArray[np.uint8]]] = []  # (result, face, crop) to embed
+        for i, (frame, plan) in enumerate(zip(frames, plans, strict=True)):
+            result, crops = self._frame(frame, plan, detections.get(i))
+            pending += [(i, face, crop) for face, crop in crops]
+            results.append(result)
+        with timings.stage("embed"):
+            vectors = self.analyzer.embedder.embed(np.stack([c for _, _, c in pending])) if pending else None
+        for n, (i, face, crop) in enumerate(pending):
+            assert vectors is not None
+            results[i].faces[face] = replace(results[i].faces[face], crop=crop, embedding=vectors[n])
+        for result in results:
+            self.counters.add(result)
+        return results
+
+    def finish(self) -> list[TrackSummary]:
+        """Ends every track (the stream ended); their appearances."""
+        return self.end_cameras(list(self._cameras))
+
+    def open_since(self, camera: str) -> int | None:
+        """The position of the first frame of the camera's oldest open appearance: no frame before it is still
+        waiting for its appearance to be reported. None when the camera has no open track with a face."""
+        state = self._cameras.get(camera)
+        if state is None:
+            return None
+        positions = [log.first_position for log in state.logs.values() if log.first_position is not None]
+        return min(positions, default=None)
+
+    def end_idle(self, idle_s: float) -> list[TrackSummary]:
+        """Ends the tracks of cameras that sent no frame for ``idle_s`` seconds (a live stream that stopped)."""
+        now = time.monotonic()
+        idle = [c for c, state in self._cameras.items() if state.tracker.tracks and now - state.arrived > idle_s]
+        return self.end_cameras(idle)
+
+    def end_cameras(self, cameras: Sequence[str]) -> list[TrackSummary]:
+        """Ends the tracks of these cameras (their partitions went to another worker); their appearances."""
+        ended: list[TrackSummary] = []
+        for camera in cameras:
+            state = self._cameras.pop(camera, None)
+            if state is not None:
+                ended += self._end(state, state.tracker.end_all())
+        return ended
+
+    # -- step 1: what happens on each frame, decided from the pictures --------------------------------------
+
+    def _plan(self, frame: CameraFrame) -> _Plan:
+        settings = self.settings
+        if frame.still or not settings.enabled:
+            return _Plan(None, True)
+        state = self._cameras.get(frame.camera)
+        if state is None:
+            state = self._add_camera(frame.camera)
+        self._cameras.move_to_end(frame.camera)
+        state.arrived = time.monotonic()
+        reset: TrackReset | None = None
+        if state.last_number >= 0:
+            if frame.image.shape != state.shape:
+                reset = TrackReset.FRAME_SIZE
+            elif frame.number <= state.last_number:
+                reset = TrackReset.FRAME_ORDER
+            elif abs(frame.timestamp - state.last_timestamp) > settings.max_gap_s:
+                reset = TrackReset.GAP
+        thumb = cv2.resize(cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY), _THUMB_SIZE, interpolation=cv2.INTER_AREA)
+        thumb_f = thumb.astype(np.float32)
+        change = 0.0
+        if reset is None and state.thumb is not None:
+            change = float(np.abs(thumb_f - state.thumb).mean())
+            if change >= settings.cut_threshold:
+                reset = TrackReset.CUT
+        detect = (
+            state.last_number < 0
+            or reset is not None
+            or state.since_detection + 1 >= settings.detect_interval
+            or frame.timestamp - state.detected_at >= settings.detect_every_s - 1e-6
+            or change >= settings.motion_threshold
+        )
+        state.shape, state.last_number, state.last_timestamp, state.thumb = (
+            frame.image.shape,
+            frame.number,
+            frame.timestamp,
+            thumb_f,
+        )
+        state.since_detection = 0 if detect else state.since_detection + 1
+        if detect:
+            state.detected_at = frame.timestamp
+        return _Plan(reset, detect)
+
+    def _add_camera(self, camera: str) -> _Camera:
+        state = _Camera(FaceTracker(self._params))
+        self._cameras[camera] = state
+        if len(self._cameras) > self.settings.max_cameras:
+            oldest, _ = next(iter(self._cameras.items()))
+            log.info("tracking more than %d cameras: ending the tracks of %s", self.settings.max_cameras, oldest)
+            self._evicted.extend(self.end_cameras([oldest]))
+        return state
+
+    # -- step 3: tracks and faces of one frame --------------------------------------------------------------
+
+    def _frame(
+        self, frame: CameraFrame, plan: _Plan, found: Detections | None
+    ) -> tuple[FrameResult, list[tuple[int, NDArray[np.uint8]]]]:
+        if frame.still or not self.settings.enabled:
+            assert found is not None
+            return self._untracked(frame, found)
+        state = self._cameras[frame.camera]
+        appearances, self._evicted = self._evicted, []
+        tracker = state.tracker
+        if plan.reset is not None:
+            appearances += self._end(state, tracker.end_all())
+        appearances += self._end(state, tracker.predict())
+        reports: list[QualityReport] = []
+        crops: NDArray[np.uint8] | None = None
+        if found is not None:
+            new_ids = [track_id(frame.camera, frame.number, i) for i in range(len(found))]
+            started, ended = tracker.update(found.boxes, found.scores, found.landmarks, new_ids)
+            appearances += self._end(state, ended)
+            for track in started:
+                state.logs[track.id] = TrackLog(frame.camera, track.id, frame.number, frame.timestamp)
+            crops, reports = self.analyzer.describe(frame.image, found)
+        visible = tracker.visible()
+        faces: list[FaceObservation] = []
+        to_embed: list[tuple[int, NDArray[np.uint8]]] = []
+        for index, track in enumerate(visible):
+            # A detected face is named by its rank among the frame's detections, which a replay of the frame
+            # reproduces whatever the tracks were; a carried one by its rank among the frame's carried faces.
+            if track.detection is not None and found is not None:
+                identifier = face_id(frame.camera, frame.number, track.detection)
+            else:
+                identifier = carried_face_id(frame.camera, frame.number, index)
+            face_log = state.logs[track.id]
+            face_log.seen(frame.number, frame.timestamp, frame.position)
+            report: QualityReport | None = None
+            if found is not None and crops is not None and track.detection is not None:
+                report = reports[track.detection]
+                box, landmarks = found.boxes[track.detection], found.landmarks[track.detection]
+                if face_log.embed_now(report, frame.timestamp, identifier, box, self.settings):
+                    to_embed.append((index, crops[track.detection]))
+            else:
+                box, landmarks = track.box(), track.landmarks()
+            others = tuple(t.id for t in visible if t is not track)
+            faces.append(
+                FaceObservation(
+                    identifier,
+                    frame.camera,
+                    frame.number,
+                    frame.timestamp,
+                    np.asarray(box, np.float32),
+                    np.asarray(landmarks, np.float32),
+                    track.score,
+                    report,
+                    track.id,
+                    report is not None,
+                    None,
+                    None,
+                    others,
+                )
+            )
+        for track in visible:
+            face_log = state.logs[track.id]
+            if face_log.last_timestamp - face_log.first_timestamp >= self.settings.appearance_max_s:
+                appearances.append(face_log.summary(ended=False))
+                state.logs[track.id] = face_log.next_stretch()
+        result = FrameResult(frame.camera, frame.number, frame.timestamp, faces, appearances, plan.reset, plan.detect)
+        return result, to_embed
+
+    @staticmethod
+    def _end(state: _Camera, tracks: list[Track]) -> list[TrackSummary]:
+        """The appearances of tracks that ended (those with at least one face)."""
+        logs = [state.logs.pop(track.id, None) for track in tracks]
+        return [face_log.summary(ended=True) for face_log in logs if face_log is not None and face_log.faces]
+
+    # -- tracking off: every face on its own ----------------------------------------------------------------
+
+    def _untracked(
+        self, frame: CameraFrame, found: Detections
+    ) -> tuple[FrameResult, list[tuple[int, NDArray[np.uint8]]]]:
+        crops, reports = self.analyzer.describe(frame.image, found)
+        faces = [
+            FaceObservation(
+                face_id(frame.camera, frame.number, i),
+                frame.camera,
+                frame.number,
+                frame.timestamp,
+                found.boxes[i],
+                found.landmarks[i],
+                float(found.scores[i]),
+                report,
+                None,
+                True,
+                None,
+                None,
+            )
+            for i, report in enumerate(reports)
+        ]
+        to_embed = [(i, crops[i]) for i, report in enumerate(reports) if report.accepted]
+        return FrameResult(frame.camera, frame.number, frame.timestamp, faces, []), to_embed
