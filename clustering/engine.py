@@ -26,7 +26,15 @@ from clustering.events import Assignment, Merge
 from clustering.index import HnswIndex
 from clustering.rank_order import rank_order_distance
 from clustering.settings import ClusteringSettings
-from clustering.store import ClusterSummary, FaceDelta, FaceMeta, InMemoryStore, StateStore, StoreError
+from clustering.store import (
+    ClusterSummary,
+    FaceDelta,
+    FaceMeta,
+    InMemoryStore,
+    StateStore,
+    StoredState,
+    StoreError,
+)
 from clustering.union_find import UnionFind
 
 log = logging.getLogger(__name__)
@@ -250,24 +258,17 @@ class OnlineRankOrder:
     def _persist(self, delta: FaceDelta) -> None:
         try:
             self.store.apply(delta)
-            every = self.params.snapshot_every
-            if every and (delta.label + 1) % every == 0:
-                self._snapshot()
         except Exception as exc:
             self._broken = True
             raise StoreError(f"could not persist face {delta.meta.face_id}: {exc}") from exc
 
-    def _snapshot(self) -> None:
-        data = self._index.snapshot()
-        self.store.save_snapshot(data, len(self._ids))
-        # Carry on from the snapshot itself, as a restarted process would: hnswlib does not save the state
-        # of its level generator, so this keeps the graph, and the clusters, identical after a restart.
-        self._index = HnswIndex(self.dimension, self.settings.index, snapshot=data)
-
     @classmethod
-    def restore(cls, store: StateStore, dimension: int, settings: ClusteringSettings) -> OnlineRankOrder:
-        """An engine rebuilt from its store: index from the snapshot plus the faces applied after it."""
-        state = store.load()
+    def restore(
+        cls, store: StateStore, dimension: int, settings: ClusteringSettings, state: StoredState | None = None
+    ) -> OnlineRankOrder:
+        """An engine rebuilt from its store (or from ``state``, loaded from it): the index from the snapshot
+        plus the faces applied after it (clustering/compaction.py builds the snapshots)."""
+        state = store.load() if state is None else state
         engine = cls(dimension, settings, store)
         start = 0
         if state.snapshot is not None:

@@ -1,11 +1,12 @@
 """The clustering state in Redis, one identity space per hash tag so that it fits one Redis Cluster slot.
 
 Keys, all under ``{fs:<space>}:``: faces (face id -> label), meta, embeddings, neighbours, parents, clusters
-(hashes keyed by label or root), offsets (partition -> last applied offset), count, snapshot and
-snapshot_count, outbox (events of applied faces not yet published) and writer (the lease of the one
-active writer). Each face is applied by one Lua script, so the face, its neighbour-list and union-find
-changes, its cluster summaries, its input offset and its outgoing events become durable together or not at
-all; a writer that lost its lease is refused by that same script (fencing).
+(hashes keyed by label or root), offsets (partition -> last applied offset), count, snapshot (the current
+index snapshot's generation, parts and face count) and its parts snapshot:<generation>:<n>, outbox (events
+of applied faces not yet published) and writer (the lease of the one active writer). Each face is applied by
+one Lua script, so the face, its neighbour-list and union-find changes, its cluster summaries, its input
+offset and its outgoing events become durable together or not at all; a writer that lost its lease is
+refused by that same script (fencing).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import redis
+from numpy.typing import NDArray
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -39,8 +41,11 @@ from clustering.store import (
 )
 
 _HASHES = ("faces", "meta", "embeddings", "neighbours", "parents", "clusters", "offsets")
-#: Snapshots are stored in parts: one Redis string holds at most 512 MB, an index of 250,000 faces more.
-SNAPSHOT_PART_BYTES = 64 << 20
+#: Snapshots are stored in parts: one Redis string holds at most 512 MB, an index of 250,000 faces more, and
+#: Redis serves one command at a time, so a small part keeps the writer's own calls from waiting behind it.
+SNAPSHOT_PART_BYTES = 8 << 20
+#: Parts read per round trip when restoring.
+_PARTS_PER_READ = 8
 
 
 def connect(url: str, retries: int = 3, timeout_s: float = 5.0) -> redis.Redis:
@@ -85,6 +90,10 @@ class OutboxEntry:
         return cls(**data)
 
 
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 def _summary_json(summary: ClusterSummary) -> str:
     return json.dumps(asdict(summary), separators=(",", ":"))
 
@@ -127,11 +136,13 @@ class RedisStore:
         # The apply script's KEYS, in its order (apply_face.lua).
         self._keys = [prefix + name for name in (*_HASHES, "count", "outbox", "writer")]
         self._offsets_key, self._count_key, self._outbox_key = prefix + "offsets", prefix + "count", prefix + "outbox"
-        self._snapshot_key, self._snapshot_count_key = prefix + "snapshot", prefix + "snapshot_count"
-        self._snapshot_parts_key = prefix + "snapshot_parts"
+        self._embeddings_key = prefix + "embeddings"
+        #: A hash (generation, parts, count) naming the current snapshot, whose parts are snapshot:<gen>:<n>.
+        self._snapshot_key = prefix + "snapshot"
         lua = resources.files("clustering").joinpath("lua")
         self._apply = client.register_script(lua.joinpath("apply_face.lua").read_text(encoding="utf-8"))
         self._apply_event = client.register_script(lua.joinpath("apply_event.lua").read_text(encoding="utf-8"))
+        self._switch_snapshot = client.register_script(lua.joinpath("switch_snapshot.lua").read_text(encoding="utf-8"))
 
     @contextmanager
     def _timed(self, operation: str) -> Iterator[None]:
@@ -204,82 +215,89 @@ class RedisStore:
         return int(self.client.get(self._count_key) or 0)
 
     def save_snapshot(self, data: bytes, count: int) -> None:
-        """Replaces the snapshot, in parts, in one transaction: a reader sees the old one or the new one."""
-        parts = [data[i : i + SNAPSHOT_PART_BYTES] for i in range(0, len(data), SNAPSHOT_PART_BYTES)] or [b""]
-        previous = int(self.client.get(self._snapshot_parts_key) or 0)
-        pipe = self.client.pipeline(transaction=True)
-        for number, part in enumerate(parts):
-            pipe.set(f"{self._snapshot_key}:{number}", part)
-        for number in range(len(parts), previous):
-            pipe.delete(f"{self._snapshot_key}:{number}")
-        pipe.set(self._snapshot_parts_key, len(parts))
-        pipe.set(self._snapshot_count_key, count)
-        pipe.execute()
+        """Stores an index snapshot of the first ``count`` faces, fenced by the writer lease.
 
-    def load(self) -> StoredState:
-        meta, embeddings, neighbours, parents, clusters, offsets = self._keys[1:7]
-        pipe = self.client.pipeline(transaction=True)
-        for key in (meta, embeddings, neighbours, parents, clusters, offsets):
-            pipe.hgetall(key)
-        pipe.get(self._snapshot_parts_key)
-        pipe.get(self._snapshot_count_key)
+        The parts go under a fresh generation first; one script then makes it current (if the lease is still
+        this worker's and no newer snapshot is), and the replaced generation's parts are deleted after it. A
+        reader sees the old snapshot or the new one, never a mix.
+        """
+        generation = secrets.token_hex(4)
+        parts = [data[i : i + SNAPSHOT_PART_BYTES] for i in range(0, len(data), SNAPSHOT_PART_BYTES)] or [b""]
+        with self._timed("snapshot"):
+            for number, part in enumerate(parts):
+                self.client.set(self._part_key(generation, number), part)
+            try:
+                old, old_parts = self._switch_snapshot(
+                    keys=[self._snapshot_key, self._keys[-1]], args=[generation, len(parts), count, self.writer_token]
+                )
+            except ResponseError as exc:
+                self._delete_parts(generation, len(parts))
+                raise StoreError(f"Redis refused the index snapshot of {count} faces: {exc}") from exc
+            if _text(old):
+                self._delete_parts(_text(old), int(old_parts))
+
+    def _part_key(self, generation: str, number: int) -> str:
+        return f"{self._snapshot_key}:{generation}:{number}"
+
+    def _delete_parts(self, generation: str, parts: int) -> None:
+        if parts:
+            self.client.unlink(*(self._part_key(generation, n) for n in range(parts)))  # freed in the background
+
+    def snapshot(self) -> tuple[bytes | None, int]:
+        """The current index snapshot and the number of faces it covers; (None, 0) when there is none."""
+        generation, parts, count = self.client.hmget(self._snapshot_key, "generation", "parts", "count")
+        if generation is None or parts is None:
+            return None, 0
+        keys = [self._part_key(_text(generation), n) for n in range(int(parts))]
+        chunks = [
+            piece
+            for first in range(0, len(keys), _PARTS_PER_READ)
+            for piece in self.client.mget(keys[first : first + _PARTS_PER_READ])
+            if isinstance(piece, bytes)
+        ]
+        if len(chunks) != int(parts):
+            raise StoreError(f"identity space {self.space}: a part of the index snapshot is missing")
+        return b"".join(chunks), int(count or 0)
+
+    def embeddings(self, start: int, stop: int, page: int = 5_000) -> Iterator[NDArray[np.float32]]:
+        """The embeddings of faces ``start`` to ``stop`` - 1, read a page at a time."""
+        for first in range(start, stop, page):
+            labels = range(first, min(first + page, stop))
+            for raw in self.client.hmget(self._embeddings_key, [str(label) for label in labels]):
+                if not isinstance(raw, bytes):
+                    raise StoreError(f"identity space {self.space}: an embedding below {stop} is missing")
+                yield np.frombuffer(raw, "<f4").astype(np.float32)
+
+    def load(self, progress: Callable[[int, int], None] | None = None, page: int = 5_000) -> StoredState:
+        """The whole state, read by pages of ``page`` faces (one round trip each), so that a large space
+        neither blocks Redis with one huge reply nor holds two copies of itself in this process at once.
+        ``progress(loaded, total)`` is called after each page."""
+        meta_key, embeddings_key, neighbours_key, parents_key, clusters_key, offsets_key = self._keys[1:7]
         with self._timed("load"):
-            raw_meta, raw_emb, raw_nbrs, raw_parents, raw_clusters, raw_offsets, parts, snapshot_count = pipe.execute()
-        snapshot = None
-        if parts is not None:
-            pieces = self.client.mget([f"{self._snapshot_key}:{n}" for n in range(int(parts))])
-            chunks = [piece for piece in pieces if isinstance(piece, bytes)]
-            if len(chunks) != int(parts):
-                raise StoreError(f"identity space {self.space}: a part of the index snapshot is missing")
-            snapshot = b"".join(chunks)
-        count = len(raw_meta)
-        metas = [_meta(raw_meta[str(i).encode()]) for i in range(count)]
-        return StoredState(
-            metas=metas,
-            embeddings=[np.frombuffer(raw_emb[str(i).encode()], "<f4").astype(np.float32) for i in range(count)],
-            neighbours={int(k): unpack_neighbours(v) for k, v in raw_nbrs.items()},
-            parents={int(k): int(v) for k, v in raw_parents.items()},
-            clusters={int(k): _summary(v) for k, v in raw_clusters.items()},
-            offsets={int(k): int(v) for k, v in raw_offsets.items()},
-            snapshot=snapshot,
-            snapshot_count=int(snapshot_count or 0),
-        )
+            total = int(self.client.hlen(meta_key))
+            state = StoredState(offsets={int(k): int(v) for k, v in self.client.hgetall(offsets_key).items()})
+            state.snapshot, state.snapshot_count = self.snapshot()
+            for first in range(0, total, page):
+                fields = [str(label) for label in range(first, min(first + page, total))]
+                pipe = self.client.pipeline(transaction=False)
+                for key in (meta_key, embeddings_key, neighbours_key):
+                    pipe.hmget(key, fields)
+                metas, embeddings, neighbours = pipe.execute()
+                if any(raw is None for raw in (*metas, *embeddings, *neighbours)):
+                    raise StoreError(f"identity space {self.space}: a face below {total} is incomplete")
+                base = len(state.metas)
+                state.metas += [_meta(raw) for raw in metas]
+                state.embeddings += [np.frombuffer(raw, "<f4").astype(np.float32) for raw in embeddings]
+                state.neighbours.update((base + i, unpack_neighbours(raw)) for i, raw in enumerate(neighbours))
+                if progress is not None:
+                    progress(len(state.metas), total)
+            state.parents = {int(k): int(v) for k, v in self.client.hscan_iter(parents_key, count=page)}
+            state.clusters = {int(k): _summary(v) for k, v in self.client.hscan_iter(clusters_key, count=page)}
+        return state
 
     def clear(self) -> None:
         """Deletes the whole identity space."""
-        parts = int(self.client.get(self._snapshot_parts_key) or 0)
-        snapshot_keys = [f"{self._snapshot_key}:{n}" for n in range(parts)]
-        self.client.delete(*self._keys, *snapshot_keys, self._snapshot_parts_key, self._snapshot_count_key)
-
-
-class WriterLease:
-    """One active writer per identity space: a Redis key holding the writer's token, with a time to live.
-
-    The holder renews it well before it expires; a standby takes it once it lapses. The apply script checks
-    the token, so a writer that stalled past its lease cannot write after a standby took over.
-    """
-
-    def __init__(self, client: redis.Redis, space: str, ttl_s: float) -> None:
-        self.client = client
-        self.key = f"{{fs:{space}}}:writer"
-        self.token = secrets.token_hex(16)
-        self.ttl_ms = max(int(ttl_s * 1000), 100)
-        lua = resources.files("clustering").joinpath("lua")
-        self._renew = client.register_script(lua.joinpath("renew_lease.lua").read_text(encoding="utf-8"))
-        self._release = client.register_script(lua.joinpath("release_lease.lua").read_text(encoding="utf-8"))
-
-    def acquire(self) -> bool:
-        """True when this worker holds the lease (now or already)."""
-        if self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
-            return True
-        return self.renew()
-
-    def renew(self) -> bool:
-        return bool(self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
-
-    def release(self) -> None:
-        self._release(keys=[self.key], args=[self.token])
-
-    def holder(self) -> str | None:
-        raw = self.client.get(self.key)
-        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+        generation, parts = self.client.hmget(self._snapshot_key, "generation", "parts")
+        if generation is not None:
+            self._delete_parts(_text(generation), int(parts or 0))
+        self.client.delete(*self._keys, self._snapshot_key)

@@ -45,7 +45,10 @@ class RankOrderSettings(_Frozen):
     )
     representatives: int = Field(5, ge=1, le=50, description="Best-quality faces kept per cluster summary.")
     snapshot_every: int = Field(
-        50_000, ge=0, description="Faces between snapshots of the HNSW index in the state store (0: never)."
+        50_000,
+        ge=0,
+        description="Faces between snapshots of the HNSW index in Redis, built by a child process of the writer "
+        "(0: never). A restart loads the latest and adds the faces after it.",
     )
 
 

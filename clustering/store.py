@@ -94,10 +94,6 @@ class StateStore(Protocol):
         """Applies a delta atomically; False (and no change) when its face was applied before."""
         ...
 
-    def save_snapshot(self, data: bytes, count: int) -> None:
-        """Stores an index snapshot covering the first ``count`` faces."""
-        ...
-
     def load(self) -> StoredState: ...
 
 
@@ -129,9 +125,6 @@ class InMemoryStore:
             state.offsets[delta.offset[0]] = delta.offset[1]
         self._applied.add(delta.meta.face_id)
         return True
-
-    def save_snapshot(self, data: bytes, count: int) -> None:
-        self._state.snapshot, self._state.snapshot_count = data, count
 
     def load(self) -> StoredState:
         state = self._state

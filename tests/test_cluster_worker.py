@@ -16,7 +16,8 @@ import pytest
 from confluent_kafka import Producer
 
 from clustering.engine import OnlineRankOrder
-from clustering.redis_store import RedisStore, WriterLease, connect
+from clustering.lease import WriterLease
+from clustering.redis_store import RedisStore, connect
 from clustering.settings import ClusteringSettings
 from clustering.store import StoreError
 from streaming.messages import DeadLetter, FaceRecord

@@ -97,21 +97,20 @@ def test_a_replayed_face_changes_nothing(make_store: StoreFactory) -> None:
 def test_restart_from_the_store_gives_the_clusters_of_an_uninterrupted_run(make_store: StoreFactory) -> None:
     vectors, _ = identities(40, 6, 0.35, seed=3)
     half = len(vectors) // 2
-    uninterrupted = OnlineRankOrder(DIM, settings(snapshot_every=50), make_store())
+    uninterrupted = OnlineRankOrder(DIM, settings(), make_store())
     for i, v in enumerate(vectors):
         uninterrupted.add(f"c:{i}:0", v)
 
     store = make_store()
-    first = OnlineRankOrder(DIM, settings(snapshot_every=50), store)
+    first = OnlineRankOrder(DIM, settings(), store)
     for i, v in enumerate(vectors[:half]):
         first.add(f"c:{i}:0", v)
     del first  # the process state is gone; only the store remains
-    resumed = OnlineRankOrder.restore(store, DIM, settings(snapshot_every=50))
+    resumed = OnlineRankOrder.restore(store, DIM, settings())
     for i, v in enumerate(vectors[half:], start=half):
         resumed.add(f"c:{i}:0", v)
     assert resumed.labels() == uninterrupted.labels()
     assert resumed.clusters() == uninterrupted.clusters()
-    assert store.load().snapshot_count == 200
 
 
 def test_merges_keep_the_oldest_cluster(make_store: StoreFactory) -> None:
@@ -181,19 +180,3 @@ def test_keys_of_a_space_share_one_hash_tag(redis_url: str) -> None:
     assert all(k.startswith("{fs:tagcheck}:") for k in keys)
     store.clear()
     assert not list(client.scan_iter("*tagcheck*"))
-
-
-def test_snapshots_larger_than_a_part_are_split_and_restored(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("clustering.redis_store.SNAPSHOT_PART_BYTES", 6_000)
-    store = RedisStore(connect(redis_url), f"test-{uuid.uuid4().hex[:12]}")
-    vectors, _ = identities(10, 4, 0.3)
-    engine = OnlineRankOrder(DIM, settings(snapshot_every=30), store)
-    for i, v in enumerate(vectors):
-        engine.add(f"c:{i}:0", v)
-    state = store.load()
-    assert state.snapshot_count == 30
-    assert state.snapshot is not None
-    assert len(state.snapshot) > 12_000  # three parts or more
-    assert OnlineRankOrder.restore(store, DIM, settings(snapshot_every=30)).labels() == engine.labels()
-    store.clear()
-    assert not list(store.client.scan_iter(f"{{fs:{store.space}}}:*"))

@@ -24,8 +24,10 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from redis.exceptions import RedisError
 
+from clustering.compaction import Compactor, SnapshotJob
 from clustering.engine import OnlineRankOrder
-from clustering.redis_store import OutboxEntry, RedisStore, WriterLease
+from clustering.lease import LeaseKeeper, WriterLease
+from clustering.redis_store import OutboxEntry, RedisStore
 from clustering.store import StoreError
 from streaming.kafka_io import consume_batch, dead_letter, log_context, next_offsets, where
 from streaming.messages import Assignment, FaceRecord, MergeEvent, MessageError, TrackRecord, parse_faces_topic
@@ -117,7 +119,8 @@ class ClusterWorker:
         #: Records produced in the open transaction, per topic: counted as produced once it commits.
         self._produced: Counter[str] = Counter()
         self._published_below: dict[int, int] = {}
-        self._lease_renewed = 0.0
+        self.keeper = LeaseKeeper(self.lease, self.config.writer_stall_s)
+        self.compactor: Compactor | None = None
         #: Event-only outbox entries (appearances, tracked faces) recorded in the open batch.
         self._events = 0
         self._backoff = Backoff(self.config.retry_max_s)
@@ -139,6 +142,7 @@ class ClusterWorker:
                     self.health.beat()
                     if messages:
                         self.process(messages)
+                    self._snapshot_if_due()
                 except RECOVERABLE as exc:
                     self._step_down(exc)
                     pause(should_stop, self._backoff.next())
@@ -154,12 +158,11 @@ class ClusterWorker:
             self.health.standby(f"standby: another worker holds the writer lease of space {self.space}")
             return False
         started = time.perf_counter()
-        engine = OnlineRankOrder.restore(self.store, self.config.dimension, self.settings.clustering)
-        # Restoring a large space can outlast the lease: take it again (nobody wrote meanwhile without it).
-        if not self.lease.acquire():
+        self.keeper.start()  # a long restore keeps the lease too
+        engine = self._restore()
+        if self.keeper.lost:
             self.health.standby(f"standby: the writer lease of space {self.space} passed to another worker")
             return False
-        self._lease_renewed = time.monotonic()
         producer = self._transactional_producer()
         topic = self.kafka.faces_topic
         partitions = self._partitions(topic)
@@ -222,12 +225,40 @@ class ClusterWorker:
             raise KafkaException(described.error if described is not None else KafkaError(KafkaError._UNKNOWN_TOPIC))
         return sorted(described.partitions)
 
+    def _restore(self) -> OnlineRankOrder:
+        """The engine rebuilt from Redis, read by pages, with progress in the log."""
+        started, logged = time.monotonic(), time.monotonic()
+
+        def progress(loaded: int, total: int) -> None:
+            nonlocal logged
+            self.keeper.progressed()
+            if time.monotonic() - logged >= 10:
+                logged = time.monotonic()
+                log.info("restoring identity space %s: %d of %d faces read from Redis", self.space, loaded, total)
+
+        state = self.store.load(progress)
+        engine = OnlineRankOrder.restore(self.store, self.config.dimension, self.settings.clustering, state)
+        metrics.RESTORE_SECONDS.observe(time.monotonic() - started)
+        clustering = self.settings.clustering
+        job = SnapshotJob(self.config.redis_url, self.space, self.lease.token, self.config.dimension, clustering.index)
+        self.compactor = Compactor(job, clustering.rank_order.snapshot_every, covered=state.snapshot_count)
+        return engine
+
     def _keep_lease(self) -> None:
-        if time.monotonic() - self._lease_renewed < self.lease.ttl_ms / 3000:
+        """The keeper thread renews the lease; the loop reports it is alive and learns when it was lost."""
+        self.keeper.progressed()
+        if self.keeper.lost:
+            raise LeaseLostError(f"identity space {self.space}: {self.keeper.lost}")
+
+    def _snapshot_if_due(self) -> None:
+        if self.engine is None or self.compactor is None:
             return
-        if not self.lease.renew():
-            raise LeaseLostError(f"the writer lease of identity space {self.space} lapsed and another worker took it")
-        self._lease_renewed = time.monotonic()
+        self.compactor.after(len(self.engine))
+        for faces, seconds in self.compactor.finished:
+            metrics.SNAPSHOT_SECONDS.observe(seconds)
+            metrics.SNAPSHOT_FACES.set(faces)
+            log.info("index snapshot of %d faces of space %s stored in %.1f s", faces, self.space, seconds)
+        self.compactor.finished.clear()
 
     # -- the batch ---------------------------------------------------------------------------------------------
 
@@ -409,6 +440,7 @@ class ClusterWorker:
         metrics.RECOVERIES.labels("cluster").inc()
         metrics.WRITER.set(0)
         self.engine = None
+        self._stop_writing()
         if self._producer is not None and self._in_transaction and not isinstance(exc, KafkaCallTimeoutError):
             try:
                 self._producer.abort_transaction(5)
@@ -426,8 +458,15 @@ class ClusterWorker:
             f"dead letters: {dict(c.dead_letters) or 'none'}, writer takeovers: {c.recoveries}"
         )
 
+    def _stop_writing(self) -> None:
+        self.keeper.stop()
+        if self.compactor is not None:
+            self.compactor.stop()
+            self.compactor = None
+
     def _close(self) -> None:
         self.engine = None
+        self._stop_writing()
         self._producer = None
         try:
             self.lease.release()

@@ -48,6 +48,16 @@ CONSUMER_LAG = Gauge("facestream_consumer_lag", "Messages behind the end of the 
 REDIS_SECONDS = Histogram(
     "facestream_redis_seconds", "Seconds per Redis call.", ["operation"], buckets=_LATENCY_BUCKETS
 )
+_LONG_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+RESTORE_SECONDS = Histogram(
+    "facestream_restore_seconds", "Seconds a writer took to rebuild its space from Redis.", buckets=_LONG_BUCKETS
+)
+SNAPSHOT_SECONDS = Histogram(
+    "facestream_snapshot_seconds",
+    "Seconds to build and store an index snapshot (off the writer).",
+    buckets=_LONG_BUCKETS,
+)
+SNAPSHOT_FACES = Gauge("facestream_snapshot_faces", "Faces covered by the latest index snapshot this writer stored.")
 REDIS_ERRORS = Counter("facestream_redis_errors", "Redis calls that failed (the worker waits and recovers).")
 KAFKA_ERRORS = Counter("facestream_kafka_errors", "Kafka errors reported to the worker.", ["role"])
 RECOVERIES = Counter("facestream_recoveries", "Times a worker rebuilt its position after a failure.", ["role"])

@@ -51,6 +51,12 @@ class WorkerSettings(BaseModel):
     lease_ttl_s: float = Field(
         10.0, gt=0.5, le=300, description="Writer lease of an identity space; a standby takes over once it lapses."
     )
+    writer_stall_s: float = Field(
+        60.0,
+        gt=0,
+        description="A writer whose loop makes no progress this long stops renewing its lease, so a standby takes "
+        "over (the lease itself is renewed by its own thread, however long a batch takes).",
+    )
     retry_max_s: float = Field(30.0, gt=0, description="Longest wait between retries while Kafka or Redis is down.")
     metrics_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz and /readyz.")  # noqa: S104
     metrics_port: int = Field(9400, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz (0: none).")

@@ -1,0 +1,109 @@
+"""Index snapshots built off the writer's hot path, in a child process, from the state in Redis.
+
+A restarting writer loads the latest snapshot and adds the faces after it, so snapshots bound restart time.
+Serialising hnswlib's index holds the GIL (about 5 ms per 1,000 faces) and writing it to Redis takes longer
+still, so the writer never does either: every ``snapshot_every`` faces it starts a child process that loads
+the previous snapshot, adds the embeddings applied since (read from Redis by pages), and stores the result,
+fenced by the writer lease. The writer's own index is never touched or replaced.
+
+What restarts keep, exactly: every face applied before keeps its cluster (the clustering state is in Redis).
+What they may change: a restarted index is a graph built by different random level draws after the snapshot,
+so later approximate nearest-neighbour answers can differ where HNSW is approximate (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+
+from clustering.index import HnswIndex
+from clustering.redis_store import RedisStore, connect
+from clustering.settings import IndexSettings
+
+log = logging.getLogger(__name__)
+
+
+def build_snapshot(store: RedisStore, dimension: int, settings: IndexSettings, upto: int) -> int:
+    """Stores the index snapshot of the first ``upto`` faces: the current one plus the faces after it.
+    Returns the faces the current snapshot covers afterwards."""
+    previous, covered = store.snapshot()
+    if covered >= upto:
+        return covered
+    index = HnswIndex(dimension, settings, snapshot=previous)
+    for label, vector in enumerate(store.embeddings(covered, upto), start=covered):
+        index.add(label, vector)
+    store.save_snapshot(index.snapshot(), upto)
+    return upto
+
+
+@dataclass(frozen=True)
+class SnapshotJob:
+    """What a snapshot child needs: where the space is, the writer's lease token, and the index's shape."""
+
+    redis_url: str
+    space: str
+    token: str
+    dimension: int
+    settings: IndexSettings
+
+
+def _child(job: SnapshotJob, upto: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s compaction: %(message)s")
+    started = time.perf_counter()
+    store = RedisStore(connect(job.redis_url), job.space, job.token)
+    build_snapshot(store, job.dimension, job.settings, upto)
+    log.info("index snapshot of %d faces of space %s in %.1f s", upto, job.space, time.perf_counter() - started)
+
+
+class Compactor:
+    """Starts a snapshot child every ``every`` faces, one at a time, and reaps it without waiting."""
+
+    def __init__(self, job: SnapshotJob, every: int, covered: int) -> None:
+        """``covered``: the faces the stored snapshot covers now."""
+        self.job = job
+        self.every = every
+        self._child: BaseProcess | None = None
+        self._upto = 0
+        self._started = 0.0
+        self._due_at = covered + every
+        #: (faces, seconds) of each snapshot stored, for metrics.
+        self.finished: list[tuple[int, float]] = []
+
+    def after(self, faces: int) -> None:
+        """Called with the faces applied so far: reaps a finished child, starts one when a snapshot is due."""
+        self._reap()
+        if self._child is None and self.every and faces >= self._due_at:
+            self._upto, self._started, self._due_at = faces, time.monotonic(), faces + self.every
+            self._child = multiprocessing.get_context("spawn").Process(
+                target=_child, args=(self.job, faces), name=f"compaction-{self.job.space}", daemon=True
+            )
+            self._child.start()
+
+    def running(self) -> bool:
+        return self._child is not None and self._child.is_alive()
+
+    def _reap(self) -> None:
+        child = self._child
+        if child is None or child.is_alive():
+            return
+        child.join()
+        self._child = None
+        if child.exitcode == 0:
+            self.finished.append((self._upto, time.monotonic() - self._started))
+        else:
+            log.error(
+                "the index snapshot of %d faces failed (exit %s; its log is above); the next is due at %d faces",
+                self._upto,
+                child.exitcode,
+                self._due_at,
+            )
+
+    def stop(self) -> None:
+        """Ends a running child: the snapshot it was building is simply not stored."""
+        child, self._child = self._child, None
+        if child is not None and child.is_alive():
+            child.terminate()
+            child.join(timeout=10)

@@ -1,0 +1,138 @@
+"""The writer's state at scale: snapshots built off the hot path, restores by pages, a lease kept by its own thread."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from clustering.compaction import Compactor, SnapshotJob, build_snapshot
+from clustering.engine import OnlineRankOrder
+from clustering.lease import LeaseKeeper, WriterLease
+from clustering.metrics import score_clustering
+from clustering.redis_store import RedisStore, connect
+from clustering.store import StoreError
+from tests.test_engine import DIM, identities, settings
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    return connect(redis_url)
+
+
+@pytest.fixture
+def store(client: redis.Redis) -> Iterator[RedisStore]:
+    store = RedisStore(client, f"test-{uuid.uuid4().hex[:12]}")
+    yield store
+    store.clear()
+
+
+def _filled(store: RedisStore, count: int) -> tuple[OnlineRankOrder, list[int]]:
+    vectors, people = identities(count // 4, 4, 0.3, seed=5)
+    engine = OnlineRankOrder(DIM, settings(), store)
+    for i, vector in enumerate(vectors):
+        engine.add(f"c:{i}:0", vector)
+    return engine, people
+
+
+def test_a_snapshot_built_from_redis_restores_every_cluster_and_is_stored_in_parts(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("clustering.redis_store.SNAPSHOT_PART_BYTES", 6_000)
+    engine, _ = _filled(store, 40)
+    assert build_snapshot(store, DIM, settings().index, 30) == 30
+    assert build_snapshot(store, DIM, settings().index, 20) == 30  # an older one never replaces a newer
+    snapshot, covered = store.snapshot()
+    assert covered == 30
+    assert snapshot is not None
+    assert len(snapshot) > 12_000  # three parts or more
+    assert OnlineRankOrder.restore(store, DIM, settings()).labels() == engine.labels()
+    assert build_snapshot(store, DIM, settings().index, 40) == 40  # the next one starts from this one
+    # Exactly one generation of parts is kept; clearing the space leaves nothing behind.
+    parts = [k for k in store.client.scan_iter(f"{{fs:{store.space}}}:snapshot:*")]
+    assert len({k.split(b":")[-2] for k in parts}) == 1
+    store.clear()
+    assert not list(store.client.scan_iter(f"{{fs:{store.space}}}:*"))
+
+
+def test_a_writer_that_lost_its_lease_cannot_store_a_snapshot(store: RedisStore, client: redis.Redis) -> None:
+    _filled(store, 20)
+    other = WriterLease(client, store.space, ttl_s=30)
+    assert other.acquire()
+    fenced = RedisStore(client, store.space, writer_token="not-the-holder")
+    with pytest.raises(StoreError, match="lease"):
+        build_snapshot(fenced, DIM, settings().index, 20)
+    assert store.snapshot() == (None, 0)
+    assert not list(client.scan_iter(f"{{fs:{store.space}}}:snapshot:*"))  # its parts were removed
+    other.release()
+
+
+def test_a_restart_from_a_snapshot_keeps_every_cluster_and_clusters_the_rest_as_well(store: RedisStore) -> None:
+    vectors, people = identities(60, 5, 0.3, seed=9)
+    reference = RedisStore(store.client, f"{store.space}-u")
+    uninterrupted = OnlineRankOrder(DIM, settings(), reference)
+    for i, vector in enumerate(vectors):
+        uninterrupted.add(f"c:{i}:0", vector)
+    first = OnlineRankOrder(DIM, settings(), store)
+    for i, vector in enumerate(vectors[:200]):
+        first.add(f"c:{i}:0", vector)
+    build_snapshot(store, DIM, settings().index, 150)
+    before = first.labels()
+    resumed = OnlineRankOrder.restore(store, DIM, settings())
+    assert resumed.labels() == before
+    for i, vector in enumerate(vectors[200:], start=200):
+        resumed.add(f"c:{i}:0", vector)
+    ids = [f"c:{i}:0" for i in range(len(vectors))]
+    resumed_labels, uninterrupted_labels = resumed.labels(), uninterrupted.labels()
+    resumed_f = score_clustering(people, [resumed_labels[i] for i in ids]).bcubed_f
+    uninterrupted_f = score_clustering(people, [uninterrupted_labels[i] for i in ids]).bcubed_f
+    assert resumed_f >= uninterrupted_f - 0.01
+    reference.clear()
+
+
+def test_restore_reads_by_pages_and_reports_progress(store: RedisStore) -> None:
+    engine, _ = _filled(store, 40)
+    seen: list[tuple[int, int]] = []
+    paged = store.load(lambda loaded, total: seen.append((loaded, total)), page=7)
+    assert seen[-1] == (40, 40)
+    assert len(seen) == 6
+    whole = store.load(page=1_000)
+    assert paged.metas == whole.metas
+    assert paged.neighbours == whole.neighbours
+    assert paged.clusters == whole.clusters
+    assert OnlineRankOrder.restore(store, DIM, settings(), paged).labels() == engine.labels()
+
+
+def test_the_compactor_stores_snapshots_from_a_child_process(store: RedisStore, redis_url: str) -> None:
+    _filled(store, 40)
+    compactor = Compactor(SnapshotJob(redis_url, store.space, "", DIM, settings().index), every=16, covered=0)
+    compactor.after(40)
+    deadline = time.monotonic() + 60
+    while not compactor.finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+        compactor.after(40)
+    assert [faces for faces, _ in compactor.finished] == [40]
+    assert store.snapshot()[1] == 40
+
+
+def test_the_lease_is_kept_through_a_long_batch_and_left_to_lapse_by_a_stalled_writer(client: redis.Redis) -> None:
+    space = f"lease-{uuid.uuid4().hex[:8]}"
+    lease = WriterLease(client, space, ttl_s=0.6)
+    assert lease.acquire()
+    keeper = LeaseKeeper(lease, stall_s=2.5)
+    keeper.start()
+    try:
+        for _ in range(4):  # a writer busy for 2 s, four times its lease, reporting progress in between
+            time.sleep(0.5)
+            keeper.progressed()
+        assert lease.holder() == lease.token
+        assert keeper.lost is None
+        time.sleep(4.0)  # stalled: no progress past stall_s
+        assert keeper.lost is not None
+        assert "no progress" in keeper.lost
+        assert lease.holder() is None  # lapsed, so a standby can take over
+    finally:
+        keeper.stop()
