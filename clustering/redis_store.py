@@ -3,10 +3,10 @@
 Keys, all under ``{fs:<space>}:``: faces (face id -> label), meta, embeddings, neighbours, parents, clusters
 (hashes keyed by label or root), offsets (partition -> last applied offset), count, snapshot (the current
 index snapshot's generation, parts and face count) and its parts snapshot:<generation>:<n>, outbox (events
-of applied faces not yet published) and writer (the lease of the one active writer). Each face is applied by
-one Lua script, so the face, its neighbour-list and union-find changes, its cluster summaries, its input
-offset and its outgoing events become durable together or not at all; a writer that lost its lease is
-refused by that same script (fencing).
+of applied faces not yet published) and writer (the lease of the one active writer). A batch of faces and
+events is applied by one Lua script in one round trip, so each face, its neighbour-list and union-find
+changes, its cluster summaries, its input offset and its outgoing events become durable together or not at
+all; a writer that lost its lease is refused by that same script (fencing).
 """
 
 from __future__ import annotations
@@ -133,15 +133,17 @@ class RedisStore:
         self.writer_token = writer_token
         self._observe = observe
         prefix = f"{{fs:{space}}}:"
-        # The apply script's KEYS, in its order (apply_face.lua).
+        # The apply script's KEYS, in its order (apply_batch.lua).
         self._keys = [prefix + name for name in (*_HASHES, "count", "outbox", "writer")]
         self._offsets_key, self._count_key, self._outbox_key = prefix + "offsets", prefix + "count", prefix + "outbox"
         self._embeddings_key = prefix + "embeddings"
         #: A hash (generation, parts, count) naming the current snapshot, whose parts are snapshot:<gen>:<n>.
         self._snapshot_key = prefix + "snapshot"
         lua = resources.files("clustering").joinpath("lua")
-        self._apply = client.register_script(lua.joinpath("apply_face.lua").read_text(encoding="utf-8"))
-        self._apply_event = client.register_script(lua.joinpath("apply_event.lua").read_text(encoding="utf-8"))
+        self._apply = client.register_script(lua.joinpath("apply_batch.lua").read_text(encoding="utf-8"))
+        #: Operations queued by apply() and apply_event() inside batch(); None outside it.
+        self._pending: list[list[Any]] | None = None
+        self._pending_ids: set[str] = set()
         self._switch_snapshot = client.register_script(lua.joinpath("switch_snapshot.lua").read_text(encoding="utf-8"))
 
     @contextmanager
@@ -153,47 +155,70 @@ class RedisStore:
             if self._observe is not None:
                 self._observe(operation, time.perf_counter() - started)
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Applies the faces and events of the block in one round trip at its end; none of them if it raises.
+
+        Inside the block, ``apply`` and ``apply_event`` only queue: the caller must not treat them as durable
+        before the block has ended (the cluster worker commits its Kafka transaction after it).
+        """
+        self._pending, self._pending_ids = [], set()
+        try:
+            yield
+            self._run(self._pending)
+        finally:
+            self._pending, self._pending_ids = None, set()
+
     def apply(self, delta: FaceDelta) -> bool:
-        args: list[Any] = [
-            delta.meta.face_id,
-            delta.label,
-            json.dumps(asdict(delta.meta), separators=(",", ":")),
-            np.asarray(delta.embedding, "<f4").tobytes(),
-            len(delta.neighbours),
-        ]
+        """Applies one face's delta (queued inside ``batch()``); False when the face was applied before."""
+        meta = delta.meta
+        operation: list[Any] = ["F", meta.face_id, delta.label, json.dumps(asdict(meta), separators=(",", ":"))]
+        operation += [np.asarray(delta.embedding, "<f4").tobytes(), len(delta.neighbours)]
         for label, neighbours in delta.neighbours.items():
-            args += [label, pack_neighbours(neighbours)]
-        args.append(len(delta.parents))
+            operation += [label, pack_neighbours(neighbours)]
+        operation.append(len(delta.parents))
         for absorbed, survivor in delta.parents.items():
-            args += [absorbed, survivor]
-        args.append(len(delta.clusters))
+            operation += [absorbed, survivor]
+        operation.append(len(delta.clusters))
         for root, summary in delta.clusters.items():
-            args += [root, "" if summary is None else _summary_json(summary)]
+            operation += [root, "" if summary is None else _summary_json(summary)]
         if delta.offset is None:
-            args += ["", "", ""]  # no input offset, no outbox entry
+            operation += ["", "", ""]  # no input offset, no outbox entry
         else:
             partition, offset = delta.offset
-            meta = delta.meta
             entry = OutboxEntry(
                 partition, offset, meta.face_id, delta.cluster, delta.merges, meta.camera, meta.timestamp
             )
-            args += [partition, offset, entry.to_json()]
-        args.append(self.writer_token)
-        try:
-            with self._timed("apply"):
-                return bool(self._apply(keys=self._keys, args=args))
-        except ResponseError as exc:
-            raise StoreError(f"Redis refused face {delta.meta.face_id}: {exc}") from exc
+            operation += [partition, offset, entry.to_json()]
+        return self._queue_or_run(meta.face_id, operation)
 
     def apply_event(self, event_id: str, entry: OutboxEntry) -> bool:
         """Records an event that changes no clustering state, with its input offset; False if seen before."""
-        keys = [self._keys[0], self._offsets_key, self._outbox_key, self._keys[-1]]
-        args: list[str | int] = [event_id, entry.partition, entry.offset, entry.to_json(), self.writer_token]
+        if self._pending is not None and (
+            event_id in self._pending_ids or self.client.hexists(self._keys[0], event_id)
+        ):
+            return False
+        return self._queue_or_run(event_id, ["E", event_id, entry.partition, entry.offset, entry.to_json()])
+
+    def _queue_or_run(self, identifier: str, operation: list[Any]) -> bool:
+        if self._pending is None:
+            return self._run([operation]) == [1]
+        self._pending.append(operation)
+        self._pending_ids.add(identifier)
+        return True
+
+    def _run(self, operations: list[list[Any]]) -> list[int]:
+        if not operations:
+            return []
+        args: list[Any] = [self.writer_token, len(operations)]
+        for operation in operations:
+            args += operation
         try:
             with self._timed("apply"):
-                return bool(self._apply_event(keys=keys, args=args))
+                return [int(applied) for applied in self._apply(keys=self._keys, args=args)]
         except ResponseError as exc:
-            raise StoreError(f"Redis refused event {event_id}: {exc}") from exc
+            first = operations[0][1]
+            raise StoreError(f"Redis refused {len(operations)} operation(s) from {first} on: {exc}") from exc
 
     def outbox(self) -> list[OutboxEntry]:
         """Events of applied faces, in the order they were applied, that were not yet marked published."""

@@ -13,7 +13,7 @@ from clustering.compaction import Compactor, SnapshotJob, build_snapshot
 from clustering.engine import OnlineRankOrder
 from clustering.lease import LeaseKeeper, WriterLease
 from clustering.metrics import score_clustering
-from clustering.redis_store import RedisStore, connect
+from clustering.redis_store import OutboxEntry, RedisStore, connect
 from clustering.store import StoreError
 from tests.test_engine import DIM, identities, settings
 
@@ -136,3 +136,33 @@ def test_the_lease_is_kept_through_a_long_batch_and_left_to_lapse_by_a_stalled_w
         assert lease.holder() is None  # lapsed, so a standby can take over
     finally:
         keeper.stop()
+
+
+def test_a_batch_reaches_redis_in_one_round_trip_at_its_end_or_not_at_all(store: RedisStore) -> None:
+    vectors, _ = identities(10, 3, 0.3, seed=2)
+    engine = OnlineRankOrder(DIM, settings(), store)
+    calls = store.client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    with store.batch():
+        for i, vector in enumerate(vectors[:20]):
+            engine.add(f"c:{i}:0", vector, offset=(0, i))
+        assert store.count() == 0  # queued, not applied
+        entry = OutboxEntry(0, 20, "c:19:0", 0, (), "c", 0.0, appearance="{}")
+        assert store.apply_event("track#0", entry)
+        assert not store.apply_event("track#0", entry)  # a repeat inside the batch
+    assert store.client.info("commandstats")["cmdstat_evalsha"]["calls"] == calls + 1
+    assert store.count() == 20
+    assert store.offsets() == {0: 20}
+    assert len(store.outbox()) == 21
+    assert not store.apply_event("track#0", entry)  # a repeat of an applied event
+
+    def failing_batch() -> None:
+        with store.batch():
+            engine.add("c:20:0", vectors[20], offset=(0, 21))
+            raise RuntimeError("the worker failed mid-batch")
+
+    with pytest.raises(RuntimeError):
+        failing_batch()
+    assert store.count() == 20  # nothing of the failed batch was applied
+    assert OnlineRankOrder.restore(store, DIM, settings()).labels() == {
+        k: v for k, v in engine.labels().items() if k != "c:20:0"
+    }

@@ -271,58 +271,61 @@ class ClusterWorker:
         started = time.perf_counter()
         self._begin_transaction(producer)
         applied = 0
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                on_consumer_error(error, self.health)
-                continue
-            metrics.MESSAGES_CONSUMED.labels(message.topic() or "").inc()
-            partition, offset = message.partition() or 0, message.offset() or 0
-            publish = offset >= self._published_below.get(partition, 0)
-            try:
-                record = parse_faces_topic(message.value())
-                vector = (
-                    record.vector(self.config.dimension)
-                    if isinstance(record, FaceRecord) and record.embedding
-                    else None
-                )
-            except MessageError as exc:
+        # The batch's faces and events reach Redis in one round trip at the end of the block, before the
+        # transaction that publishes them commits (a failure in between leaves them in the outbox).
+        with self.store.batch():
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    on_consumer_error(error, self.health)
+                    continue
+                metrics.MESSAGES_CONSUMED.labels(message.topic() or "").inc()
+                partition, offset = message.partition() or 0, message.offset() or 0
+                publish = offset >= self._published_below.get(partition, 0)
+                try:
+                    record = parse_faces_topic(message.value())
+                    vector = (
+                        record.vector(self.config.dimension)
+                        if isinstance(record, FaceRecord) and record.embedding
+                        else None
+                    )
+                except MessageError as exc:
+                    if publish:
+                        self._dead_letter(producer, message, exc.reason, exc)
+                    continue
+                if record.space != self.space:
+                    self.counters.other_space += 1
+                    metrics.OTHER_SPACE_FACES.inc()
+                    continue
+                if isinstance(record, TrackRecord):
+                    self._appearance(producer, engine, record, (partition, offset), publish)
+                    continue
+                if vector is None:
+                    self._tracked_face(producer, engine, record, (partition, offset), publish)
+                    continue
+                count = len(engine)
+                assignment = apply_face(engine, record, vector, (partition, offset))
+                if len(engine) == count:
+                    self.counters.duplicates += 1
+                    metrics.DUPLICATE_FACES.inc()
+                    continue
+                applied += 1
+                merged = sum(len(m.absorbed) for m in assignment.merges)
+                self.counters.faces += 1
+                self.counters.merges += merged
+                metrics.FACES_CLUSTERED.inc()
+                metrics.MERGES.inc(merged)
                 if publish:
-                    self._dead_letter(producer, message, exc.reason, exc)
-                continue
-            if record.space != self.space:
-                self.counters.other_space += 1
-                metrics.OTHER_SPACE_FACES.inc()
-                continue
-            if isinstance(record, TrackRecord):
-                self._appearance(producer, engine, record, (partition, offset), publish)
-                continue
-            if vector is None:
-                self._tracked_face(producer, engine, record, (partition, offset), publish)
-                continue
-            count = len(engine)
-            assignment = apply_face(engine, record, vector, (partition, offset))
-            if len(engine) == count:
-                self.counters.duplicates += 1
-                metrics.DUPLICATE_FACES.inc()
-                continue
-            applied += 1
-            merged = sum(len(m.absorbed) for m in assignment.merges)
-            self.counters.faces += 1
-            self.counters.merges += merged
-            metrics.FACES_CLUSTERED.inc()
-            metrics.MERGES.inc(merged)
-            if publish:
-                entry = OutboxEntry(
-                    partition,
-                    offset,
-                    record.face_id,
-                    assignment.cluster_id,
-                    assignment.merges,
-                    record.camera,
-                    record.timestamp,
-                )
-                self._produce_events(producer, entry)
+                    entry = OutboxEntry(
+                        partition,
+                        offset,
+                        record.face_id,
+                        assignment.cluster_id,
+                        assignment.merges,
+                        record.camera,
+                        record.timestamp,
+                    )
+                    self._produce_events(producer, entry)
         metrics.STAGE_SECONDS.labels("cluster").observe(time.perf_counter() - started)
         committing = time.perf_counter()
         self._commit_transaction(producer, next_offsets(messages))

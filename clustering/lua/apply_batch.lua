@@ -1,0 +1,68 @@
+-- Applies a batch of operations atomically, in order, each at most once: the faces' clustering deltas and the
+-- events that change no clustering state (a tracked face's assignment, a track's appearance), each with its
+-- input offset and its outbox entry. One round trip for a whole batch of the cluster worker.
+-- KEYS: 1 faces (face or event id -> label, -1 for an event), 2 meta, 3 embeddings, 4 neighbours, 5 parents,
+--       6 clusters, 7 offsets, 8 count (faces applied), 9 outbox (events not yet published), 10 writer lease
+-- ARGV: writer token ("" when no lease is held), number of operations, then per operation:
+--   'F', face_id, label, meta, embedding, n_neighbours, (label, packed)*, n_parents, (label, parent)*,
+--        n_clusters, (root, summary or "" to delete)*, partition ("" for none), offset, outbox entry ("" for none)
+--   'E', event id, partition, offset, outbox entry
+-- Returns one 1 (applied) or 0 (seen before, nothing changed) per operation.
+local token = ARGV[1]
+if token ~= '' and redis.call('GET', KEYS[10]) ~= token then
+  return redis.error_reply('FACESTREAM_LEASE this worker no longer holds the writer lease of its identity space')
+end
+local count = tonumber(redis.call('GET', KEYS[8]) or '0')
+local results = {}
+local i = 3
+for op = 1, tonumber(ARGV[2]) do
+  local kind, id = ARGV[i], ARGV[i + 1]
+  local fresh = redis.call('HEXISTS', KEYS[1], id) == 0
+  if kind == 'E' then
+    if fresh then
+      redis.call('HSET', KEYS[1], id, -1)
+      redis.call('HSET', KEYS[7], ARGV[i + 2], ARGV[i + 3])
+      redis.call('RPUSH', KEYS[9], ARGV[i + 4])
+    end
+    i = i + 5
+  else
+    local label = ARGV[i + 2]
+    if fresh and tonumber(label) ~= count then
+      return redis.error_reply('FACESTREAM face ' .. id .. ' has label ' .. label .. ' but the store holds '
+        .. count .. ' faces: another writer is active on this identity space')
+    end
+    if fresh then
+      redis.call('HSET', KEYS[1], id, label)
+      redis.call('HSET', KEYS[2], label, ARGV[i + 3])
+      redis.call('HSET', KEYS[3], label, ARGV[i + 4])
+    end
+    i = i + 5
+    for _, key in ipairs({KEYS[4], KEYS[5]}) do
+      local n = tonumber(ARGV[i]); i = i + 1
+      for _ = 1, n do
+        if fresh then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+        i = i + 2
+      end
+    end
+    local n = tonumber(ARGV[i]); i = i + 1
+    for _ = 1, n do
+      if fresh then
+        if ARGV[i + 1] == '' then
+          redis.call('HDEL', KEYS[6], ARGV[i])
+        else
+          redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1])
+        end
+      end
+      i = i + 2
+    end
+    if fresh then
+      if ARGV[i] ~= '' then redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]) end
+      if ARGV[i + 2] ~= '' then redis.call('RPUSH', KEYS[9], ARGV[i + 2]) end
+      count = count + 1
+    end
+    i = i + 3
+  end
+  results[op] = fresh and 1 or 0
+end
+redis.call('SET', KEYS[8], count)
+return results
