@@ -153,7 +153,8 @@ class OnlineRankOrder:
             raise StoreError("a store write failed earlier: restore the engine from its store before going on")
         if face_id in self._label_of:
             return Assignment(face_id, self.cluster_of(face_id))
-        vector = np.ascontiguousarray(embedding, dtype=np.float32).reshape(self.dimension)
+        # Rounded to float16, as the store keeps it: the index holds what a restart will read back.
+        vector = np.asarray(embedding, dtype=np.float16).astype(np.float32).reshape(self.dimension)
         x = len(self._ids)
         k = self.params.k
         found, similarities = self._index.query(vector, max(k, self.params.direct_search))
