@@ -3,8 +3,9 @@
 A restarting writer loads the latest snapshot and adds the faces after it, so snapshots bound restart time.
 Serialising hnswlib's index holds the GIL (about 5 ms per 1,000 faces) and writing it to Redis takes longer
 still, so the writer never does either: every ``snapshot_every`` faces it starts a child process that loads
-the previous snapshot, adds the embeddings applied since (read from Redis by pages), and stores the result,
-fenced by the writer lease. The writer's own index is never touched or replaced.
+the previous snapshot, adds the embeddings applied since (read from Redis by pages), and stores the graph
+without its copy of the vectors (they are in Redis already; clustering/hnsw_format.py), fenced by the writer
+lease. The writer's own index is never touched or replaced.
 
 What restarts keep, exactly: every face applied before keeps its cluster (the clustering state is in Redis).
 What they may change: a restarted index is a graph built by different random level draws after the snapshot,
@@ -19,6 +20,9 @@ import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 
+import numpy as np
+
+from clustering.hnsw_format import strip_vectors, with_vectors
 from clustering.index import HnswIndex
 from clustering.redis_store import RedisStore, connect
 from clustering.settings import IndexSettings
@@ -32,10 +36,11 @@ def build_snapshot(store: RedisStore, dimension: int, settings: IndexSettings, u
     previous, covered = store.snapshot()
     if covered >= upto:
         return covered
-    index = HnswIndex(dimension, settings, snapshot=previous)
-    for label, vector in enumerate(store.embeddings(covered, upto), start=covered):
-        index.add(label, vector)
-    store.save_snapshot(index.snapshot(), upto)
+    vectors = np.stack(list(store.embeddings(0, upto))) if upto else np.zeros((0, dimension), np.float32)
+    index = HnswIndex(dimension, settings, snapshot=None if previous is None else with_vectors(previous, vectors))
+    for label in range(covered, upto):
+        index.add(label, vectors[label])
+    store.save_snapshot(strip_vectors(index.snapshot(), dimension), upto)
     return upto
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from clustering.events import Assignment, Merge
+from clustering.hnsw_format import with_vectors
 from clustering.index import HnswIndex
 from clustering.rank_order import rank_order_distance
 from clustering.settings import ClusteringSettings
@@ -273,7 +274,8 @@ class OnlineRankOrder:
         engine = cls(dimension, settings, store)
         start = 0
         if state.snapshot is not None:
-            engine._index = HnswIndex(dimension, settings.index, snapshot=state.snapshot)
+            vectors = np.stack(state.embeddings[: state.snapshot_count])
+            engine._index = HnswIndex(dimension, settings.index, snapshot=with_vectors(state.snapshot, vectors))
             start = state.snapshot_count
         for label in range(start, len(state.metas)):
             engine._index.add(label, state.embeddings[label])

@@ -6,11 +6,14 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import redis
 
 from clustering.compaction import Compactor, SnapshotJob, build_snapshot
 from clustering.engine import OnlineRankOrder
+from clustering.hnsw_format import SnapshotFormatError, strip_vectors, with_vectors
+from clustering.index import HnswIndex
 from clustering.lease import LeaseKeeper, WriterLease
 from clustering.metrics import score_clustering
 from clustering.redis_store import OutboxEntry, RedisStore, connect
@@ -41,14 +44,14 @@ def _filled(store: RedisStore, count: int) -> tuple[OnlineRankOrder, list[int]]:
 def test_a_snapshot_built_from_redis_restores_every_cluster_and_is_stored_in_parts(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("clustering.redis_store.SNAPSHOT_PART_BYTES", 6_000)
+    monkeypatch.setattr("clustering.redis_store.SNAPSHOT_PART_BYTES", 1_500)
     engine, _ = _filled(store, 40)
     assert build_snapshot(store, DIM, settings().index, 30) == 30
     assert build_snapshot(store, DIM, settings().index, 20) == 30  # an older one never replaces a newer
     snapshot, covered = store.snapshot()
     assert covered == 30
     assert snapshot is not None
-    assert len(snapshot) > 12_000  # three parts or more
+    assert len(snapshot) > 3_000  # three parts or more
     assert OnlineRankOrder.restore(store, DIM, settings()).labels() == engine.labels()
     assert build_snapshot(store, DIM, settings().index, 40) == 40  # the next one starts from this one
     # Exactly one generation of parts is kept; clearing the space leaves nothing behind.
@@ -166,3 +169,23 @@ def test_a_batch_reaches_redis_in_one_round_trip_at_its_end_or_not_at_all(store:
     assert OnlineRankOrder.restore(store, DIM, settings()).labels() == {
         k: v for k, v in engine.labels().items() if k != "c:20:0"
     }
+
+
+def test_a_snapshot_without_vectors_gives_back_the_same_index() -> None:
+    vectors, _ = identities(30, 4, 0.3, seed=4)
+    index = HnswIndex(DIM, settings().index)
+    for label, vector in enumerate(vectors):
+        index.add(label, vector)
+    saved = index.snapshot()
+    graph = strip_vectors(saved, DIM)
+    assert len(graph) < len(saved) / 3
+    rebuilt = HnswIndex(DIM, settings().index, snapshot=with_vectors(graph, vectors))
+    for query in vectors[::7]:
+        labels, sims = index.query(query, 10)
+        again, again_sims = rebuilt.query(query, 10)
+        assert again.tolist() == labels.tolist()
+        np.testing.assert_allclose(again_sims, sims, atol=1e-6)
+    with pytest.raises(SnapshotFormatError):
+        with_vectors(saved, vectors)  # not a stripped graph
+    with pytest.raises(SnapshotFormatError):
+        with_vectors(graph, vectors[:10])  # fewer vectors than the graph names

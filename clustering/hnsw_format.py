@@ -1,0 +1,76 @@
+"""hnswlib's saved index without its copy of the vectors, and back: the graph alone is a tenth of the size.
+
+An hnswlib file (``saveIndex``) is a 96-byte header, then one fixed-size record per element (its level-0 links,
+its vector as float32, its label), then the upper-level links. The vectors are also in the state store, so a
+stored snapshot leaves them out and a restore puts them back, normalised as hnswlib's cosine space stores them.
+Pure numpy on the bytes; the header's fields are read, never assumed.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+from numpy.typing import NDArray
+
+#: offsetLevel0, max_elements, cur_element_count, size_data_per_element, label_offset, offsetData,
+#: maxlevel, enterpoint_node, maxM, maxM0, M, mult, ef_construction
+_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
+_MAGIC = b"FSHNSW1\x00"  # a graph without vectors, as this module writes it
+
+
+class SnapshotFormatError(ValueError):
+    """Bytes that are not an hnswlib index of the expected shape."""
+
+
+def _header(data: bytes) -> tuple[int, int, int, int]:
+    """(element count, bytes per element, offset of the vector, offset of the label) of an hnswlib file."""
+    if len(data) < _HEADER.size:
+        raise SnapshotFormatError(f"an hnswlib index has a {_HEADER.size}-byte header; got {len(data)} bytes")
+    fields = _HEADER.unpack_from(data)
+    count, size, label_offset, data_offset = fields[2], fields[3], fields[4], fields[5]
+    if not 0 <= data_offset < label_offset < size or len(data) < _HEADER.size + count * size:
+        raise SnapshotFormatError("the hnswlib header does not describe the bytes that follow it")
+    return count, size, data_offset, label_offset
+
+
+def strip_vectors(index: bytes, dimension: int) -> bytes:
+    """The saved index without its float32 vectors (restore them with ``with_vectors``)."""
+    count, size, data_offset, label_offset = _header(index)
+    width = dimension * 4
+    if label_offset - data_offset != width:
+        raise SnapshotFormatError(f"the index holds vectors of {label_offset - data_offset} bytes, not {width}")
+    body = _HEADER.size + count * size
+    records = np.frombuffer(index, np.uint8, count * size, _HEADER.size).reshape(count, size)
+    kept = np.concatenate([records[:, :data_offset], records[:, data_offset + width :]], axis=1)
+    return _MAGIC + index[: _HEADER.size] + kept.tobytes() + index[body:]
+
+
+def with_vectors(graph: bytes, vectors: NDArray[np.float32]) -> bytes:
+    """The saved index ``strip_vectors`` took apart, with ``vectors[label]`` put back for each element."""
+    if not graph.startswith(_MAGIC):
+        raise SnapshotFormatError("not a graph written by strip_vectors")
+    index = graph[len(_MAGIC) :]
+    count, size, data_offset, label_offset = _header_of_stripped(index, vectors.shape[1] * 4)
+    width = vectors.shape[1] * 4
+    stripped = size - width
+    records = np.frombuffer(index, np.uint8, count * stripped, _HEADER.size).reshape(count, stripped)
+    labels = records[:, label_offset - width : label_offset - width + 8].copy().view("<u8").ravel()
+    if count and int(labels.max()) >= len(vectors):
+        raise SnapshotFormatError(f"the graph names label {int(labels.max())}; only {len(vectors)} vectors given")
+    chosen = vectors[labels].astype(np.float64)
+    # As hnswlib's cosine space stores a vector: divided by its norm (plus 1e-30), in float32.
+    normalised = (chosen / (np.sqrt((chosen * chosen).sum(axis=1, keepdims=True)) + 1e-30)).astype("<f4")
+    full = np.concatenate([records[:, :data_offset], normalised.view(np.uint8), records[:, data_offset:]], axis=1)
+    return index[: _HEADER.size] + full.tobytes() + index[_HEADER.size + count * stripped :]
+
+
+def _header_of_stripped(index: bytes, width: int) -> tuple[int, int, int, int]:
+    """The header fields of a stripped index: the records are ``width`` bytes shorter than it says."""
+    if len(index) < _HEADER.size:
+        raise SnapshotFormatError("a stripped graph shorter than its header")
+    fields = _HEADER.unpack_from(index)
+    count, size, label_offset, data_offset = fields[2], fields[3], fields[4], fields[5]
+    if label_offset - data_offset != width or len(index) < _HEADER.size + count * (size - width):
+        raise SnapshotFormatError("the graph's header does not match its records or the vectors given")
+    return count, size, data_offset, label_offset
