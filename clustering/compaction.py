@@ -26,6 +26,7 @@ from clustering.hnsw_format import strip_vectors, with_vectors
 from clustering.index import HnswIndex
 from clustering.redis_store import RedisStore, connect
 from clustering.settings import IndexSettings
+from streaming.redact import RedactingFilter
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,15 @@ class SnapshotJob:
     token: str
     dimension: int
     settings: IndexSettings
+    redis_password: str | None = None
 
 
 def _child(job: SnapshotJob, upto: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s compaction: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     started = time.perf_counter()
-    store = RedisStore(connect(job.redis_url), job.space, job.token)
+    store = RedisStore(connect(job.redis_url, password=job.redis_password), job.space, job.token)
     build_snapshot(store, job.dimension, job.settings, upto)
     log.info("index snapshot of %d faces of space %s in %.1f s", upto, job.space, time.perf_counter() - started)
 

@@ -24,8 +24,8 @@ import numpy as np
 import redis
 from numpy.typing import NDArray
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -39,6 +39,7 @@ from clustering.store import (
     pack_neighbours,
     unpack_neighbours,
 )
+from streaming.redact import redact
 
 _HASHES = ("faces", "meta", "embeddings", "neighbours", "parents", "clusters", "offsets")
 #: Snapshots are stored in parts: one Redis string holds at most 512 MB, an index of 250,000 faces more, and
@@ -51,19 +52,35 @@ EMBEDDING_DTYPE = "<f2"
 _PARTS_PER_READ = 8
 
 
-def connect(url: str, retries: int = 3, timeout_s: float = 5.0) -> redis.Redis:
-    """A client with retries on connection errors, checked now: an unreachable Redis fails at start-up."""
+def connect(url: str, retries: int = 3, timeout_s: float = 5.0, password: str | None = None) -> redis.Redis:
+    """A client with retries on connection errors, checked now: an unreachable Redis fails at start-up.
+    ``password``: overrides the URL's (read from a secret file)."""
+    extra = {"password": password} if password is not None else {}
     client = redis.Redis.from_url(
         url,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        **extra,
     )
     try:
         client.ping()
+    except (AuthenticationError, ResponseError) as exc:
+        if not client.connection_pool.connection_kwargs.get("password"):
+            # Redis's own words here are "NOAUTH ..." or "HELLO must be called ...", which name no password.
+            raise StoreError(
+                f"Redis at {redact(url)} asks for a password and none was given: put it in the URL "
+                "(redis://:PASSWORD@host) or in a file named by FACESTREAM_WORKER__REDIS_PASSWORD_FILE"
+            ) from exc
+        if isinstance(exc, AuthenticationError) or "WRONGPASS" in str(exc):
+            raise StoreError(
+                f"Redis at {redact(url)} refused the password: check the URL's password or "
+                "FACESTREAM_WORKER__REDIS_PASSWORD_FILE"
+            ) from exc
+        raise StoreError(f"Redis at {redact(url)} refused PING: {redact(str(exc))}") from exc
     except RedisError as exc:
-        raise StoreError(f"Redis at {url} is unreachable: {exc}") from exc
+        raise StoreError(f"Redis at {redact(url)} is unreachable: {redact(str(exc))}") from exc
     return client
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from streaming.redact import read_secret
 
 
 class KafkaSettings(BaseModel):
@@ -27,5 +30,12 @@ class KafkaSettings(BaseModel):
         "sasl.mechanism, sasl.username, ssl.ca.location.",
     )
 
+    sasl_password_file: Path | None = Field(
+        None,
+        description="A file holding the SASL password (a Docker or Kubernetes secret), passed as sasl.password.",
+    )
+
     def client_config(self, **overrides: Any) -> dict[str, Any]:
-        return {"bootstrap.servers": self.bootstrap_servers, **self.client, **overrides}
+        password = read_secret(self.sasl_password_file)
+        secret = {"sasl.password": password} if password is not None else {}
+        return {"bootstrap.servers": self.bootstrap_servers, **self.client, **secret, **overrides}

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from streaming.decode import DEFAULT_MAX_PIXELS, DecodeFailure, ImageDecodeError, decode_image
+from streaming.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class FrameSource:
         capture = cv2.VideoCapture(target)
         if not capture.isOpened():
             capture.release()
-            raise SourceError(f"cannot open {self.kind} {self.uri!r}: OpenCV found no decodable video stream")
+            raise SourceError(f"cannot open {self.kind} {redact(self.uri)!r}: OpenCV found no decodable video stream")
         live = self.kind != "video"
         try:
             number = 0
@@ -119,7 +120,7 @@ class FrameSource:
         finally:
             capture.release()
         if number == 0 and not live:
-            raise SourceError(f"{self.uri}: no frame could be decoded (corrupt or unsupported video)")
+            raise SourceError(f"{redact(self.uri)}: no frame could be decoded (corrupt or unsupported video)")
 
 
 def _as_bgr8(image: NDArray[Any]) -> NDArray[np.uint8]:
@@ -155,7 +156,7 @@ def _classify(uri: str, camera: str | None) -> tuple[str, str]:
         return "folder", camera or path.resolve().name
     if path.is_file():
         return ("image" if path.suffix.lower() in image_suffixes() else "video"), camera or path.stem
-    raise SourceError(f"source {uri!r} is not a folder, a file, a camera index or a stream URL")
+    raise SourceError(f"source {redact(uri)!r} is not a folder, a file, a camera index or a stream URL")
 
 
 def _stream_name(uri: str) -> str:

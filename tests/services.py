@@ -34,8 +34,9 @@ def missing(what: str) -> None:
 
 
 class RedisServer:
-    def __init__(self, folder: Path, durable: bool = False) -> None:
-        """``durable``: an append-only file synced on every write, so a restart keeps the data."""
+    def __init__(self, folder: Path, durable: bool = False, password: str | None = None) -> None:
+        """``durable``: an append-only file synced on every write, so a restart keeps the data.
+        ``password``: clients must give it (requirepass)."""
         binary = shutil.which("redis-server")
         if binary is None:
             missing("redis-server (Debian package redis-server)")
@@ -44,6 +45,7 @@ class RedisServer:
         self.folder = folder
         self.port = free_port()
         self.durable = durable
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,12 +70,13 @@ class RedisServer:
                 str(self.folder),
                 "--protected-mode",
                 "yes",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_connect_timeout=0.2)
         while True:
             try:
                 client.ping()
@@ -91,8 +94,8 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(folder: Path, durable: bool = False) -> Iterator[RedisServer]:
-    server = RedisServer(folder, durable)
+def redis_server(folder: Path, durable: bool = False, password: str | None = None) -> Iterator[RedisServer]:
+    server = RedisServer(folder, durable, password)
     server.start()
     try:
         yield server

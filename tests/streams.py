@@ -227,6 +227,10 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         ("TRACKING", settings.tracking.model_dump()),
     )
     for group, values in groups:
-        env |= {f"FACESTREAM_{group}__{name.upper()}": str(v) for name, v in values.items() if not isinstance(v, dict)}
+        env |= {
+            f"FACESTREAM_{group}__{name.upper()}": str(v)
+            for name, v in values.items()
+            if v is not None and not isinstance(v, dict)
+        }
     env["FACESTREAM_MODELS__RUNTIME__CACHE_DIR"] = str(settings.models.runtime.cache_dir)
     return env | extra

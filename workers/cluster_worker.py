@@ -244,7 +244,10 @@ class ClusterWorker:
         gc.freeze()  # see process(): the restored engine is long-lived
         metrics.RESTORE_SECONDS.observe(time.monotonic() - started)
         clustering = self.settings.clustering
-        job = SnapshotJob(self.config.redis_url, self.space, self.lease.token, self.config.dimension, clustering.index)
+        config = self.config
+        job = SnapshotJob(
+            config.redis_url, self.space, self.lease.token, config.dimension, clustering.index, config.redis_password()
+        )
         self.compactor = Compactor(job, clustering.rank_order.snapshot_every, covered=covered)
         return engine
 

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pythonjsonlogger.json import JsonFormatter
 
+from streaming.redact import RedactingFilter
+
 _HANDLER_NAME = "facestream"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -29,6 +31,7 @@ def configure_logging(verbose: bool = False, log_format: Literal["text", "json"]
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     handler.set_name(_HANDLER_NAME)
+    handler.addFilter(RedactingFilter())  # no password of any URL reaches a log line
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)  # called again (e.g. once the worker's settings are read): replace, not add

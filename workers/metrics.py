@@ -14,6 +14,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
+from streaming.redact import redact
+
 log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -98,6 +100,7 @@ class Health:
 
     def standby(self, why: str) -> None:
         """Healthy and ready, but waiting: a standby cluster worker (ready, so no alert and no restart)."""
+        why = redact(why)
         if not self._ready or why != self._why:
             log.info("%s worker on standby: %s", self.role, why)
         self._ready, self._why = True, why
@@ -105,6 +108,7 @@ class Health:
         self.beat()
 
     def not_ready(self, why: str) -> None:
+        why = redact(why)  # shown on /readyz
         if self._ready or why != self._why:
             log.warning("%s worker not ready: %s", self.role, why)
         self._ready, self._why = False, why

@@ -56,7 +56,8 @@ def run_worker(
     if role in ("cluster", "all"):
         from workers.cluster_worker import ClusterWorker  # noqa: PLC0415
 
-        stages.append(ClusterWorker(settings, connect(settings.worker.redis_url)))
+        client = connect(settings.worker.redis_url, password=settings.worker.redis_password())
+        stages.append(ClusterWorker(settings, client))
         log.info(
             "cluster stage: %s -> %s, identity space %s",
             kafka.faces_topic,

@@ -5,6 +5,7 @@ Nested fields use a double underscore in the environment: FACESTREAM_MODELS__DET
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from clustering.settings import ClusteringSettings
 from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import DEFAULT_MAX_PIXELS
+from streaming.redact import read_secret
 from streaming.settings import KafkaSettings
 
 
@@ -37,6 +39,10 @@ class WorkerSettings(BaseModel):
         description="Identity space the cluster worker writes; faces of other spaces are left to their workers.",
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the clustering state.")
+    redis_password_file: Path | None = Field(
+        None,
+        description="A file holding Redis's password (a Docker or Kubernetes secret); overrides one in redis_url.",
+    )
     dimension: int = Field(512, ge=1, le=8192, description="Embedding size the cluster worker accepts.")
     batch_wait_s: float = Field(
         0.05,
@@ -61,6 +67,9 @@ class WorkerSettings(BaseModel):
     metrics_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz and /readyz.")  # noqa: S104
     metrics_port: int = Field(9400, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz (0: none).")
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line.")
+
+    def redis_password(self) -> str | None:
+        return read_secret(self.redis_password_file)
 
 
 class Settings(BaseSettings):

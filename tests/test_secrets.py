@@ -1,0 +1,95 @@
+"""No password reaches any output: Redis URLs, stream URLs, readiness reasons; passwords can come from files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clustering.redis_store import connect
+from clustering.store import StoreError
+from streaming.redact import redact
+from tests.services import free_port, redis_server
+from workers.metrics import Health
+
+SECRET = "s3cret-Pw_42"
+
+
+def _facestream(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it; its stdout and stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+def test_redact_hides_the_password_of_every_url_and_keeps_the_rest() -> None:
+    cases = {
+        f"redis://:{SECRET}@10.0.0.5:6379/0": "redis://:***@10.0.0.5:6379/0",
+        f"rtsp://admin:{SECRET}@cam-7.local:554/Streaming/101": "rtsp://admin:***@cam-7.local:554/Streaming/101",
+        f"cannot open stream 'http://u:{SECRET}@h/x.mjpg': no": "cannot open stream 'http://u:***@h/x.mjpg': no",
+        f"rediss://h:6380/0?password={SECRET}&ssl=1": "rediss://h:6380/0?password=***&ssl=1",
+        "rtsp://cam-7.local:554/live, redis://127.0.0.1:6379/0": "rtsp://cam-7.local:554/live, redis://127.0.0.1:6379/0",
+    }
+    for text, expected in cases.items():
+        assert redact(text) == expected
+
+
+def test_an_unreachable_redis_is_named_without_its_password() -> None:
+    url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
+    done = _facestream(
+        "worker", "--role", "cluster", FACESTREAM_WORKER__REDIS_URL=url, FACESTREAM_WORKER__METRICS_PORT="0"
+    )
+    assert done.returncode == 1
+    output = done.stdout + done.stderr
+    assert "is unreachable" in output
+    assert "redis://:***@127.0.0.1" in output
+    assert SECRET not in output
+
+
+def test_a_redis_that_wants_a_password_says_so_and_a_secret_file_gives_it(tmp_path: Path) -> None:
+    with redis_server(tmp_path, password=SECRET) as server:
+        wrong = f"redis://:not-{SECRET}@127.0.0.1:{server.port}/0"
+        done = _facestream(
+            "worker", "--role", "cluster", FACESTREAM_WORKER__REDIS_URL=wrong, FACESTREAM_WORKER__METRICS_PORT="0"
+        )
+        assert done.returncode == 1
+        assert "refused the password" in done.stderr
+        assert SECRET not in done.stdout + done.stderr
+        with pytest.raises(StoreError, match="asks for a password"):
+            connect(server.url)
+        secret_file = tmp_path / "redis-password"
+        secret_file.write_text(SECRET + "\n")  # as `kubectl create secret` or an editor leaves it
+        from workers.settings import WorkerSettings  # noqa: PLC0415
+
+        settings = WorkerSettings(redis_url=server.url, redis_password_file=secret_file)
+        assert connect(settings.redis_url, password=settings.redis_password()).ping()
+
+
+@pytest.mark.parametrize("command", ["run", "produce"])
+def test_a_stream_that_does_not_open_is_named_without_its_password(command: str, tmp_path: Path) -> None:
+    url = f"http://viewer:{SECRET}@127.0.0.1:{free_port()}/video.mjpg"
+    args = [command, url, "--no-progress"] + (["--out", str(tmp_path / "out")] if command == "run" else [])
+    done = _facestream(*args, FACESTREAM_KAFKA__BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "http://viewer:***@127.0.0.1" in output
+    assert SECRET not in output
+    written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+    assert not any(SECRET in text for text in written)
+
+
+def test_readiness_reasons_are_redacted() -> None:
+    health = Health("cluster")
+    health.not_ready(f"StoreError: Redis at redis://:{SECRET}@10.0.0.5:6379/0 is unreachable")
+    ready, why = health.report()
+    assert not ready
+    assert "redis://:***@10.0.0.5" in why
+    assert SECRET not in why
