@@ -120,7 +120,7 @@ def _run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000], help="none: only --million")
     parser.add_argument("--million", action="store_true", help="add a run of 1,000,000 faces")
     parser.add_argument("--stores", nargs="+", default=["memory", "redis"], choices=["memory", "redis"])
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "STORE"), help=argparse.SUPPRESS)

@@ -24,6 +24,12 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapt
 SCHEMA_VERSION = 1
 
 
+#: Below this an embedding has no direction to compare: a zero vector, not a face.
+MIN_EMBEDDING_NORM = 1e-6
+#: An embedding this close to unit length is taken as it is; others are scaled to unit length.
+UNIT_TOLERANCE = 1e-3
+
+
 def face_id(camera: str, frame: int, index: int) -> str:
     """The stable id of a face: camera, frame number and its rank among the frame's detections."""
     return f"{camera}:{frame}:{index}"
@@ -84,6 +90,9 @@ class FrameHeaders(_Message):
         fields: dict[str, str] = {}
         pairs = headers.items() if isinstance(headers, dict) else headers or ()
         for name, value in pairs:
+            if name in fields:
+                # Kafka allows a header twice; which one a reader takes is up to it, so neither is trusted.
+                raise MessageError("malformed_header", f"header {name!r} appears more than once")
             try:
                 fields[name] = value.decode() if isinstance(value, bytes) else str(value or "")
             except UnicodeDecodeError as exc:
@@ -164,7 +173,14 @@ class FaceRecord(_Message):
             )
         if not np.isfinite(values).all():
             raise MessageError("bad_embedding", f"face {self.face_id}: embedding holds NaN or infinity")
-        return values
+        norm = float(np.linalg.norm(values.astype(np.float64)))
+        if norm < MIN_EMBEDDING_NORM:
+            raise MessageError("bad_embedding", f"face {self.face_id}: embedding is (nearly) all zeros")
+        if abs(norm - 1.0) <= UNIT_TOLERANCE:
+            return values  # unit length already (as facestream's embedder writes it): kept bit for bit
+        # Clustering compares directions: a producer's un-normalised vector (some ONNX models give them) is
+        # taken at unit length rather than refused, so cosine similarity means the same for every face.
+        return (values / norm).astype(np.float32)
 
 
 class TrackRecord(_Message):

@@ -30,6 +30,7 @@ from tests.streams import (
     appearances,
     committed_offsets,
     committed_to_end,
+    end_offsets,
     fresh_kafka,
     http_get,
     identities_view,
@@ -72,6 +73,28 @@ def _worker(settings: Settings, role: str, group: str, port: int) -> subprocess.
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _logged_worker(settings: Settings, group: str, log: Path, **env: str) -> subprocess.Popen[str]:
+    """An embed worker whose log goes to a file, to be read while it runs."""
+    command = [sys.executable, "-m", "workers.cli", "worker", "--role", "embed", "--cpu", "--group", group]
+    with log.open("a") as handle:
+        return subprocess.Popen(
+            command,
+            env=settings_env(settings, FACESTREAM_WORKER__METRICS_PORT="0", **env),
+            stdout=subprocess.DEVNULL,
+            stderr=handle,
+            text=True,
+        )
+
+
+def _logged_at(log: Path, text: str) -> list[float]:
+    """When (seconds since the epoch) each line of ``log`` holding ``text`` was written."""
+    stamps = []
+    for line in log.read_text().splitlines():
+        if text in line:
+            stamps.append(time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000)
+    return stamps
 
 
 def _stop(process: subprocess.Popen[str]) -> tuple[str, str]:
@@ -233,6 +256,64 @@ def test_an_embed_worker_killed_with_tracks_open_loses_no_face_and_two_others_fi
     assert cluster.counters.faces == len(expected)
     assert cluster.counters.duplicates == len(faces) - len(expected)
     assert RedisStore(connect(redis_url), settings.worker.space).count() == len(expected)
+
+
+def test_a_restarted_static_member_gets_its_partitions_back_and_the_other_is_never_rebalanced(
+    kafka_bootstrap: str, redis_url: str, cpu_models: ModelSettings, analyzer: FaceAnalyzer, tmp_path: Path
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url, cpu_models, partitions=4)
+    group = f"embed-static-{settings.worker.space}"
+    logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
+    workers = {
+        name: _logged_worker(settings, group, log, FACESTREAM_WORKER__INSTANCE_ID=f"embed-{name}")
+        for name, log in logs.items()
+    }
+    # Live cameras: frames arrive at 12 per second for about half a minute while the workers run.
+    sources = [
+        FrameSource(str(data_dir("videos", name)), f"{camera}-{copy}")
+        for copy in range(4)
+        for camera, name in VIDEOS.items()
+    ]
+    producing = threading.Thread(
+        target=produce_frames,
+        args=(sources, settings.kafka),
+        kwargs={"space": settings.worker.space, "fps": 12, "progress": False},
+        daemon=True,
+    )
+    try:
+        wait_for(lambda: all(_logged_at(log, "assigned") for log in logs.values()), 120, "both workers in the group")
+        producing.start()
+        wait_for(lambda: end_offsets(kafka_bootstrap, settings.kafka.faces_topic, 1) >= 10, 120, "the first faces")
+        time.sleep(3)  # the joins' incremental rebalances are over
+        killed = time.time()
+        workers["a"].kill()
+        workers["a"].wait(timeout=10)
+        workers["a"] = _logged_worker(settings, group, logs["a"], FACESTREAM_WORKER__INSTANCE_ID="embed-a")
+
+        def rejoined() -> bool:
+            return any(t > killed for t in _logged_at(logs["a"], "assigned 2 more"))
+
+        wait_for(rejoined, 120, "the restarted worker's partitions")
+        # From joining the group to consuming again: no session timeout, no rebalance.
+        joined = max(_logged_at(logs["a"], "embed stage:"))
+        assert min(t for t in _logged_at(logs["a"], "assigned") if t > joined) - joined <= 10
+        producing.join(timeout=120)
+        wait_for(
+            lambda: committed_to_end(kafka_bootstrap, group, settings.kafka.frames_topic, partitions=4),
+            240,
+            "every frame embedded",
+        )
+        finished = time.time()
+    finally:
+        for process in workers.values():
+            if process.poll() is None:
+                _stop(process)
+    # The other worker kept its partitions throughout: no rebalance reached it from the kill to the end.
+    changes = _logged_at(logs["b"], "assigned") + _logged_at(logs["b"], "gives up")
+    assert not [t for t in changes if killed < t < finished]
+    frames = read_messages(kafka_bootstrap, settings.kafka.frames_topic, idle_s=1.0)
+    records = [parse_faces_topic(v) for _, v in read_all(kafka_bootstrap, settings.kafka.faces_topic, 2.0)]
+    assert _frames_with_faces(frames, analyzer, settings) <= _covered(records)
 
 
 def test_a_kafka_outage_mid_stream_loses_nothing_and_assigns_each_face_once(

@@ -135,6 +135,7 @@ def test_frame_headers_round_trip_through_kafka_headers() -> None:
 
 def test_embedding_round_trips_bit_for_bit() -> None:
     vector = np.linspace(-1, 1, 512, dtype=np.float32)
+    vector /= np.linalg.norm(vector)
     face = _face(embedding=FaceRecord.encode_embedding(vector))
     np.testing.assert_array_equal(FaceRecord.from_json(face.to_json()).vector(512), vector)
 
@@ -148,8 +149,12 @@ def test_embedding_round_trips_bit_for_bit() -> None:
         ([("version", b"1"), ("camera", b"lobby"), ("frame", b"-1"), ("timestamp", b"1.0")], "malformed_header"),
         ([("version", b"1"), ("camera", b"\xff\xfe"), ("frame", b"1"), ("timestamp", b"1.0")], "malformed_header"),
         ([("version", b"2"), ("camera", b"lobby"), ("frame", b"1"), ("timestamp", b"1.0")], "unknown_version"),
+        (
+            [("version", b"1"), ("camera", b"lobby"), ("frame", b"1"), ("frame", b"2"), ("timestamp", b"1.0")],
+            "malformed_header",
+        ),
     ],
-    ids=["none", "no-timestamp", "frame-not-a-number", "negative-frame", "not-utf8", "version-2"],
+    ids=["none", "no-timestamp", "frame-not-a-number", "negative-frame", "not-utf8", "version-2", "frame-twice"],
 )
 def test_bad_frame_headers_name_their_reason(headers: list[tuple[str, bytes]], reason: str) -> None:
     with pytest.raises(MessageError) as caught:
@@ -185,3 +190,13 @@ def test_wrong_embeddings_are_refused() -> None:
         _face(embedding="***").vector()
     with pytest.raises(MessageError, match="NaN"):
         _face(embedding=FaceRecord.encode_embedding(np.full(512, np.nan, np.float32))).vector()
+    with pytest.raises(MessageError, match="all zeros"):
+        _face(embedding=FaceRecord.encode_embedding(np.zeros(512, np.float32))).vector()
+
+
+def test_an_embedding_of_another_length_is_taken_at_unit_length() -> None:
+    direction = np.random.default_rng(3).normal(size=512).astype(np.float32)
+    direction /= np.linalg.norm(direction)
+    scaled = _face(embedding=FaceRecord.encode_embedding(direction * 100)).vector()
+    np.testing.assert_allclose(scaled, direction, rtol=1e-5, atol=1e-7)
+    assert abs(float(np.linalg.norm(scaled)) - 1.0) < 1e-5

@@ -122,6 +122,8 @@ class ClusterWorker:
         self._published_below: dict[int, int] = {}
         self.keeper = LeaseKeeper(self.lease, self.config.writer_stall_s)
         self.compactor: Compactor | None = None
+        #: A failure made this worker step down, and it has not been the writer since.
+        self._recovering = False
         #: Event-only outbox entries (appearances, tracked faces) recorded in the open batch.
         self._events = 0
         self._backoff = Backoff(self.config.retry_max_s)
@@ -135,7 +137,7 @@ class ClusterWorker:
         try:
             while not should_stop():
                 try:
-                    if self.engine is None and not self._take_over():
+                    if self.engine is None and not self._become_writer():
                         pause(should_stop, self.lease.ttl_ms / 3000)
                         continue
                     self._keep_lease()
@@ -151,6 +153,17 @@ class ClusterWorker:
             self._close()
 
     # -- taking over -------------------------------------------------------------------------------------------
+
+    def _become_writer(self) -> bool:
+        """Takes over, counting a try after a failure as an attempt and the first success as a recovery."""
+        if self._recovering:
+            metrics.RECOVERY_ATTEMPTS.labels("cluster").inc()
+        if not self._take_over():
+            return False
+        if self._recovering:
+            metrics.RECOVERIES.labels("cluster").inc()
+            self._recovering = False
+        return True
 
     def _take_over(self) -> bool:
         """Becomes the writer if the lease is free: rebuilds the engine and the consumer position from Redis."""
@@ -450,7 +463,7 @@ class ClusterWorker:
         self.health.not_ready(f"{type(exc).__name__}: {exc}"[:300])
         if isinstance(exc, RedisError | StoreError):
             metrics.REDIS_ERRORS.inc()
-        metrics.RECOVERIES.labels("cluster").inc()
+        self._recovering = True
         metrics.WRITER.set(0)
         self.engine = None
         self._stop_writing()

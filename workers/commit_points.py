@@ -113,6 +113,12 @@ class CommitPoints:
             metadata = format_metadata({c: offset for c, offset in resume.items() if offset > point})
             if state.committed is not None and state.committed[0] >= point and state.committed[1] == metadata:
                 continue
-            state.committed = (point, metadata)
             commits.append(TopicPartition(self.topic, partition, point, metadata=metadata))
         return commits
+
+    def committed(self, commits: list[TopicPartition]) -> None:
+        """Kafka accepted these commits (until then ``to_commit`` offers them again)."""
+        for commit in commits:
+            state = self._partitions.get(commit.partition)
+            if state is not None:
+                state.committed = (commit.offset, commit.metadata or "")

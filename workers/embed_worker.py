@@ -62,7 +62,9 @@ class EmbedWorker:
                     "group.id": group,
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
+                    # Incremental rebalances: members keep their partitions while others come and go.
                     "partition.assignment.strategy": "cooperative-sticky",
+                    **({"group.instance.id": settings.worker.instance_id} if settings.worker.instance_id else {}),
                     "session.timeout.ms": self.kafka.session_timeout_ms,
                     "statistics.interval.ms": 5000,
                     "stats_cb": metrics.record_lag,
@@ -112,6 +114,7 @@ class EmbedWorker:
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions leave between batches: their cameras' tracks end and are reported, then committed."""
+        log.info("embed worker gives up %d partition(s) of %s", len(partitions), self.kafka.frames_topic)
         cameras = {c: s for p in partitions for c, s in self.commits.cameras_of(p.partition).items()}
         self._end_cameras(cameras)
         for partition in partitions:
@@ -261,6 +264,8 @@ class EmbedWorker:
             return
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
+            self.commits.committed(offsets)
         except KafkaException as exc:
-            # After a rebalance the partitions belong to another member, which replays from the last commit.
-            log.warning("commit refused (%s); the new owner of these partitions replays them", exc)
+            # After a rebalance the partitions belong to another member, which replays from the last commit;
+            # otherwise (a coordinator moving, a broker restarting) the next batch or idle turn commits again.
+            log.warning("commit refused (%s); it is tried again, or the partitions' new owner replays", exc)

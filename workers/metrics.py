@@ -62,7 +62,12 @@ SNAPSHOT_SECONDS = Histogram(
 SNAPSHOT_FACES = Gauge("facestream_snapshot_faces", "Faces covered by the latest index snapshot this writer stored.")
 REDIS_ERRORS = Counter("facestream_redis_errors", "Redis calls that failed (the worker waits and recovers).")
 KAFKA_ERRORS = Counter("facestream_kafka_errors", "Kafka errors reported to the worker.", ["role"])
-RECOVERIES = Counter("facestream_recoveries", "Times a worker rebuilt its position after a failure.", ["role"])
+RECOVERIES = Counter(
+    "facestream_recoveries", "Times a worker was working again after a failure (one per failure).", ["role"]
+)
+RECOVERY_ATTEMPTS = Counter(
+    "facestream_recovery_attempts", "Tries to rebuild after a failure (many while a service stays down).", ["role"]
+)
 READY = Gauge("facestream_ready", "1 while the worker is able to do its work.", ["role"])
 WRITER = Gauge("facestream_writer", "1 while this process holds the writer lease of its identity space.")
 

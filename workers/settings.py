@@ -57,6 +57,14 @@ class WorkerSettings(BaseModel):
     lease_ttl_s: float = Field(
         10.0, gt=0.5, le=300, description="Writer lease of an identity space; a standby takes over once it lapses."
     )
+    instance_id: str = Field(
+        "",
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Static group membership of an embed worker (Kafka group.instance.id): restarted with the same "
+        "id within the session timeout, it gets its partitions back with no rebalance. A name stable across "
+        "restarts and unique in the group, e.g. a StatefulSet pod's name; empty: dynamic membership.",
+    )
     writer_stall_s: float = Field(
         60.0,
         gt=0,
