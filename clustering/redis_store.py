@@ -1,18 +1,17 @@
 """The clustering state in Redis, one identity space per hash tag so that it fits one Redis Cluster slot.
 
 Keys, all under ``{fs:<space>}:``: faces (face id -> label), meta, embeddings, neighbours, parents, clusters
-(hashes keyed by label or root), offsets (partition -> last applied offset), count, snapshot (the current
-index snapshot's generation, parts and face count) and its parts snapshot:<generation>:<n>, outbox (events
-of applied faces not yet published) and writer (the lease of the one active writer). A batch of faces and
-events is applied by one Lua script in one round trip, so each face, its neighbour-list and union-find
-changes, its cluster summaries, its input offset and its outgoing events become durable together or not at
-all; a writer that lost its lease is refused by that same script (fencing).
+(hashes keyed by label or root), offsets (partition -> last applied offset), count, the index snapshot
+(clustering/redis_snapshots.py), outbox (events of applied faces not yet published) and writer (the lease of
+the one active writer). A batch of faces and events is applied by one Lua script in one round trip, so each
+face, its neighbour-list and union-find changes, its cluster summaries, its input offset and its outgoing
+events become durable together or not at all; a writer that lost its lease is refused by that same script
+(fencing).
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from clustering.events import Merge
+from clustering.redis_snapshots import SnapshotParts
 from clustering.store import (
     ClusterSummary,
     FaceDelta,
@@ -42,14 +42,9 @@ from clustering.store import (
 from streaming.redact import redact
 
 _HASHES = ("faces", "meta", "embeddings", "neighbours", "parents", "clusters", "offsets")
-#: Snapshots are stored in parts: one Redis string holds at most 512 MB, an index of 250,000 faces more, and
-#: Redis serves one command at a time, so a small part keeps the writer's own calls from waiting behind it.
-SNAPSHOT_PART_BYTES = 8 << 20
 #: Embeddings are kept as float16 (the engine rounds every face to it): half the bytes, and the online BCubed F
 #: of LFW DevTrain moves by less than 0.001 (README, "State").
 EMBEDDING_DTYPE = "<f2"
-#: Parts read per round trip when restoring.
-_PARTS_PER_READ = 8
 
 
 def connect(url: str, retries: int = 3, timeout_s: float = 5.0, password: str | None = None) -> redis.Redis:
@@ -110,10 +105,6 @@ class OutboxEntry:
         return cls(**data)
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 def _summary_json(summary: ClusterSummary) -> str:
     return json.dumps(asdict(summary), separators=(",", ":"))
 
@@ -157,14 +148,12 @@ class RedisStore:
         self._keys = [prefix + name for name in (*_HASHES, "count", "outbox", "writer")]
         self._offsets_key, self._count_key, self._outbox_key = prefix + "offsets", prefix + "count", prefix + "outbox"
         self._embeddings_key = prefix + "embeddings"
-        #: A hash (generation, parts, count) naming the current snapshot, whose parts are snapshot:<gen>:<n>.
-        self._snapshot_key = prefix + "snapshot"
+        self.snapshots = SnapshotParts(client, prefix + "snapshot", prefix + "writer", space)
         lua = resources.files("clustering").joinpath("lua")
         self._apply = client.register_script(lua.joinpath("apply_batch.lua").read_text(encoding="utf-8"))
         #: Operations queued by apply() and apply_event() inside batch(); None outside it.
         self._pending: list[list[Any]] | None = None
         self._pending_ids: set[str] = set()
-        self._switch_snapshot = client.register_script(lua.joinpath("switch_snapshot.lua").read_text(encoding="utf-8"))
 
     @contextmanager
     def _timed(self, operation: str) -> Iterator[None]:
@@ -260,49 +249,13 @@ class RedisStore:
         return int(self.client.get(self._count_key) or 0)
 
     def save_snapshot(self, data: bytes, count: int) -> None:
-        """Stores an index snapshot of the first ``count`` faces, fenced by the writer lease.
-
-        The parts go under a fresh generation first; one script then makes it current (if the lease is still
-        this worker's and no newer snapshot is), and the replaced generation's parts are deleted after it. A
-        reader sees the old snapshot or the new one, never a mix.
-        """
-        generation = secrets.token_hex(4)
-        parts = [data[i : i + SNAPSHOT_PART_BYTES] for i in range(0, len(data), SNAPSHOT_PART_BYTES)] or [b""]
+        """Stores an index snapshot of the first ``count`` faces, fenced by this store's writer token."""
         with self._timed("snapshot"):
-            for number, part in enumerate(parts):
-                self.client.set(self._part_key(generation, number), part)
-            try:
-                old, old_parts = self._switch_snapshot(
-                    keys=[self._snapshot_key, self._keys[-1]], args=[generation, len(parts), count, self.writer_token]
-                )
-            except ResponseError as exc:
-                self._delete_parts(generation, len(parts))
-                raise StoreError(f"Redis refused the index snapshot of {count} faces: {exc}") from exc
-            if _text(old):
-                self._delete_parts(_text(old), int(old_parts))
-
-    def _part_key(self, generation: str, number: int) -> str:
-        return f"{self._snapshot_key}:{generation}:{number}"
-
-    def _delete_parts(self, generation: str, parts: int) -> None:
-        if parts:
-            self.client.unlink(*(self._part_key(generation, n) for n in range(parts)))  # freed in the background
+            self.snapshots.save(data, count, self.writer_token)
 
     def snapshot(self) -> tuple[bytes | None, int]:
         """The current index snapshot and the number of faces it covers; (None, 0) when there is none."""
-        generation, parts, count = self.client.hmget(self._snapshot_key, "generation", "parts", "count")
-        if generation is None or parts is None:
-            return None, 0
-        keys = [self._part_key(_text(generation), n) for n in range(int(parts))]
-        chunks = [
-            piece
-            for first in range(0, len(keys), _PARTS_PER_READ)
-            for piece in self.client.mget(keys[first : first + _PARTS_PER_READ])
-            if isinstance(piece, bytes)
-        ]
-        if len(chunks) != int(parts):
-            raise StoreError(f"identity space {self.space}: a part of the index snapshot is missing")
-        return b"".join(chunks), int(count or 0)
+        return self.snapshots.load()
 
     def embeddings(self, start: int, stop: int, page: int = 5_000) -> Iterator[NDArray[np.float32]]:
         """The embeddings of faces ``start`` to ``stop`` - 1, read a page at a time."""
@@ -342,7 +295,5 @@ class RedisStore:
 
     def clear(self) -> None:
         """Deletes the whole identity space."""
-        generation, parts = self.client.hmget(self._snapshot_key, "generation", "parts")
-        if generation is not None:
-            self._delete_parts(_text(generation), int(parts or 0))
-        self.client.delete(*self._keys, self._snapshot_key)
+        self.snapshots.clear()
+        self.client.delete(*self._keys)

@@ -44,7 +44,7 @@ def _filled(store: RedisStore, count: int) -> tuple[OnlineRankOrder, list[int]]:
 def test_a_snapshot_built_from_redis_restores_every_cluster_and_is_stored_in_parts(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("clustering.redis_store.SNAPSHOT_PART_BYTES", 1_500)
+    monkeypatch.setattr("clustering.redis_snapshots.SNAPSHOT_PART_BYTES", 1_500)
     engine, _ = _filled(store, 40)
     assert build_snapshot(store, DIM, settings().index, 30) == 30
     assert build_snapshot(store, DIM, settings().index, 20) == 30  # an older one never replaces a newer
