@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from streaming.kafka_logs import kafka_logger
 from streaming.redact import read_secret
 
 
@@ -38,4 +39,10 @@ class KafkaSettings(BaseModel):
     def client_config(self, **overrides: Any) -> dict[str, Any]:
         password = read_secret(self.sasl_password_file)
         secret = {"sasl.password": password} if password is not None else {}
-        return {"bootstrap.servers": self.bootstrap_servers, **self.client, **secret, **overrides}
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "logger": kafka_logger(),  # librdkafka's lines through the project's logger, rate-limited
+            **self.client,
+            **secret,
+            **overrides,
+        }

@@ -1,18 +1,23 @@
-"""No password reaches any output: Redis URLs, stream URLs, readiness reasons; passwords can come from files."""
+"""What an operator reads: no password in any output (passwords can come from files), services that cannot be
+reached named as such, and librdkafka's lines at a bounded rate."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from clustering.redis_store import connect
 from clustering.store import StoreError
+from streaming.kafka_logs import LINES_PER_WINDOW
 from streaming.redact import redact
 from tests.services import free_port, redis_server
+from tests.streams import http_get, wait_for
 from workers.metrics import Health
 
 SECRET = "s3cret-Pw_42"
@@ -93,3 +98,29 @@ def test_readiness_reasons_are_redacted() -> None:
     assert not ready
     assert "redis://:***@10.0.0.5" in why
     assert SECRET not in why
+
+
+def test_an_unreachable_broker_is_named_by_readiness_and_its_log_lines_are_bounded(tmp_path: Path) -> None:
+    broker, metrics_port = f"127.0.0.1:{free_port()}", free_port()
+    stderr = tmp_path / "worker.log"
+    with stderr.open("w") as handle:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "worker", "--role", "embed", "--cpu"],
+            env={
+                **os.environ,
+                "FACESTREAM_KAFKA__BOOTSTRAP_SERVERS": broker,
+                "FACESTREAM_WORKER__METRICS_PORT": str(metrics_port),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=handle,
+        )
+    try:
+        wait_for(lambda: f"Kafka unreachable at {broker}" in http_get(metrics_port, "/readyz")[1], 30, "readiness")
+        time.sleep(8)
+        assert http_get(metrics_port, "/readyz")[0] == 503
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    lines = stderr.read_text().splitlines()
+    assert len([line for line in lines if "facestream.kafka" in line]) <= LINES_PER_WINDOW
+    assert len([line for line in lines if "not ready" in line]) <= 2

@@ -33,7 +33,7 @@ from clustering.store import StoreError
 from streaming.kafka_io import consume_batch, dead_letter, log_context, next_offsets, where
 from streaming.messages import Assignment, FaceRecord, MergeEvent, MessageError, TrackRecord, parse_faces_topic
 from workers import metrics
-from workers.consumer_errors import on_consumer_error
+from workers.consumer_errors import broker_errors, on_consumer_error
 from workers.faces import appearance_event, apply_face
 from workers.lifecycle import Backoff, pause
 from workers.settings import Settings
@@ -112,6 +112,7 @@ class ClusterWorker:
                     "auto.offset.reset": "earliest",
                     "statistics.interval.ms": 5000,
                     "stats_cb": metrics.record_lag,
+                    "error_cb": broker_errors(self.health, self.kafka.bootstrap_servers),
                 }
             )
         )

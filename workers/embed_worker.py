@@ -35,7 +35,7 @@ from streaming.kafka_io import (
 from streaming.messages import FrameHeaders, MessageError
 from workers import metrics
 from workers.commit_points import CommitPoints
-from workers.consumer_errors import on_consumer_error
+from workers.consumer_errors import broker_errors, on_consumer_error
 from workers.faces import face_record, track_record
 from workers.lifecycle import Backoff, pause
 from workers.settings import Settings
@@ -68,10 +68,19 @@ class EmbedWorker:
                     "session.timeout.ms": self.kafka.session_timeout_ms,
                     "statistics.interval.ms": 5000,
                     "stats_cb": metrics.record_lag,
+                    "error_cb": broker_errors(self.health, self.kafka.bootstrap_servers),
                 }
             )
         )
-        self.producer = Producer(self.kafka.client_config(**{"enable.idempotence": True, "linger.ms": 5}))
+        self.producer = Producer(
+            self.kafka.client_config(
+                **{
+                    "enable.idempotence": True,
+                    "linger.ms": 5,
+                    "error_cb": broker_errors(self.health, self.kafka.bootstrap_servers),
+                }
+            )
+        )
 
     def run(
         self, should_stop: Callable[[], bool], batch_size: int | None = None, batch_wait_s: float | None = None
