@@ -30,7 +30,8 @@ from numpy.typing import NDArray
 
 from clustering.compaction import Compactor, SnapshotJob
 from clustering.engine import OnlineRankOrder
-from clustering.redis_store import RedisStore, connect
+from clustering.redis_client import connect
+from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import InMemoryStore, StateStore
 from tests.services import redis_server

@@ -24,7 +24,8 @@ import numpy as np
 
 from clustering.hnsw_format import strip_vectors, with_vectors
 from clustering.index import HnswIndex
-from clustering.redis_store import RedisStore, connect
+from clustering.redis_client import connect
+from clustering.redis_store import RedisStore
 from clustering.settings import IndexSettings
 from streaming.redact import RedactingFilter
 
@@ -55,6 +56,7 @@ class SnapshotJob:
     dimension: int
     settings: IndexSettings
     redis_password: str | None = None
+    redis_cluster: bool = False
 
 
 def _child(job: SnapshotJob, upto: int) -> None:
@@ -62,7 +64,8 @@ def _child(job: SnapshotJob, upto: int) -> None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
     started = time.perf_counter()
-    store = RedisStore(connect(job.redis_url, password=job.redis_password), job.space, job.token)
+    client = connect(job.redis_url, password=job.redis_password, cluster=job.redis_cluster)
+    store = RedisStore(client, job.space, job.token)
     build_snapshot(store, job.dimension, job.settings, upto)
     log.info("index snapshot of %d faces of space %s in %.1f s", upto, job.space, time.perf_counter() - started)
 

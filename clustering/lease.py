@@ -14,8 +14,9 @@ import threading
 import time
 from importlib import resources
 
-import redis
 from redis.exceptions import RedisError
+
+from clustering.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class WriterLease:
     the token, so a writer that stalled past its lease cannot write after a standby took over.
     """
 
-    def __init__(self, client: redis.Redis, space: str, ttl_s: float) -> None:
+    def __init__(self, client: RedisClient, space: str, ttl_s: float) -> None:
         self.client = client
         self.key = f"{{fs:{space}}}:writer"
         self.token = secrets.token_hex(16)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import secrets
 from importlib import resources
 
-import redis
 from redis.exceptions import ResponseError
 
+from clustering.redis_client import RedisClient
 from clustering.store import StoreError
 
 #: One Redis string holds at most 512 MB, and Redis serves one command at a time: small parts keep the
@@ -28,7 +28,7 @@ def _text(raw: bytes | str) -> str:
 
 
 class SnapshotParts:
-    def __init__(self, client: redis.Redis, key: str, writer_key: str, space: str) -> None:
+    def __init__(self, client: RedisClient, key: str, writer_key: str, space: str) -> None:
         self.client = client
         self.key = key
         self.writer_key = writer_key

@@ -20,15 +20,11 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-import redis
 from numpy.typing import NDArray
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
+from redis.exceptions import ResponseError
 
 from clustering.events import Merge
+from clustering.redis_client import RedisClient
 from clustering.redis_snapshots import SnapshotParts
 from clustering.store import (
     ClusterSummary,
@@ -39,44 +35,11 @@ from clustering.store import (
     pack_neighbours,
     unpack_neighbours,
 )
-from streaming.redact import redact
 
 _HASHES = ("faces", "meta", "embeddings", "neighbours", "parents", "clusters", "offsets")
 #: Embeddings are kept as float16 (the engine rounds every face to it): half the bytes, and the online BCubed F
 #: of LFW DevTrain moves by less than 0.001 (README, "State").
 EMBEDDING_DTYPE = "<f2"
-
-
-def connect(url: str, retries: int = 3, timeout_s: float = 5.0, password: str | None = None) -> redis.Redis:
-    """A client with retries on connection errors, checked now: an unreachable Redis fails at start-up.
-    ``password``: overrides the URL's (read from a secret file)."""
-    extra = {"password": password} if password is not None else {}
-    client = redis.Redis.from_url(
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        **extra,
-    )
-    try:
-        client.ping()
-    except (AuthenticationError, ResponseError) as exc:
-        if not client.connection_pool.connection_kwargs.get("password"):
-            # Redis's own words here are "NOAUTH ..." or "HELLO must be called ...", which name no password.
-            raise StoreError(
-                f"Redis at {redact(url)} asks for a password and none was given: put it in the URL "
-                "(redis://:PASSWORD@host) or in a file named by FACESTREAM_WORKER__REDIS_PASSWORD_FILE"
-            ) from exc
-        if isinstance(exc, AuthenticationError) or "WRONGPASS" in str(exc):
-            raise StoreError(
-                f"Redis at {redact(url)} refused the password: check the URL's password or "
-                "FACESTREAM_WORKER__REDIS_PASSWORD_FILE"
-            ) from exc
-        raise StoreError(f"Redis at {redact(url)} refused PING: {redact(str(exc))}") from exc
-    except RedisError as exc:
-        raise StoreError(f"Redis at {redact(url)} is unreachable: {redact(str(exc))}") from exc
-    return client
 
 
 @dataclass(frozen=True)
@@ -130,7 +93,7 @@ def _meta(raw: bytes) -> FaceMeta:
 class RedisStore:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         space: str = "default",
         writer_token: str = "",
         observe: Callable[[str, float], None] | None = None,

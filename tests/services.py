@@ -46,6 +46,8 @@ class RedisServer:
         self.port = free_port()
         self.durable = durable
         self.password = password
+        #: More redis-server arguments (a cluster node's).
+        self.extra: list[str] = []
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,6 +73,7 @@ class RedisServer:
                 "--protected-mode",
                 "yes",
                 *(["--requirepass", self.password] if self.password else []),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -131,3 +134,63 @@ def kafka_broker(folder: Path) -> Iterator[str]:
         yield bootstrap
     finally:
         stop_kafka(folder)
+
+
+class RedisClusterServers:
+    """A local Redis Cluster of three masters (Debian's redis-server, cluster-enabled, AOF synced on every write)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.nodes = [RedisServer(folder / f"node{n}", durable=True) for n in range(3)]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.folder.mkdir(parents=True, exist_ok=True)
+            # The bus port is the client port + 10,000 unless named, which a free port above 55,535 cannot be.
+            bus = str(free_port())
+            node.extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", bus]
+            node.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            missing("redis-cli (Debian package redis-tools)")
+        assert cli is not None
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+        )
+        self.wait_ok()
+
+    def restart(self, node: RedisServer) -> None:
+        """Stops a node and starts it again on its ports and files, then waits for the cluster to be whole."""
+        node.stop()
+        node.start()
+        self.wait_ok()
+
+    def wait_ok(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = [redis.Redis(port=n.port).cluster("info").get("cluster_state") for n in self.nodes]
+            if states == ["ok"] * len(self.nodes):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Redis Cluster is not whole: {states}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@contextmanager
+def redis_cluster(folder: Path) -> Iterator[RedisClusterServers]:
+    servers = RedisClusterServers(folder)
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()

@@ -17,7 +17,8 @@ from confluent_kafka import Producer
 
 from clustering.engine import OnlineRankOrder
 from clustering.lease import WriterLease
-from clustering.redis_store import RedisStore, connect
+from clustering.redis_client import connect
+from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import StoreError
 from streaming.messages import DeadLetter, FaceRecord

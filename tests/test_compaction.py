@@ -16,13 +16,14 @@ from clustering.hnsw_format import SnapshotFormatError, strip_vectors, with_vect
 from clustering.index import HnswIndex
 from clustering.lease import LeaseKeeper, WriterLease
 from clustering.metrics import score_clustering
-from clustering.redis_store import OutboxEntry, RedisStore, connect
+from clustering.redis_client import RedisClient, connect
+from clustering.redis_store import OutboxEntry, RedisStore
 from clustering.store import StoreError
 from tests.test_engine import DIM, identities, settings
 
 
 @pytest.fixture
-def client(redis_url: str) -> redis.Redis:
+def client(redis_url: str) -> RedisClient:
     return connect(redis_url)
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from confluent_kafka import Message
 
 from clustering.engine import OnlineRankOrder
-from clustering.redis_store import RedisStore, connect
+from clustering.redis_client import connect
+from clustering.redis_store import RedisStore
 from models.analyzer import FaceAnalyzer
 from models.pipeline import CameraFrame, FacePipeline
 from models.settings import ModelSettings, TrackingSettings
@@ -357,6 +358,9 @@ def test_a_kafka_outage_mid_stream_loses_nothing_and_assigns_each_face_once(
             wait_for(covered, 30, "the appearances of every track")
             expected = {r.face_id for r in records if isinstance(r, FaceRecord)}
             wait_for(lambda: store.count() >= len(expected), 120, "every face clustered after the outage")
+            # Ready again, both (a cluster worker whose transaction hung on the restarted coordinator steps down
+            # after its 35 s deadline and takes over again first).
+            wait_for(lambda: embed.health.report()[0] and cluster.health.report()[0], 120, "both stages ready")
             time.sleep(2)
         finally:
             stop.set()

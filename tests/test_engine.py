@@ -11,7 +11,8 @@ import pytest
 from clustering.engine import OnlineRankOrder
 from clustering.metrics import score_clustering
 from clustering.rank_order import batch_rank_order
-from clustering.redis_store import RedisStore, connect
+from clustering.redis_client import connect
+from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings, RankOrderSettings
 from clustering.store import InMemoryStore, StateStore, StoreError
 from tests.services import free_port

@@ -21,19 +21,19 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from redis.exceptions import RedisError
 
 from clustering.compaction import Compactor, SnapshotJob
 from clustering.engine import OnlineRankOrder
 from clustering.lease import LeaseKeeper, WriterLease
+from clustering.redis_client import RedisClient
 from clustering.redis_store import OutboxEntry, RedisStore
 from clustering.store import StoreError
 from streaming.kafka_io import consume_batch, dead_letter, log_context, next_offsets, where
 from streaming.messages import Assignment, FaceRecord, MergeEvent, MessageError, TrackRecord, parse_faces_topic
 from workers import metrics
-from workers.consumer_errors import broker_errors, on_consumer_error
+from workers.consumer_errors import BrokerWatch, on_consumer_error
 from workers.faces import appearance_event, apply_face
 from workers.lifecycle import Backoff, pause
 from workers.settings import Settings
@@ -92,7 +92,7 @@ class ClusterCounters:
 
 
 class ClusterWorker:
-    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+    def __init__(self, settings: Settings, client: RedisClient) -> None:
         self.settings = settings
         self.kafka = settings.kafka
         self.config = settings.worker
@@ -110,9 +110,7 @@ class ClusterWorker:
                     "enable.auto.commit": False,
                     "isolation.level": "read_committed",
                     "auto.offset.reset": "earliest",
-                    "statistics.interval.ms": 5000,
-                    "stats_cb": metrics.record_lag,
-                    "error_cb": broker_errors(self.health, self.kafka.bootstrap_servers),
+                    **BrokerWatch(self.health, self.kafka.bootstrap_servers).callbacks(),
                 }
             )
         )
@@ -260,7 +258,13 @@ class ClusterWorker:
         clustering = self.settings.clustering
         config = self.config
         job = SnapshotJob(
-            config.redis_url, self.space, self.lease.token, config.dimension, clustering.index, config.redis_password()
+            config.redis_url,
+            self.space,
+            self.lease.token,
+            config.dimension,
+            clustering.index,
+            config.redis_password(),
+            config.redis_cluster,
         )
         self.compactor = Compactor(job, clustering.rank_order.snapshot_every, covered=covered)
         return engine

@@ -3,12 +3,14 @@ and those librdkafka reports about the brokers themselves (``error_cb``)."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
 from streaming.kafka_io import TRANSIENT_ERRORS
+from streaming.kafka_logs import kafka_logger
 from streaming.redact import redact
 from workers import metrics
 
@@ -29,15 +31,33 @@ def on_consumer_error(error: KafkaError, health: metrics.Health) -> None:
     log.warning("Kafka consumer (%s stage): %s (librdkafka retries on its own)", health.role, error)
 
 
-def broker_errors(health: metrics.Health, bootstrap: str) -> Callable[[KafkaError], None]:
-    """librdkafka's ``error_cb`` for a stage: unreachable brokers make it not-ready, naming them."""
+class BrokerWatch:
+    """librdkafka's error and statistics callbacks for one stage's clients: when no broker can be reached the
+    stage is not-ready, naming them, at once; the first statistics (every 5 s) that show a broker up again make
+    it ready. Other errors are logged (a dropped connection alone is librdkafka's to retry)."""
 
-    def report(error: KafkaError) -> None:
-        metrics.KAFKA_ERRORS.labels(health.role).inc()
-        if error.code() in TRANSIENT_ERRORS:
+    REASON = "Kafka unreachable at"
+
+    def __init__(self, health: metrics.Health, bootstrap: str) -> None:
+        self.health = health
+        self.bootstrap = redact(bootstrap)
+
+    def callbacks(self) -> dict[str, Any]:
+        """The client settings that install the callbacks."""
+        return {"error_cb": self.error, "stats_cb": self.statistics, "statistics.interval.ms": 5000}
+
+    def error(self, error: KafkaError) -> None:
+        metrics.KAFKA_ERRORS.labels(self.health.role).inc()
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            # Not one connection dropping (a broker restarting in a healthy cluster), but none left.
             # One reason for as long as it lasts (librdkafka's own lines, rate-limited, carry the details).
-            health.not_ready(f"Kafka unreachable at {redact(bootstrap)}")
+            self.health.not_ready(f"{self.REASON} {self.bootstrap}")
             return
-        log.log(logging.ERROR if error.fatal() else logging.WARNING, "Kafka (%s stage): %s", health.role, error)
+        level = logging.ERROR if error.fatal() else logging.WARNING
+        kafka_logger().log(level, "Kafka (%s stage): %s", self.health.role, error)  # rate-limited with librdkafka's
 
-    return report
+    def statistics(self, statistics_json: str) -> None:
+        metrics.record_lag(statistics_json)
+        brokers: dict[str, dict[str, Any]] = json.loads(statistics_json).get("brokers", {})
+        if any(broker.get("state") == "UP" for broker in brokers.values()):
+            self.health.recovered(self.REASON)

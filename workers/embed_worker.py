@@ -35,7 +35,7 @@ from streaming.kafka_io import (
 from streaming.messages import FrameHeaders, MessageError
 from workers import metrics
 from workers.commit_points import CommitPoints
-from workers.consumer_errors import broker_errors, on_consumer_error
+from workers.consumer_errors import BrokerWatch, on_consumer_error
 from workers.faces import face_record, track_record
 from workers.lifecycle import Backoff, pause
 from workers.settings import Settings
@@ -56,6 +56,7 @@ class EmbedWorker:
         self._failures: list[str] = []
         self._backoff = Backoff(settings.worker.retry_max_s)
         analyzer.timings.observer = lambda stage, seconds: metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+        brokers = BrokerWatch(self.health, self.kafka.bootstrap_servers)
         self.consumer = Consumer(
             self.kafka.client_config(
                 **{
@@ -66,9 +67,7 @@ class EmbedWorker:
                     "partition.assignment.strategy": "cooperative-sticky",
                     **({"group.instance.id": settings.worker.instance_id} if settings.worker.instance_id else {}),
                     "session.timeout.ms": self.kafka.session_timeout_ms,
-                    "statistics.interval.ms": 5000,
-                    "stats_cb": metrics.record_lag,
-                    "error_cb": broker_errors(self.health, self.kafka.bootstrap_servers),
+                    **brokers.callbacks(),
                 }
             )
         )
@@ -77,7 +76,7 @@ class EmbedWorker:
                 **{
                     "enable.idempotence": True,
                     "linger.ms": 5,
-                    "error_cb": broker_errors(self.health, self.kafka.bootstrap_servers),
+                    **brokers.callbacks(),
                 }
             )
         )

@@ -120,6 +120,11 @@ class Health:
         READY.labels(self.role).set(0)
         self.beat()
 
+    def recovered(self, reason: str) -> None:
+        """Ready again, if what made the worker not-ready was ``reason`` (a prefix of the reason it gave)."""
+        if not self._ready and self._why.startswith(reason):
+            self.ready()
+
     @property
     def live(self) -> bool:
         return time.monotonic() - self._beat < self.stall_s

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from clustering.redis_store import connect
+from clustering.redis_client import connect
 from workers import metrics
 from workers.lifecycle import StopFlag
 from workers.settings import Settings
@@ -56,7 +56,8 @@ def run_worker(
     if role in ("cluster", "all"):
         from workers.cluster_worker import ClusterWorker  # noqa: PLC0415
 
-        client = connect(settings.worker.redis_url, password=settings.worker.redis_password())
+        config = settings.worker
+        client = connect(config.redis_url, password=config.redis_password(), cluster=config.redis_cluster)
         stages.append(ClusterWorker(settings, client))
         log.info(
             "cluster stage: %s -> %s, identity space %s",

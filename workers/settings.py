@@ -39,6 +39,10 @@ class WorkerSettings(BaseModel):
         description="Identity space the cluster worker writes; faces of other spaces are left to their workers.",
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the clustering state.")
+    redis_cluster: bool = Field(
+        False,
+        description="redis_url names a node of a Redis Cluster: each identity space lives in one slot of one master.",
+    )
     redis_password_file: Path | None = Field(
         None,
         description="A file holding Redis's password (a Docker or Kubernetes secret); overrides one in redis_url.",
