@@ -277,8 +277,16 @@ class OnlineRankOrder:
             vectors = np.stack(state.embeddings[: state.snapshot_count])
             engine._index = HnswIndex(dimension, settings.index, snapshot=with_vectors(state.snapshot, vectors))
             start = state.snapshot_count
-        for label in range(start, len(state.metas)):
-            engine._index.add(label, state.embeddings[label])
+        if start:
+            # Past a snapshot the graph differs from the running one anyway (hnswlib's level draws restart), so
+            # the faces after it are inserted on every core; before any snapshot, one at a time, in order, so a
+            # restart rebuilds exactly the running graph.
+            later = state.embeddings[start:]
+            if later:
+                engine._index.add_all(start, np.stack(later))
+        else:
+            for label in range(len(state.metas)):
+                engine._index.add(label, state.embeddings[label])
         for label, meta in enumerate(state.metas):
             engine._ids.append(meta.face_id)
             engine._label_of[meta.face_id] = label

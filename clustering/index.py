@@ -93,6 +93,16 @@ class HnswIndex:
                 self._index.resize_index(max(capacity * 2, 1024))
             self._index.add_items(vector.reshape(1, -1), np.array([label]), num_threads=1)
 
+    def add_all(self, first_label: int, vectors: NDArray[np.float32]) -> None:
+        """Adds ``vectors`` as labels ``first_label``, ``first_label + 1``, ... on every core (the graph then
+        depends on thread timing: for restores past a snapshot, never for the running index)."""
+        with self._lock.write():
+            needed = len(self) + len(vectors)
+            if needed > self._index.get_max_elements():
+                self._index.resize_index(max(needed, 1024))
+            labels = np.arange(first_label, first_label + len(vectors))
+            self._index.add_items(vectors, labels, num_threads=os.cpu_count() or 1)
+
     def query(self, vector: NDArray[np.float32], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Labels and cosine similarities of the ``k`` nearest items, nearest first (fewer if fewer exist)."""
         with self._lock.read():
