@@ -28,6 +28,7 @@ from clustering.index import HnswIndex
 from clustering.rank_order import rank_order_distance
 from clustering.settings import ClusteringSettings
 from clustering.store import (
+    EMBEDDING_DTYPE,
     ClusterSummary,
     FaceDelta,
     FaceMeta,
@@ -154,8 +155,8 @@ class OnlineRankOrder:
             raise StoreError("a store write failed earlier: restore the engine from its store before going on")
         if face_id in self._label_of:
             return Assignment(face_id, self.cluster_of(face_id))
-        # Rounded to float16, as the store keeps it: the index holds what a restart will read back.
-        vector = np.asarray(embedding, dtype=np.float16).astype(np.float32).reshape(self.dimension)
+        # Rounded to the stored precision: the index holds what a restart will read back.
+        vector = np.asarray(embedding, dtype=EMBEDDING_DTYPE).astype(np.float32).reshape(self.dimension)
         x = len(self._ids)
         k = self.params.k
         found, similarities = self._index.query(vector, max(k, self.params.direct_search))

@@ -34,9 +34,11 @@ def missing(what: str) -> None:
 
 
 class RedisServer:
-    def __init__(self, folder: Path, durable: bool = False, password: str | None = None) -> None:
+    def __init__(
+        self, folder: Path, durable: bool = False, password: str | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         """``durable``: an append-only file synced on every write, so a restart keeps the data.
-        ``password``: clients must give it (requirepass)."""
+        ``password``: clients must give it (requirepass). ``extra``: more redis-server arguments."""
         binary = shutil.which("redis-server")
         if binary is None:
             missing("redis-server (Debian package redis-server)")
@@ -46,8 +48,7 @@ class RedisServer:
         self.port = free_port()
         self.durable = durable
         self.password = password
-        #: More redis-server arguments (a cluster node's).
-        self.extra: list[str] = []
+        self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -140,7 +141,22 @@ class RedisClusterServers:
     """A local Redis Cluster of three masters (Debian's redis-server, cluster-enabled, AOF synced on every write)."""
 
     def __init__(self, folder: Path) -> None:
-        self.nodes = [RedisServer(folder / f"node{n}", durable=True) for n in range(3)]
+        # The bus port is the client port + 10,000 unless named, which a free port above 55,535 cannot be.
+        self.nodes = [
+            RedisServer(
+                folder / f"node{n}",
+                durable=True,
+                extra=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    str(free_port()),
+                ),
+            )
+            for n in range(3)
+        ]
 
     @property
     def url(self) -> str:
@@ -149,9 +165,6 @@ class RedisClusterServers:
     def start(self) -> None:
         for node in self.nodes:
             node.folder.mkdir(parents=True, exist_ok=True)
-            # The bus port is the client port + 10,000 unless named, which a free port above 55,535 cannot be.
-            bus = str(free_port())
-            node.extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", bus]
             node.start()
         cli = shutil.which("redis-cli")
         if cli is None:

@@ -4,6 +4,7 @@ nothing when one of them is killed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -65,26 +66,17 @@ def _settings(bootstrap: str, redis_url: str, cpu_models: ModelSettings, partiti
     )
 
 
-def _worker(settings: Settings, role: str, group: str, port: int) -> subprocess.Popen[str]:
+def _worker(
+    settings: Settings, role: str, group: str, port: int, log: Path | None = None, **env: str
+) -> subprocess.Popen[str]:
+    """A `facestream worker` process; its log goes to ``log`` (to be read while it runs), or to a pipe."""
     command = [sys.executable, "-m", "workers.cli", "worker", "--role", role, "--cpu", "--group", group]
-    return subprocess.Popen(
-        command,
-        env=settings_env(settings, FACESTREAM_WORKER__METRICS_PORT=str(port)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _logged_worker(settings: Settings, group: str, log: Path, **env: str) -> subprocess.Popen[str]:
-    """An embed worker whose log goes to a file, to be read while it runs."""
-    command = [sys.executable, "-m", "workers.cli", "worker", "--role", "embed", "--cpu", "--group", group]
-    with log.open("a") as handle:
+    with log.open("a") if log is not None else contextlib.nullcontext() as handle:
         return subprocess.Popen(
             command,
-            env=settings_env(settings, FACESTREAM_WORKER__METRICS_PORT="0", **env),
-            stdout=subprocess.DEVNULL,
-            stderr=handle,
+            env=settings_env(settings, FACESTREAM_WORKER__METRICS_PORT=str(port), **env),
+            stdout=subprocess.PIPE if log is None else subprocess.DEVNULL,
+            stderr=subprocess.PIPE if log is None else handle,
             text=True,
         )
 
@@ -266,7 +258,7 @@ def test_a_restarted_static_member_gets_its_partitions_back_and_the_other_is_nev
     group = f"embed-static-{settings.worker.space}"
     logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
     workers = {
-        name: _logged_worker(settings, group, log, FACESTREAM_WORKER__INSTANCE_ID=f"embed-{name}")
+        name: _worker(settings, "embed", group, 0, log, FACESTREAM_WORKER__INSTANCE_ID=f"embed-{name}")
         for name, log in logs.items()
     }
     # Live cameras: frames arrive at 12 per second for about half a minute while the workers run.
@@ -289,7 +281,7 @@ def test_a_restarted_static_member_gets_its_partitions_back_and_the_other_is_nev
         killed = time.time()
         workers["a"].kill()
         workers["a"].wait(timeout=10)
-        workers["a"] = _logged_worker(settings, group, logs["a"], FACESTREAM_WORKER__INSTANCE_ID="embed-a")
+        workers["a"] = _worker(settings, "embed", group, 0, logs["a"], FACESTREAM_WORKER__INSTANCE_ID="embed-a")
 
         def rejoined() -> bool:
             return any(t > killed for t in _logged_at(logs["a"], "assigned 2 more"))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from prometheus_client import REGISTRY
 
 from tests.streams import http_get
@@ -44,5 +42,5 @@ def test_consumer_lag_is_summed_per_topic_from_librdkafka_statistics() -> None:
             }
         }
     }
-    metrics.record_lag(json.dumps(stats))
+    metrics.record_lag(stats)
     assert REGISTRY.get_sample_value("facestream_consumer_lag", {"topic": "frames-lag-test"}) == 12

@@ -57,7 +57,8 @@ class BrokerWatch:
         kafka_logger().log(level, "Kafka (%s stage): %s", self.health.role, error)  # rate-limited with librdkafka's
 
     def statistics(self, statistics_json: str) -> None:
-        metrics.record_lag(statistics_json)
-        brokers: dict[str, dict[str, Any]] = json.loads(statistics_json).get("brokers", {})
+        stats: dict[str, Any] = json.loads(statistics_json)
+        metrics.record_lag(stats)
+        brokers: dict[str, dict[str, Any]] = stats.get("brokers", {})
         if any(broker.get("state") == "UP" for broker in brokers.values()):
             self.health.recovered(self.REASON)

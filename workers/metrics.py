@@ -5,7 +5,6 @@ Labels stay low-cardinality: topics, stages, reasons and roles, never faces, clu
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -72,9 +71,8 @@ READY = Gauge("facestream_ready", "1 while the worker is able to do its work.", 
 WRITER = Gauge("facestream_writer", "1 while this process holds the writer lease of its identity space.")
 
 
-def record_lag(statistics_json: str) -> None:
-    """librdkafka statistics callback: consumer lag summed per topic over the partitions this process owns."""
-    stats: dict[str, Any] = json.loads(statistics_json)
+def record_lag(stats: dict[str, Any]) -> None:
+    """Consumer lag summed per topic over the partitions this process owns, from librdkafka's statistics."""
     for topic, data in stats.get("topics", {}).items():
         lags = [p.get("consumer_lag", -1) for name, p in data.get("partitions", {}).items() if name != "-1"]
         known = [lag for lag in lags if lag >= 0]
