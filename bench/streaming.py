@@ -58,7 +58,7 @@ def _streaming(jpegs: list[bytes], bootstrap: str, redis_url: str, fps: float, e
     kafka = fresh_kafka(bootstrap)
     suffix = kafka.frames_topic.removeprefix("frames-")
     port = free_port()
-    worker_settings = WorkerSettings(space=f"bench{suffix}", redis_url=redis_url, metrics_port=port)
+    worker_settings = WorkerSettings(cluster_group=f"cluster-{suffix}", redis_url=redis_url, metrics_port=port)
     env = settings_env(Settings(kafka=kafka, worker=worker_settings))
     command = [sys.executable, "-m", "workers.cli", "worker", "--role", "all", "--cpu", "--group", f"embed-{suffix}"]
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

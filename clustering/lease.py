@@ -30,6 +30,7 @@ class WriterLease:
 
     def __init__(self, client: RedisClient, space: str, ttl_s: float) -> None:
         self.client = client
+        self.space = space
         self.key = f"{{fs:{space}}}:writer"
         self.token = secrets.token_hex(16)
         self.ttl_ms = max(int(ttl_s * 1000), 100)

@@ -170,6 +170,10 @@ class RedisStore:
             return False
         return self._queue_or_run(event_id, ["E", event_id, entry.partition, entry.offset, entry.to_json()])
 
+    def applied_through(self, partition: int, offset: int) -> None:
+        """Records that every face of this space up to ``offset`` on ``partition`` is applied (fenced)."""
+        self._run([["O", partition, offset]])
+
     def _queue_or_run(self, identifier: str, operation: list[Any]) -> bool:
         if self._pending is None:
             return self._run([operation]) == [1]

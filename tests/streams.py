@@ -202,7 +202,9 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
         time.sleep(0.05)
 
 
-def fresh_kafka(bootstrap: str, frames_partitions: int = 1, **overrides: Any) -> KafkaSettings:
+def fresh_kafka(
+    bootstrap: str, frames_partitions: int = 1, faces_partitions: int = 1, **overrides: Any
+) -> KafkaSettings:
     """Kafka settings naming topics of their own (uuid suffixes), created on the broker."""
     suffix = uuid.uuid4().hex[:10]
     kafka = KafkaSettings(
@@ -214,7 +216,8 @@ def fresh_kafka(bootstrap: str, frames_partitions: int = 1, **overrides: Any) ->
         **overrides,
     )
     create_topics(bootstrap, [kafka.frames_topic], frames_partitions)
-    create_topics(bootstrap, [kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic])
+    create_topics(bootstrap, [kafka.faces_topic], faces_partitions)
+    create_topics(bootstrap, [kafka.identities_topic, kafka.dead_letter_topic])
     return kafka
 
 

@@ -39,9 +39,14 @@ from workers.settings import Settings, WorkerSettings
 
 def _settings(bootstrap: str, redis_url: str, **worker: object) -> Settings:
     kafka = fresh_kafka(bootstrap)
-    space = "s" + kafka.faces_topic.removeprefix("faces-")
-    config = WorkerSettings(space=space, redis_url=redis_url, metrics_port=0, **worker)
+    group = "cluster-" + kafka.faces_topic.removeprefix("faces-")
+    config = WorkerSettings(cluster_group=group, redis_url=redis_url, metrics_port=0, **worker)
     return Settings(kafka=kafka, worker=config)
+
+
+def _space(settings: Settings) -> str:
+    """The identity space of a test's faces: its own, like its topics."""
+    return "s" + settings.kafka.faces_topic.removeprefix("faces-")
 
 
 def _publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -51,8 +56,8 @@ def _publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
     assert producer.flush(30) == 0
 
 
-def _state_labels(settings: Settings) -> dict[str, int]:
-    store = RedisStore(connect(settings.worker.redis_url), settings.worker.space)
+def _state_labels(settings: Settings, space: str | None = None) -> dict[str, int]:
+    store = RedisStore(connect(settings.worker.redis_url), space or _space(settings))
     return OnlineRankOrder.restore(store, 512, settings.clustering).labels()
 
 
@@ -80,7 +85,7 @@ def running() -> Iterator[Callable[[ClusterWorker, Callable[[], bool]], None]]:
 
 
 def _faces_with_bad_records(settings: Settings) -> tuple[list[FaceRecord], list[bytes], dict[str, bytes]]:
-    records = synthetic_faces(600, identities=40, space=settings.worker.space, seed=3)
+    records = synthetic_faces(600, identities=40, space=_space(settings), seed=3)
     good = records[0]
     bad = {
         "bad_embedding": good.model_copy(
@@ -92,8 +97,8 @@ def _faces_with_bad_records(settings: Settings) -> tuple[list[FaceRecord], list[
     }
     values = [r.to_json() for r in records]
     # A replay of the first 50 records (an embed worker that crashed before committing), the bad records and
-    # a face of another identity space.
-    foreign = records[1].model_copy(update={"space": "elsewhere", "face_id": "y:1:0"}).to_json()
+    # a face of another identity space on the same partition.
+    foreign = records[1].model_copy(update={"space": _space(settings) + "b", "face_id": "y:1:0"}).to_json()
     stream = values[:300] + list(bad.values()) + [foreign] + values[300:] + values[:50]
     return records, stream, bad
 
@@ -109,19 +114,22 @@ def test_one_assignment_per_face_and_the_clusters_of_an_in_memory_run(
 
     def seen() -> int:
         c = worker.counters
-        return c.faces + c.duplicates + c.other_space + sum(c.dead_letters.values())
+        return c.faces + c.duplicates + sum(c.dead_letters.values())
 
     running(worker, lambda: seen() >= len(stream))
 
-    assert worker.counters.faces == len(records)
+    assert worker.counters.faces == len(records) + 1
     assert worker.counters.duplicates == 50
-    assert worker.counters.other_space == 1  # another space's face: left to its own worker, not dead-lettered
+    assert worker.counters.takeovers == 2  # one worker writes both spaces
     expected = reference_labels(records, settings.clustering)
     assert _state_labels(settings) == expected
-    assigned, view = identities_view([v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic)])
+    assert _state_labels(settings, _space(settings) + "b") == {"y:1:0": 0}
+    identities = [v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic)]
+    assigned, view = identities_view([v for v in identities if b'"y:1:0"' not in v])
     assert set(assigned) == set(expected)
     assert set(assigned.values()) == {1}
     assert view == expected  # assignments and merges rebuild the final clusters
+    assert sum(b'"y:1:0"' in v for v in identities) == 1
     letters = [DeadLetter.from_json(v) for _, v in read_all(kafka_bootstrap, settings.kafka.dead_letter_topic)]
     assert sorted(letter.reason for letter in letters) == sorted(bad)
     assert all(letter.stage == "cluster" and letter.value == DeadLetter.b64(bad[letter.reason]) for letter in letters)
@@ -131,9 +139,9 @@ def test_a_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run
     kafka_bootstrap: str, redis_url: str
 ) -> None:
     settings = _settings(kafka_bootstrap, redis_url)
-    records = synthetic_faces(4000, identities=300, space=settings.worker.space, seed=5)
+    records = synthetic_faces(4000, identities=300, space=_space(settings), seed=5)
     _publish(kafka_bootstrap, settings.kafka.faces_topic, [r.to_json() for r in records])
-    store = RedisStore(connect(redis_url), settings.worker.space)
+    store = RedisStore(connect(redis_url), _space(settings))
     command = [sys.executable, "-m", "workers.cli", "worker", "--role", "cluster"]
 
     port = free_port()
@@ -188,10 +196,10 @@ def test_a_redis_outage_makes_the_worker_wait_and_lose_nothing(
 ) -> None:
     with redis_server(tmp_path, durable=True) as server:
         settings = _settings(kafka_bootstrap, server.url, retry_max_s=1.0)
-        records = synthetic_faces(3000, identities=200, space=settings.worker.space, seed=7)
+        records = synthetic_faces(3000, identities=200, space=_space(settings), seed=7)
         _publish(kafka_bootstrap, settings.kafka.faces_topic, [r.to_json() for r in records])
         worker = ClusterWorker(settings, connect(server.url))
-        store = RedisStore(connect(server.url, retries=0), settings.worker.space)
+        store = RedisStore(connect(server.url, retries=0), _space(settings))
         readiness: list[bool] = []
 
         def outage() -> None:
@@ -207,7 +215,7 @@ def test_a_redis_outage_makes_the_worker_wait_and_lose_nothing(
         running(worker, lambda: not thread.is_alive() and store.count() == len(records), 180)
         assert readiness == [False]
         assert worker.health.report()[0]
-        assert worker.counters.recoveries >= 2
+        assert worker.counters.takeovers >= 2
         expected = reference_labels(records, settings.clustering)
         assert _state_labels(settings) == expected
         assigned, view = identities_view([v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic)])
@@ -220,7 +228,7 @@ def test_a_standby_waits_for_the_lease_and_takes_over_where_the_writer_stopped(
     kafka_bootstrap: str, redis_url: str
 ) -> None:
     settings = _settings(kafka_bootstrap, redis_url, lease_ttl_s=1.0)
-    records = synthetic_faces(400, identities=30, space=settings.worker.space, seed=11)
+    records = synthetic_faces(400, identities=30, space=_space(settings), seed=11)
     _publish(kafka_bootstrap, settings.kafka.faces_topic, [r.to_json() for r in records[:200]])
     writer, standby = ClusterWorker(settings, connect(redis_url)), ClusterWorker(settings, connect(redis_url))
     stops = [threading.Event(), threading.Event()]
@@ -236,7 +244,7 @@ def test_a_standby_waits_for_the_lease_and_takes_over_where_the_writer_stopped(
     # A standby is doing its job: ready, so no alert fires and no orchestrator restarts it.
     assert standby.health.report() == (
         True,
-        f"standby: another worker holds the writer lease of space {settings.worker.space}",
+        f"standby: no partition of {settings.kafka.faces_topic} is assigned to this worker",
     )
 
     stops[0].set()  # a clean stop gives the lease back
@@ -273,9 +281,9 @@ def test_a_wiped_state_is_rebuilt_from_the_faces_topic_without_publishing_again(
     kafka_bootstrap: str, redis_url: str, running: Callable[..., None]
 ) -> None:
     settings = _settings(kafka_bootstrap, redis_url)
-    records = synthetic_faces(300, identities=20, space=settings.worker.space, seed=13)
+    records = synthetic_faces(300, identities=20, space=_space(settings), seed=13)
     _publish(kafka_bootstrap, settings.kafka.faces_topic, [r.to_json() for r in records])
-    store = RedisStore(connect(redis_url), settings.worker.space)
+    store = RedisStore(connect(redis_url), _space(settings))
     first = ClusterWorker(settings, connect(redis_url))
     running(first, lambda: store.count() == len(records))
     store.clear()  # Redis lost the space (no persistence, a flushed database, a failed-over empty replica)

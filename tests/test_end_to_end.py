@@ -56,14 +56,19 @@ VIDEOS = {
 
 def _settings(bootstrap: str, redis_url: str, cpu_models: ModelSettings, partitions: int = 1) -> Settings:
     kafka = fresh_kafka(bootstrap, partitions, session_timeout_ms=6000)
-    space = "e" + kafka.frames_topic.removeprefix("frames-")
+    group = "cluster-" + kafka.frames_topic.removeprefix("frames-")
     # Short clips: embed a track's face every quarter second, so that clustering has work to do.
     return Settings(
         models=cpu_models,
         kafka=kafka,
-        worker=WorkerSettings(space=space, redis_url=redis_url),
+        worker=WorkerSettings(cluster_group=group, redis_url=redis_url),
         tracking=TrackingSettings(embed_interval_s=0.25),
     )
+
+
+def _space(settings: Settings) -> str:
+    """The identity space of a test's frames: its own, like its topics."""
+    return "e" + settings.kafka.frames_topic.removeprefix("frames-")
 
 
 def _worker(
@@ -104,7 +109,7 @@ def test_frames_in_identities_out_equal_facestream_run(
 ) -> None:
     settings = _settings(kafka_bootstrap, redis_url, cpu_models)
     sources = [FrameSource(str(data_dir("videos", name)), camera) for camera, name in VIDEOS.items()]
-    produced = produce_frames(sources, settings.kafka, space=settings.worker.space, fps=0, progress=False)
+    produced = produce_frames(sources, settings.kafka, space=_space(settings), fps=0, progress=False)
     assert produced.failed == 0
 
     # `facestream run` on the very frames the workers receive (the JPEGs on the frames topic, their headers).
@@ -129,8 +134,8 @@ def test_frames_in_identities_out_equal_facestream_run(
     assert len(expected) > 30
 
     port = free_port()
-    worker = _worker(settings, "all", f"embed-{settings.worker.space}", port)
-    store = RedisStore(connect(redis_url), settings.worker.space)
+    worker = _worker(settings, "all", f"embed-{_space(settings)}", port)
+    store = RedisStore(connect(redis_url), _space(settings))
     try:
         wait_for(lambda: store.count() >= len(expected) or worker.poll() is not None, 300, "every face clustered")
         time.sleep(2)  # anything beyond the expected faces would show now
@@ -203,12 +208,12 @@ def test_an_embed_worker_killed_with_tracks_open_loses_no_face_and_two_others_fi
 ) -> None:
     settings = _settings(kafka_bootstrap, redis_url, cpu_models, partitions=4)
     sources = [FrameSource(str(data_dir("videos", name)), camera) for camera, name in VIDEOS.items()]
-    produced = produce_frames(sources, settings.kafka, space=settings.worker.space, fps=0, progress=False)
+    produced = produce_frames(sources, settings.kafka, space=_space(settings), fps=0, progress=False)
     frames = read_messages(kafka_bootstrap, settings.kafka.frames_topic, idle_s=1.0)
     assert len(frames) == produced.frames
     with_faces = _frames_with_faces(frames, analyzer, settings)
 
-    group = f"embed-{settings.worker.space}"
+    group = f"embed-{_space(settings)}"
     first = _worker(settings, "embed", group, 0)
     workers = [first]
     try:
@@ -248,14 +253,14 @@ def test_an_embed_worker_killed_with_tracks_open_loses_no_face_and_two_others_fi
     thread.join(timeout=60)
     assert cluster.counters.faces == len(expected)
     assert cluster.counters.duplicates == len(faces) - len(expected)
-    assert RedisStore(connect(redis_url), settings.worker.space).count() == len(expected)
+    assert RedisStore(connect(redis_url), _space(settings)).count() == len(expected)
 
 
 def test_a_restarted_static_member_gets_its_partitions_back_and_the_other_is_never_rebalanced(
     kafka_bootstrap: str, redis_url: str, cpu_models: ModelSettings, analyzer: FaceAnalyzer, tmp_path: Path
 ) -> None:
     settings = _settings(kafka_bootstrap, redis_url, cpu_models, partitions=4)
-    group = f"embed-static-{settings.worker.space}"
+    group = f"embed-static-{_space(settings)}"
     logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
     workers = {
         name: _worker(settings, "embed", group, 0, log, FACESTREAM_WORKER__INSTANCE_ID=f"embed-{name}")
@@ -270,7 +275,7 @@ def test_a_restarted_static_member_gets_its_partitions_back_and_the_other_is_nev
     producing = threading.Thread(
         target=produce_frames,
         args=(sources, settings.kafka),
-        kwargs={"space": settings.worker.space, "fps": 12, "progress": False},
+        kwargs={"space": _space(settings), "fps": 12, "progress": False},
         daemon=True,
     )
     try:
@@ -318,17 +323,17 @@ def test_a_kafka_outage_mid_stream_loses_nothing_and_assigns_each_face_once(
         settings = _settings(bootstrap, redis_url, cpu_models)
         settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"retry_max_s": 2.0})})
         sources = [FrameSource(str(data_dir("videos", name)), camera) for camera, name in VIDEOS.items()]
-        produce_frames(sources, settings.kafka, space=settings.worker.space, fps=0, progress=False)
+        produce_frames(sources, settings.kafka, space=_space(settings), fps=0, progress=False)
         frames = read_messages(bootstrap, settings.kafka.frames_topic, idle_s=1.0)
         with_faces = _frames_with_faces(frames, analyzer, settings)
 
-        embed = EmbedWorker(settings, analyzer, group=f"embed-{settings.worker.space}")
+        embed = EmbedWorker(settings, analyzer, group=f"embed-{_space(settings)}")
         cluster = ClusterWorker(settings, connect(redis_url))
         stop = threading.Event()
         threads = [threading.Thread(target=w.run, args=(stop.is_set,), daemon=True) for w in (embed, cluster)]
         for thread in threads:
             thread.start()
-        store = RedisStore(connect(redis_url), settings.worker.space)
+        store = RedisStore(connect(redis_url), _space(settings))
         try:
             wait_for(lambda: store.count() >= 10, 120, "the first faces clustered")
             stop_kafka(folder)
@@ -336,7 +341,7 @@ def test_a_kafka_outage_mid_stream_loses_nothing_and_assigns_each_face_once(
             time.sleep(5)
             start_kafka(folder)
             wait_for(
-                lambda: committed_to_end(bootstrap, f"embed-{settings.worker.space}", settings.kafka.frames_topic, 1),
+                lambda: committed_to_end(bootstrap, f"embed-{_space(settings)}", settings.kafka.frames_topic, 1),
                 240,
                 "every frame embedded after the outage",
             )
@@ -350,8 +355,16 @@ def test_a_kafka_outage_mid_stream_loses_nothing_and_assigns_each_face_once(
             wait_for(covered, 30, "the appearances of every track")
             expected = {r.face_id for r in records if isinstance(r, FaceRecord)}
             wait_for(lambda: store.count() >= len(expected), 120, "every face clustered after the outage")
-            # Ready again, both (a cluster worker whose transaction hung on the restarted coordinator steps down
-            # after its 35 s deadline and takes over again first).
+            # Every assignment committed, and both stages ready again (a cluster worker whose transaction hung on
+            # the restarted coordinator steps down after its 35 s deadline and takes over again first).
+            identities = settings.kafka.identities_topic
+            wait_for(
+                lambda: (
+                    set(identities_view([v for _, v in read_all(bootstrap, identities, idle_s=1.0)])[0]) == expected
+                ),
+                180,
+                "every assignment committed",
+            )
             wait_for(lambda: embed.health.report()[0] and cluster.health.report()[0], 120, "both stages ready")
             time.sleep(2)
         finally:

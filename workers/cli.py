@@ -113,7 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--bootstrap", help="Kafka bootstrap servers (FACESTREAM_KAFKA__BOOTSTRAP_SERVERS)")
     worker.add_argument("--group", default="facestream-embed", help="consumer group of the embed workers")
     worker.add_argument("--redis", metavar="URL", help="Redis of the clustering state (FACESTREAM_WORKER__REDIS_URL)")
-    worker.add_argument("--space", help="identity space of the cluster stage (FACESTREAM_WORKER__SPACE)")
     worker.add_argument(
         "--metrics-port", type=int, metavar="PORT", help="/metrics, /healthz, /readyz port (0: none; default 9400)"
     )
@@ -211,7 +210,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from workers.service import run_worker  # noqa: PLC0415
 
     worker: dict[str, Any] = {}
-    for flag, name in (("redis", "redis_url"), ("space", "space"), ("metrics_port", "metrics_port")):
+    for flag, name in (("redis", "redis_url"), ("metrics_port", "metrics_port")):
         if getattr(args, flag) is not None:
             worker[name] = getattr(args, flag)
     if args.log_format:

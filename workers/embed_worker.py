@@ -191,7 +191,8 @@ class EmbedWorker:
         metrics.FACES_DETECTED.inc(len(result.faces))
         if result.reset is not None:
             metrics.TRACK_RESETS.labels(result.reset.value).inc()
-        key = result.camera.encode()
+        # Keyed by identity space: a space's faces stay in order on one partition, the one its writer reads.
+        key = space.encode()
         publish_tracked = self.settings.tracking.publish_tracked_faces
         for face in result.faces:
             report = face.quality
@@ -207,7 +208,7 @@ class EmbedWorker:
     def _publish_appearances(self, space: str, appearances: list[TrackSummary]) -> None:
         for summary in appearances:
             record = track_record(summary, space=space)
-            self._produce(self.kafka.faces_topic, summary.camera.encode(), record.to_json())
+            self._produce(self.kafka.faces_topic, space.encode(), record.to_json())
 
     def _send_dead_letter(self, message: Message, reason: str, error: Exception) -> None:
         log.warning("dead letter %s (%s): %s", where(message), reason, error, extra=log_context(message))

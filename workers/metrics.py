@@ -33,11 +33,8 @@ APPEARANCES = Counter("facestream_appearances", "Appearances (tracks) attributed
 FACES_REJECTED = Counter("facestream_faces_rejected", "Detected faces refused by the quality gate.", ["reason"])
 FACES_CLUSTERED = Counter("facestream_faces_clustered", "Faces applied to the clustering state.")
 DUPLICATE_FACES = Counter("facestream_duplicate_faces", "Face records seen again (a replay) and ignored.")
-OTHER_SPACE_FACES = Counter(
-    "facestream_other_space_faces", "Face records of identity spaces other than this worker's, left to their workers."
-)
 MERGES = Counter("facestream_merges", "Clusters absorbed into older ones.")
-CLUSTERS = Gauge("facestream_clusters", "Clusters in the identity space this worker writes.")
+CLUSTERS = Gauge("facestream_clusters", "Clusters in the identity spaces this worker writes.")
 DEAD_LETTERS = Counter("facestream_dead_letters", "Messages sent to the dead-letter topic.", ["stage", "reason"])
 STAGE_SECONDS = Histogram(
     "facestream_stage_seconds", "Seconds per batch spent in each stage.", ["stage"], buckets=_LATENCY_BUCKETS
@@ -68,7 +65,7 @@ RECOVERY_ATTEMPTS = Counter(
     "facestream_recovery_attempts", "Tries to rebuild after a failure (many while a service stays down).", ["role"]
 )
 READY = Gauge("facestream_ready", "1 while the worker is able to do its work.", ["role"])
-WRITER = Gauge("facestream_writer", "1 while this process holds the writer lease of its identity space.")
+WRITER = Gauge("facestream_writer", "Identity spaces this process writes (holds the writer lease of).")
 
 
 def record_lag(stats: dict[str, Any]) -> None:

@@ -60,10 +60,10 @@ def run_worker(
         client = connect(config.redis_url, password=config.redis_password(), cluster=config.redis_cluster)
         stages.append(ClusterWorker(settings, client))
         log.info(
-            "cluster stage: %s -> %s, identity space %s",
+            "cluster stage: %s -> %s in group %s (the spaces of the partitions it is given)",
             kafka.faces_topic,
             kafka.identities_topic,
-            settings.worker.space,
+            config.cluster_group,
         )
     server = None
     if settings.worker.metrics_port:

@@ -31,12 +31,13 @@ class WorkerSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    space: str = Field(
-        "default",
+    cluster_group: str = Field(
+        "facestream-cluster",
         min_length=1,
-        max_length=100,
-        pattern=r"^[^{}: ]+$",
-        description="Identity space the cluster worker writes; faces of other spaces are left to their workers.",
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Consumer group of the cluster workers: they share the faces topic's partitions, and each writes "
+        "the identity spaces of the partitions it holds (the faces topic is keyed by space).",
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the clustering state.")
     redis_cluster: bool = Field(
@@ -65,7 +66,7 @@ class WorkerSettings(BaseModel):
         "",
         max_length=200,
         pattern=r"^[A-Za-z0-9._-]*$",
-        description="Static group membership of an embed worker (Kafka group.instance.id): restarted with the same "
+        description="Static group membership of a worker (Kafka group.instance.id): restarted with the same "
         "id within the session timeout, it gets its partitions back with no rebalance. A name stable across "
         "restarts and unique in the group, e.g. a StatefulSet pod's name; empty: dynamic membership.",
     )

@@ -7,6 +7,8 @@
 --   'F', face_id, label, meta, embedding, n_neighbours, (label, packed)*, n_parents, (label, parent)*,
 --        n_clusters, (root, summary or "" to delete)*, partition ("" for none), offset, outbox entry ("" for none)
 --   'E', event id, partition, offset, outbox entry
+--   'O', partition, offset: every face of the space below offset + 1 on that partition is applied (a space
+--        with no face in the batches that read it); the recorded offset only ever grows
 -- Returns one 1 (applied) or 0 (seen before, nothing changed) per operation.
 local token = ARGV[1]
 if token ~= '' and redis.call('GET', KEYS[10]) ~= token then
@@ -17,8 +19,12 @@ local results = {}
 local i = 3
 for op = 1, tonumber(ARGV[2]) do
   local kind, id = ARGV[i], ARGV[i + 1]
-  local fresh = redis.call('HEXISTS', KEYS[1], id) == 0
-  if kind == 'E' then
+  local fresh = kind ~= 'O' and redis.call('HEXISTS', KEYS[1], id) == 0
+  if kind == 'O' then
+    local applied = tonumber(redis.call('HGET', KEYS[7], id) or '-1')
+    if tonumber(ARGV[i + 2]) > applied then redis.call('HSET', KEYS[7], id, ARGV[i + 2]) end
+    i = i + 3
+  elseif kind == 'E' then
     if fresh then
       redis.call('HSET', KEYS[1], id, -1)
       redis.call('HSET', KEYS[7], ARGV[i + 2], ARGV[i + 3])

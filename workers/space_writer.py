@@ -1,0 +1,226 @@
+"""One identity space a cluster worker writes: its lease, its engine rebuilt from Redis, and its outbox.
+
+A space lives on one partition of the faces topic (the topic is keyed by space), its home. Taking a space
+over: take its writer lease (a standby of a space is a worker waiting for this), rebuild the engine from
+Redis by pages, and load the outbox. Outbox entries below the partition's committed offset were published
+before and are dropped; the others (Redis applied them, but their Kafka transaction never committed) are
+published again when the consumer reads their faces again, in the transaction that commits past them.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections import defaultdict
+from enum import StrEnum
+
+import numpy as np
+from numpy.typing import NDArray
+from redis.exceptions import RedisError
+
+from clustering.compaction import Compactor, SnapshotJob
+from clustering.engine import OnlineRankOrder
+from clustering.lease import LeaseKeeper, WriterLease
+from clustering.redis_client import RedisClient
+from clustering.redis_store import OutboxEntry, RedisStore
+from streaming.messages import FaceRecord, TrackRecord
+from workers import metrics
+from workers.faces import appearance_event, apply_face
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLostError(RuntimeError):
+    """Another process holds the writer lease of an identity space this worker was writing."""
+
+
+class Outcome(StrEnum):
+    FRESH = "fresh"  # applied now: its events go out
+    REPEAT = "repeat"  # applied before (a replay): its events go out only if they never did
+    NONE = "none"  # nothing to apply (a tracked face or track with no clustered face)
+
+
+def _observe_redis(operation: str, seconds: float) -> None:
+    metrics.REDIS_SECONDS.labels(operation).observe(seconds)
+
+
+class SpaceWriter:
+    def __init__(self, settings: Settings, client: RedisClient, lease: WriterLease) -> None:
+        """``lease``: this worker's lease of the space, kept across step-downs, so that the worker takes its
+        own lease again at once instead of waiting for it to lapse."""
+        self.settings = settings
+        self.space = space = lease.space
+        config = settings.worker
+        self.lease = lease
+        self.store = RedisStore(client, space, self.lease.token, observe=_observe_redis)
+        self.keeper = LeaseKeeper(self.lease, config.writer_stall_s)
+        self.engine: OnlineRankOrder | None = None
+        self.compactor: Compactor | None = None
+        self.home: int | None = None
+        #: Outbox entries applied but not yet published, by (partition, offset) of their record.
+        self._pending: defaultdict[tuple[int, int], list[OutboxEntry]] = defaultdict(list)
+        #: Outbox entries recorded or published again in the open batch, to drop once it commits.
+        self._unpublished = 0
+
+    def home_elsewhere(self, partition: int) -> int | None:
+        """The partition this space's faces were applied from, when it is not ``partition``."""
+        others = sorted(p for p in self.store.offsets() if p != partition)
+        return others[0] if others else None
+
+    def take_over(self, partition: int, published_below: int) -> bool:
+        """Becomes this space's writer for its home ``partition``; False while another worker holds the lease."""
+        if not self.lease.acquire():
+            return False
+        started = time.perf_counter()
+        self.keeper.start()  # a long restore keeps the lease too
+        engine = self._restore()
+        if self.keeper.lost:
+            self.release()
+            return False
+        outbox = self.store.outbox()
+        published = 0
+        while published < len(outbox) and outbox[published].offset < published_below:
+            published += 1
+        self.store.mark_published(published)
+        for entry in outbox[published:]:
+            self._pending[entry.partition, entry.offset].append(entry)
+        self.engine, self.home = engine, partition
+        log.info(
+            "writer of identity space %s: %d faces in %d clusters restored, %d event record(s) to publish again "
+            "(%.1f s)",
+            self.space,
+            len(engine),
+            engine.cluster_count,
+            len(outbox) - published,
+            time.perf_counter() - started,
+        )
+        return True
+
+    def _restore(self) -> OnlineRankOrder:
+        """The engine rebuilt from Redis, read by pages, with progress in the log."""
+        started, logged = time.monotonic(), time.monotonic()
+
+        def progress(loaded: int, total: int) -> None:
+            nonlocal logged
+            self.keeper.progressed()
+            if time.monotonic() - logged >= 10:
+                logged = time.monotonic()
+                log.info("restoring identity space %s: %d of %d faces read from Redis", self.space, loaded, total)
+
+        config, clustering = self.settings.worker, self.settings.clustering
+        state = self.store.load(progress)
+        engine = OnlineRankOrder.restore(self.store, config.dimension, clustering, state)
+        covered = state.snapshot_count
+        del state  # the engine holds what it needs; the rest is freed before the freeze
+        gc.freeze()  # the restored engine is long-lived: full collections need not walk it
+        metrics.RESTORE_SECONDS.observe(time.monotonic() - started)
+        job = SnapshotJob(
+            config.redis_url,
+            self.space,
+            self.lease.token,
+            config.dimension,
+            clustering.index,
+            config.redis_password(),
+            config.redis_cluster,
+        )
+        self.compactor = Compactor(job, clustering.rank_order.snapshot_every, covered=covered)
+        return engine
+
+    def _engine(self) -> OnlineRankOrder:
+        if self.engine is None:
+            raise RuntimeError(f"identity space {self.space} is not taken over")
+        return self.engine
+
+    # -- records -------------------------------------------------------------------------------------------------
+
+    def face(
+        self, record: FaceRecord, vector: NDArray[np.float32], at: tuple[int, int]
+    ) -> tuple[Outcome, list[OutboxEntry]]:
+        engine = self._engine()
+        count = len(engine)
+        assignment = apply_face(engine, record, vector, at)
+        if len(engine) == count:
+            return self._repeat(at)
+        entry = OutboxEntry(
+            at[0], at[1], record.face_id, assignment.cluster_id, assignment.merges, record.camera, record.timestamp
+        )
+        self._unpublished += 1
+        return Outcome.FRESH, [entry]
+
+    def tracked_face(self, record: FaceRecord, at: tuple[int, int]) -> tuple[Outcome, list[OutboxEntry]]:
+        """A tracked face that was not embedded takes its track's cluster."""
+        cluster = self._engine().track_cluster(record.track) if record.track else None
+        if cluster is None:
+            return Outcome.NONE, []
+        entry = OutboxEntry(at[0], at[1], record.face_id, cluster, (), record.camera, record.timestamp)
+        return self._event(record.face_id, entry)
+
+    def appearance(self, record: TrackRecord, at: tuple[int, int]) -> tuple[Outcome, list[OutboxEntry]]:
+        event = appearance_event(self._engine(), record)
+        if event is None:
+            return Outcome.NONE, []
+        entry = OutboxEntry(
+            at[0],
+            at[1],
+            record.best_face or "",
+            event.cluster,
+            (),
+            record.camera,
+            record.last_timestamp,
+            appearance=event.to_json().decode(),
+        )
+        return self._event(f"{record.track}#{record.sequence}", entry)
+
+    def _event(self, event_id: str, entry: OutboxEntry) -> tuple[Outcome, list[OutboxEntry]]:
+        """Records an event with its offset in Redis (queued in the open batch)."""
+        if not self.store.apply_event(event_id, entry):
+            return self._repeat((entry.partition, entry.offset))
+        self._unpublished += 1
+        return Outcome.FRESH, [entry]
+
+    def _repeat(self, at: tuple[int, int]) -> tuple[Outcome, list[OutboxEntry]]:
+        again = self._pending.pop(at, [])
+        self._unpublished += len(again)
+        return Outcome.REPEAT, again
+
+    def committed(self) -> None:
+        """The open batch's events are durable on the identities topic: drop them from the outbox."""
+        self.store.mark_published(self._unpublished)
+        self._unpublished = 0
+
+    # -- keeping and giving back ------------------------------------------------------------------------------
+
+    def keep(self) -> None:
+        """Reports the writer alive to the lease keeper; raises once the lease was lost."""
+        self.keeper.progressed()
+        if self.keeper.lost:
+            raise LeaseLostError(f"identity space {self.space}: {self.keeper.lost}")
+
+    def snapshot_if_due(self) -> None:
+        if self.engine is None or self.compactor is None:
+            return
+        self.compactor.after(len(self.engine))
+        for faces, seconds in self.compactor.finished:
+            metrics.SNAPSHOT_SECONDS.observe(seconds)
+            metrics.SNAPSHOT_FACES.set(faces)
+            log.info("index snapshot of %d faces of space %s stored in %.1f s", faces, self.space, seconds)
+        self.compactor.finished.clear()
+
+    def release(self) -> None:
+        """Stops writing and gives the lease back (it lapses on its own if Redis cannot be reached)."""
+        self.engine = None
+        self.keeper.stop()
+        if self.compactor is not None:
+            self.compactor.stop()
+            self.compactor = None
+        try:
+            self.lease.release()
+        except RedisError as exc:
+            log.warning(
+                "could not release the writer lease of space %s (it lapses in %.0f s): %s",
+                self.space,
+                self.lease.ttl_ms / 1000,
+                exc,
+            )
