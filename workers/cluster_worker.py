@@ -257,30 +257,25 @@ class ClusterWorker:
     ) -> None:
         at = (message.partition() or 0, message.offset() or 0)
         publish = at[1] >= self.positions.published_below(at[0])
-        if isinstance(record, MessageError | WrongPartitionError) or writer is None:
-            if publish and isinstance(record, Exception):
-                self.publisher.dead_letter(message, str(record.reason), record)
-                self.counters.dead_letters[str(record.reason)] += 1
+        if isinstance(record, MessageError | WrongPartitionError):
+            self._refuse(message, record, publish)
             return
+        if writer is None:
+            raise RuntimeError(f"no writer for the record at {at}")  # process() pairs every record with one
         try:
-            vector = (
-                record.vector(self.config.dimension) if isinstance(record, FaceRecord) and record.embedding else None
-            )
+            outcome, entries = writer.apply(record, self.config.dimension, at)
         except MessageError as exc:
-            if publish:
-                self.publisher.dead_letter(message, exc.reason, exc)
-                self.counters.dead_letters[exc.reason] += 1
+            self._refuse(message, exc, publish)
             return
-        if isinstance(record, TrackRecord):
-            outcome, entries = writer.appearance(record, at)
-        elif vector is None:
-            outcome, entries = writer.tracked_face(record, at)
-        else:
-            outcome, entries = writer.face(record, vector, at)
         self._count(record, outcome, entries)
         if publish:
             for entry in entries:
                 self.publisher.events(writer.space, entry)
+
+    def _refuse(self, message: Message, error: MessageError | WrongPartitionError, publish: bool) -> None:
+        if publish:  # else it was dead-lettered before, by whoever first read it
+            self.publisher.dead_letter(message, str(error.reason), error)
+            self.counters.dead_letters[str(error.reason)] += 1
 
     def _count(self, record: FaceRecord | TrackRecord, outcome: Outcome, entries: list[OutboxEntry]) -> None:
         if outcome is Outcome.REPEAT:

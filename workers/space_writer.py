@@ -135,6 +135,16 @@ class SpaceWriter:
 
     # -- records -------------------------------------------------------------------------------------------------
 
+    def apply(
+        self, record: FaceRecord | TrackRecord, dimension: int, at: tuple[int, int]
+    ) -> tuple[Outcome, list[OutboxEntry]]:
+        """Applies one record read at ``at``; raises MessageError for an unusable embedding."""
+        if isinstance(record, TrackRecord):
+            return self.appearance(record, at)
+        if not record.embedding:
+            return self.tracked_face(record, at)
+        return self.face(record, record.vector(dimension), at)
+
     def face(
         self, record: FaceRecord, vector: NDArray[np.float32], at: tuple[int, int]
     ) -> tuple[Outcome, list[OutboxEntry]]:
