@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from clustering.compaction import Compactor, SnapshotJob
 from clustering.engine import OnlineRankOrder
-from clustering.redis_client import connect
+from clustering.redis_client import RedisAddress, connect
 from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import InMemoryStore, StateStore
@@ -66,7 +66,9 @@ def measure(count: int, store_kind: str) -> dict[str, float]:
                 store = RedisStore(client, "bench")
                 # As the cluster worker does: index snapshots built by a child process, off the hot path.
                 every = ClusteringSettings().rank_order.snapshot_every
-                compactor = Compactor(SnapshotJob(server.url, "bench", "", DIM, ClusteringSettings().index), every, 0)
+                compactor = Compactor(
+                    SnapshotJob(RedisAddress(server.url), "bench", "", DIM, ClusteringSettings().index), every, 0
+                )
                 result = _run(faces, store, client, compactor)
                 started = time.perf_counter()
                 while compactor.running():

@@ -24,7 +24,7 @@ import numpy as np
 
 from clustering.hnsw_format import strip_vectors, with_vectors
 from clustering.index import HnswIndex
-from clustering.redis_client import connect
+from clustering.redis_client import RedisAddress, connect
 from clustering.redis_store import RedisStore
 from clustering.settings import IndexSettings
 from streaming.redact import RedactingFilter
@@ -50,13 +50,11 @@ def build_snapshot(store: RedisStore, dimension: int, settings: IndexSettings, u
 class SnapshotJob:
     """What a snapshot child needs: where the space is, the writer's lease token, and the index's shape."""
 
-    redis_url: str
+    redis: RedisAddress
     space: str
     token: str
     dimension: int
     settings: IndexSettings
-    redis_password: str | None = None
-    redis_cluster: bool = False
 
 
 def _child(job: SnapshotJob, upto: int) -> None:
@@ -64,7 +62,7 @@ def _child(job: SnapshotJob, upto: int) -> None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
     started = time.perf_counter()
-    client = connect(job.redis_url, password=job.redis_password, cluster=job.redis_cluster)
+    client = connect(job.redis)
     store = RedisStore(client, job.space, job.token)
     build_snapshot(store, job.dimension, job.settings, upto)
     log.info("index snapshot of %d faces of space %s in %.1f s", upto, job.space, time.perf_counter() - started)

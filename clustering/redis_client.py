@@ -6,13 +6,14 @@ master, its Lua scripts and multi-key reads stay on that node, and spaces spread
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -23,12 +24,43 @@ from streaming.redact import redact
 RedisClient = redis.Redis | RedisCluster
 
 
+@dataclass(frozen=True)
+class RedisAddress:
+    """Where the clustering state is and how to reach it (a process's snapshot child connects the same way)."""
+
+    url: str
+    #: Overrides the URL's password (read from a secret file).
+    password: str | None = None
+    #: ``url`` names a node of a Redis Cluster, and the client follows the cluster's slots.
+    cluster: bool = False
+    #: CA certificate(s) that sign a ``rediss://`` server's certificate; None: the system's.
+    ca_file: str | None = None
+
+
+#: A key of the state's namespace that no identity space uses (a space name is never empty).
+_PROBE_KEY = "{fs:}:permissions"
+_PROBE = """
+redis.call('HSET', KEYS[1], 'probe', '1')
+redis.call('HGET', KEYS[1], 'probe')
+redis.call('RPUSH', KEYS[2], 'probe')
+redis.call('LTRIM', KEYS[2], 1, 0)
+redis.call('UNLINK', KEYS[1], KEYS[2])
+return 1
+"""
+
+
 def connect(
-    url: str, retries: int = 3, timeout_s: float = 5.0, password: str | None = None, cluster: bool = False
+    url: str | RedisAddress,
+    retries: int = 3,
+    timeout_s: float = 5.0,
+    password: str | None = None,
+    cluster: bool = False,
 ) -> RedisClient:
     """A client with retries on connection errors, checked now: an unreachable Redis fails at start-up.
-    ``password``: overrides the URL's (read from a secret file). ``cluster``: ``url`` names a node of a Redis
-    Cluster, and the client follows the cluster's slots."""
+    ``url``: a URL (``redis://``, ``rediss://`` for TLS) or a whole address; ``password`` and ``cluster``
+    apply to a bare URL (see RedisAddress)."""
+    address = url if isinstance(url, RedisAddress) else RedisAddress(url, password, cluster)
+    url, password = address.url, address.password
     options: dict[str, Any] = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,
@@ -36,6 +68,9 @@ def connect(
     }
     if password is not None:
         options["password"] = password
+    if address.ca_file is not None:
+        options["ssl_ca_certs"] = address.ca_file
+    cluster = address.cluster
     try:
         if cluster:
             client: RedisClient = RedisCluster.from_url(url, **options)
@@ -58,3 +93,16 @@ def connect(
     except RedisError as exc:
         raise StoreError(f"Redis at {redact(url)} is unreachable: {redact(str(exc))}") from exc
     return client
+
+
+def check_permissions(client: RedisClient, url: str) -> None:
+    """Runs the kinds of command the cluster stage needs, in its key namespace, so that a Redis user with too few
+    rights is named at start rather than at the first face."""
+    try:
+        client.register_script(_PROBE)(keys=[_PROBE_KEY, _PROBE_KEY + ":list"])  # EVALSHA, SCRIPT LOAD as applying
+        client.smembers("fs-registry:permissions")
+    except NoPermissionError as exc:
+        raise StoreError(
+            f"the Redis user of {redact(url)} may not do what the cluster stage needs ({redact(str(exc))}): it "
+            "needs the keys '{fs:*' and 'fs-registry:*' and the commands listed in docs/operations.md (Security)"
+        ) from exc

@@ -16,7 +16,7 @@ from clustering.hnsw_format import SnapshotFormatError, strip_vectors, with_vect
 from clustering.index import HnswIndex
 from clustering.lease import LeaseKeeper, WriterLease
 from clustering.metrics import score_clustering
-from clustering.redis_client import RedisClient, connect
+from clustering.redis_client import RedisAddress, RedisClient, connect
 from clustering.redis_store import OutboxEntry, RedisStore
 from clustering.store import StoreError
 from tests.test_engine import DIM, identities, settings
@@ -112,7 +112,9 @@ def test_restore_reads_by_pages_and_reports_progress(store: RedisStore) -> None:
 
 def test_the_compactor_stores_snapshots_from_a_child_process(store: RedisStore, redis_url: str) -> None:
     _filled(store, 40)
-    compactor = Compactor(SnapshotJob(redis_url, store.space, "", DIM, settings().index), every=16, covered=0)
+    compactor = Compactor(
+        SnapshotJob(RedisAddress(redis_url), store.space, "", DIM, settings().index), every=16, covered=0
+    )
     compactor.after(40)
     deadline = time.monotonic() + 60
     while not compactor.finished and time.monotonic() < deadline:

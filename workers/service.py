@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from clustering.redis_client import connect
+from clustering.redis_client import check_permissions, connect
 from workers import metrics
 from workers.lifecycle import StopFlag
 from workers.settings import Settings
@@ -57,7 +57,8 @@ def run_worker(
         from workers.cluster_worker import ClusterWorker  # noqa: PLC0415
 
         config = settings.worker
-        client = connect(config.redis_url, password=config.redis_password(), cluster=config.redis_cluster)
+        client = connect(config.redis_address())
+        check_permissions(client, config.redis_url)
         stages.append(ClusterWorker(settings, client))
         log.info(
             "cluster stage: %s -> %s in group %s (the spaces of the partitions it is given)",

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from clustering.redis_client import RedisAddress
 from clustering.settings import ClusteringSettings
 from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import DEFAULT_MAX_PIXELS
@@ -39,7 +40,10 @@ class WorkerSettings(BaseModel):
         description="Consumer group of the cluster workers: they share the faces topic's partitions, and each writes "
         "the identity spaces of the partitions it holds (the faces topic is keyed by space).",
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the clustering state.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis holding the clustering state: redis://[USER[:PASSWORD]@]HOST:PORT/DB, rediss:// for TLS.",
+    )
     redis_cluster: bool = Field(
         False,
         description="redis_url names a node of a Redis Cluster: each identity space lives in one slot of one master.",
@@ -47,6 +51,10 @@ class WorkerSettings(BaseModel):
     redis_password_file: Path | None = Field(
         None,
         description="A file holding Redis's password (a Docker or Kubernetes secret); overrides one in redis_url.",
+    )
+    redis_ca_file: Path | None = Field(
+        None,
+        description="CA certificate(s) that sign the certificate of a rediss:// (TLS) Redis; default: the system's.",
     )
     dimension: int = Field(512, ge=1, le=8192, description="Embedding size the cluster worker accepts.")
     batch_wait_s: float = Field(
@@ -83,6 +91,10 @@ class WorkerSettings(BaseModel):
 
     def redis_password(self) -> str | None:
         return read_secret(self.redis_password_file)
+
+    def redis_address(self) -> RedisAddress:
+        ca_file = None if self.redis_ca_file is None else str(self.redis_ca_file)
+        return RedisAddress(self.redis_url, self.redis_password(), self.redis_cluster, ca_file)
 
 
 class Settings(BaseSettings):

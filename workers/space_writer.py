@@ -116,15 +116,7 @@ class SpaceWriter:
         del state  # the engine holds what it needs; the rest is freed before the freeze
         gc.freeze()  # the restored engine is long-lived: full collections need not walk it
         metrics.RESTORE_SECONDS.observe(time.monotonic() - started)
-        job = SnapshotJob(
-            config.redis_url,
-            self.space,
-            self.lease.token,
-            config.dimension,
-            clustering.index,
-            config.redis_password(),
-            config.redis_cluster,
-        )
+        job = SnapshotJob(config.redis_address(), self.space, self.lease.token, config.dimension, clustering.index)
         self.compactor = Compactor(job, clustering.rank_order.snapshot_every, covered=covered)
         return engine
 
