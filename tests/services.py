@@ -123,6 +123,20 @@ def start_kafka(folder: Path) -> str:
     return started.stdout.strip().splitlines()[-1]
 
 
+def start_secure_kafka(folder: Path, admin_password: str, users: dict[str, str]) -> str:
+    """A broker with a SASL_SSL listener only (SCRAM-SHA-512 ``users`` and ``admin``, ACLs enforced); its CA
+    certificate is ``folder / "ca.crt"``."""
+    for tool in ("java", "mvn", "openssl"):
+        if shutil.which(tool) is None:
+            missing(f"{tool} (needed to run the secure Kafka broker)")
+    pairs = [f"{user}={password}" for user, password in users.items()]
+    command = [str(REPO / "scripts" / "kafka"), "start-secure", str(folder), admin_password, *pairs]
+    started = subprocess.run(command, capture_output=True, text=True, check=False)
+    if started.returncode != 0:
+        raise RuntimeError(f"the secure Kafka broker did not start: {started.stderr.strip()}")
+    return started.stdout.strip().splitlines()[-1]
+
+
 def stop_kafka(folder: Path) -> None:
     subprocess.run([str(REPO / "scripts" / "kafka"), "stop", str(folder)], check=True)
 

@@ -32,12 +32,18 @@ def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None
         future.result(timeout=30)
 
 
-def read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[tuple[bytes | None, bytes]]:
-    """(key, value) of every committed message of ``topic`` (read_committed), until none came for ``idle_s``."""
-    return [(message.key(), message.value() or b"") for message in read_messages(bootstrap, topic, idle_s)]
+def read_all(
+    bootstrap: str, topic: str, idle_s: float = 3.0, client: dict[str, Any] | None = None
+) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) of every committed message of ``topic`` (read_committed), until none came for ``idle_s``.
+    ``client``: more librdkafka settings (security)."""
+    messages = read_messages(bootstrap, topic, idle_s, client)
+    return [(message.key(), message.value() or b"") for message in messages]
 
 
-def read_messages(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[Message]:
+def read_messages(
+    bootstrap: str, topic: str, idle_s: float = 3.0, client: dict[str, Any] | None = None
+) -> list[Message]:
     """Every committed message of ``topic`` (read_committed), until none came for ``idle_s``."""
     consumer = Consumer(
         {
@@ -45,6 +51,7 @@ def read_messages(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[Messa
             "group.id": uuid.uuid4().hex,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
+            **(client or {}),
         }
     )
     assigned: list[bool] = []

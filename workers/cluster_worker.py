@@ -109,7 +109,7 @@ class ClusterWorker:
         try:
             while not should_stop():
                 try:
-                    self._working_again(self.positions.place(self._take_over))
+                    placed = self.positions.place(self._take_over)
                     for writer in self.writers.values():
                         writer.keep()
                     messages = consume_batch(self.consumer, self.config.cluster_batch_size, self.config.batch_wait_s)
@@ -119,6 +119,7 @@ class ClusterWorker:
                     for writer in self.writers.values():
                         writer.snapshot_if_due()
                     self._mark_quiet_spaces()
+                    self._working_again(placed)
                     self._report()
                 except RECOVERABLE as exc:
                     self._step_down(exc)
@@ -127,7 +128,8 @@ class ClusterWorker:
             self._close()
 
     def _working_again(self, placed: bool) -> None:
-        """After a failure, counts each try to place the partitions and the first success as a recovery."""
+        """After a failure, counts each turn as a try and the first that completes with every partition placed as
+        a recovery."""
         if not self._recovering:
             return
         metrics.RECOVERY_ATTEMPTS.labels("cluster").inc()
@@ -150,6 +152,8 @@ class ClusterWorker:
 
     def _report(self) -> None:
         metrics.WRITER.set(len(self.writers))
+        if self._recovering:
+            return  # not ready, with the failure's reason, until a turn completes with every partition placed
         metrics.CLUSTERS.set(sum(w.engine.cluster_count for w in self.writers.values() if w.engine is not None))
         if not self.positions.assigned:
             self.health.standby(f"standby: no partition of {self.kafka.faces_topic} is assigned to this worker")

@@ -37,6 +37,7 @@ class BrokerWatch:
     it ready. Other errors are logged (a dropped connection alone is librdkafka's to retry)."""
 
     REASON = "Kafka unreachable at"
+    REFUSED = "Kafka refused the credentials at"
 
     def __init__(self, health: metrics.Health, bootstrap: str) -> None:
         self.health = health
@@ -51,8 +52,11 @@ class BrokerWatch:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             # Not one connection dropping (a broker restarting in a healthy cluster), but none left.
             # One reason for as long as it lasts (librdkafka's own lines, rate-limited, carry the details).
-            self.health.not_ready(f"{self.REASON} {self.bootstrap}")
+            self.health.block(f"{self.REASON} {self.bootstrap}")
             return
+        if error.code() == KafkaError._AUTHENTICATION:
+            # A wrong password or user: librdkafka keeps retrying, and nothing works until it is fixed.
+            self.health.block(f"{self.REFUSED} {self.bootstrap}: {error.str()}")
         level = logging.ERROR if error.fatal() else logging.WARNING
         kafka_logger().log(level, "Kafka (%s stage): %s", self.health.role, error)  # rate-limited with librdkafka's
 
@@ -61,4 +65,5 @@ class BrokerWatch:
         metrics.record_lag(stats)
         brokers: dict[str, dict[str, Any]] = stats.get("brokers", {})
         if any(broker.get("state") == "UP" for broker in brokers.values()):
-            self.health.recovered(self.REASON)
+            self.health.unblock(self.REASON)
+            self.health.unblock(self.REFUSED)

@@ -86,6 +86,9 @@ class Health:
         self._beat = time.monotonic()
         self._ready = False
         self._why = "starting"
+        #: A condition outside the stage (Kafka unreachable, credentials refused) that holds it not-ready,
+        #: whatever the stage's own loop reports, until it clears.
+        self._blocked: str | None = None
         READY.labels(role).set(0)
 
     def beat(self) -> None:
@@ -95,7 +98,7 @@ class Health:
         if not self._ready:
             log.info("%s worker ready", self.role)
         self._ready, self._why = True, ""
-        READY.labels(self.role).set(1)
+        READY.labels(self.role).set(int(self._blocked is None))
         self.beat()
 
     def standby(self, why: str) -> None:
@@ -104,7 +107,7 @@ class Health:
         if not self._ready or why != self._why:
             log.info("%s worker on standby: %s", self.role, why)
         self._ready, self._why = True, why
-        READY.labels(self.role).set(1)
+        READY.labels(self.role).set(int(self._blocked is None))
         self.beat()
 
     def not_ready(self, why: str) -> None:
@@ -115,16 +118,28 @@ class Health:
         READY.labels(self.role).set(0)
         self.beat()
 
-    def recovered(self, reason: str) -> None:
-        """Ready again, if what made the worker not-ready was ``reason`` (a prefix of the reason it gave)."""
-        if not self._ready and self._why.startswith(reason):
-            self.ready()
+    def block(self, why: str) -> None:
+        """Not ready because of ``why`` until ``unblock``, whatever the stage's loop says meanwhile."""
+        why = redact(why)
+        if why != self._blocked:
+            log.warning("%s worker not ready: %s", self.role, why)
+        self._blocked = why
+        READY.labels(self.role).set(0)
+
+    def unblock(self, reason: str) -> None:
+        """Clears a block whose reason starts with ``reason``."""
+        if self._blocked is not None and self._blocked.startswith(reason):
+            log.info("%s worker: no longer %s", self.role, self._blocked)
+            self._blocked = None
+            READY.labels(self.role).set(int(self._ready))
 
     @property
     def live(self) -> bool:
         return time.monotonic() - self._beat < self.stall_s
 
     def report(self) -> tuple[bool, str]:
+        if self._blocked is not None:
+            return False, self._blocked
         return self._ready, self._why or "ready"
 
 
