@@ -1,6 +1,6 @@
-"""The cluster stage on a broker that speaks SASL_SSL only, with SCRAM users and ACLs (scripts/kafka
-start-secure; certificates made at test time): it works with exactly the rights docs/operations.md lists; a
-wrong password, or a topic it may not write, makes it not-ready with a clear reason, and loses nothing."""
+"""Both stages on a broker that speaks SASL_SSL only, with SCRAM users and ACLs (scripts/kafka start-secure;
+certificates made at test time): they work with exactly the rights docs/operations.md lists; a wrong password,
+or a topic it may not write, makes the cluster stage not-ready with a clear reason, and loses nothing."""
 
 from __future__ import annotations
 
@@ -24,10 +24,16 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # documented,
 from confluent_kafka.cimpl import NewTopic
 
 from clustering.redis_client import connect
+from models.analyzer import FaceAnalyzer
+from models.registry import sample_images
+from streaming.messages import FaceRecord, parse_faces_topic
+from streaming.produce import produce_frames
 from streaming.settings import KafkaSettings
+from streaming.sources import FrameSource
 from tests.services import start_secure_kafka, stop_kafka
 from tests.streams import identities_view, read_all, synthetic_faces, wait_for
 from workers.cluster_worker import ClusterWorker
+from workers.embed_worker import EmbedWorker
 from workers.settings import Settings, WorkerSettings
 
 ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex
@@ -53,7 +59,7 @@ class SecureBroker:
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
     folder = tmp_path_factory.mktemp("secure-kafka")
-    passwords = {"cluster": "cluster-" + uuid.uuid4().hex}
+    passwords = {"cluster": "cluster-" + uuid.uuid4().hex, "embed": "embed-" + uuid.uuid4().hex}
     bootstrap = start_secure_kafka(folder, ADMIN_PASSWORD, passwords)
     try:
         yield SecureBroker(bootstrap, folder / "ca.crt", passwords)
@@ -61,14 +67,23 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
         stop_kafka(folder)
 
 
-def _allow(admin: AdminClient, kind: ResourceType, name: str, operation: AclOperation, prefixed: bool = False) -> None:
+def _allow(
+    admin: AdminClient,
+    kind: ResourceType,
+    name: str,
+    operation: AclOperation,
+    prefixed: bool = False,
+    user: str = "cluster",
+) -> None:
     pattern = ResourcePatternType.PREFIXED if prefixed else ResourcePatternType.LITERAL
-    binding = AclBinding(kind, name, pattern, "User:cluster", "*", operation, AclPermissionType.ALLOW)
+    binding = AclBinding(kind, name, pattern, f"User:{user}", "*", operation, AclPermissionType.ALLOW)
     for future in admin.create_acls([binding]).values():
         future.result(timeout=30)
 
 
-def _setup(broker: SecureBroker, tmp_path: Path, redis_url: str, *, may_write_identities: bool) -> Settings:
+def _setup(
+    broker: SecureBroker, tmp_path: Path, redis_url: str, *, may_write_identities: bool, faces: bool = True
+) -> Settings:
     """Topics of the test's own, faces on them, and the cluster principal's rights (docs/operations.md)."""
     suffix = uuid.uuid4().hex[:10]
     kafka = KafkaSettings(
@@ -92,7 +107,7 @@ def _setup(broker: SecureBroker, tmp_path: Path, redis_url: str, *, may_write_id
     if may_write_identities:
         _allow(admin, ResourceType.TOPIC, kafka.identities_topic, AclOperation.WRITE)
     producer = Producer(broker.client("admin"))
-    for record in synthetic_faces(200, identities=15, space=f"k{suffix}", seed=19):
+    for record in synthetic_faces(200, identities=15, space=f"k{suffix}", seed=19) if faces else []:
         producer.produce(kafka.faces_topic, key=record.space.encode(), value=record.to_json())
     assert producer.flush(30) == 0
     return Settings(kafka=kafka, worker=WorkerSettings(cluster_group=group, redis_url=redis_url, retry_max_s=1.0))
@@ -154,3 +169,60 @@ def test_a_topic_it_may_not_write_holds_it_not_ready_and_loses_nothing(
     _run_until(again, published, 120)
     values = [v for _, v in read_all(broker.bootstrap, settings.kafka.identities_topic, client=consumer)]
     assert set(identities_view(values)[0].values()) == {1}
+
+
+def test_frames_to_identities_over_sasl_ssl_each_stage_with_only_its_acls(
+    broker: SecureBroker, tmp_path: Path, redis_url: str, analyzer: FaceAnalyzer
+) -> None:
+    settings = _setup(broker, tmp_path, redis_url, may_write_identities=True, faces=False)
+    kafka = settings.kafka
+    frames_topic = kafka.faces_topic.replace("faces-", "frames-")
+    admin = AdminClient(broker.client("admin"))
+    for future in admin.create_topics([NewTopic(frames_topic, 1, 1)]).values():
+        future.result(timeout=30)
+    embed_group = frames_topic.replace("frames-", "embed-")
+    _allow(admin, ResourceType.TOPIC, frames_topic, AclOperation.READ, user="embed")
+    _allow(admin, ResourceType.GROUP, embed_group, AclOperation.READ, user="embed")
+    for topic in (kafka.faces_topic, kafka.dead_letter_topic):
+        _allow(admin, ResourceType.TOPIC, topic, AclOperation.WRITE, user="embed")
+    (tmp_path / "embed.password").write_text(broker.passwords["embed"])
+    embed_kafka = kafka.model_copy(
+        update={
+            "frames_topic": frames_topic,
+            "client": {**kafka.client, "sasl.username": "embed"},
+            "sasl_password_file": tmp_path / "embed.password",
+        }
+    )
+    (tmp_path / "admin.password").write_text(ADMIN_PASSWORD)
+    admin_kafka = embed_kafka.model_copy(
+        update={"client": {**kafka.client, "sasl.username": "admin"}, "sasl_password_file": tmp_path / "admin.password"}
+    )
+    sources = [FrameSource(str(path), f"cam{i}") for i, path in enumerate(sample_images())]
+    produced = produce_frames(sources, admin_kafka, space="sasl", fps=0, progress=False)
+    assert produced.frames == len(sources)
+
+    embed = EmbedWorker(settings.model_copy(update={"kafka": embed_kafka}), analyzer, group=embed_group)
+    cluster = ClusterWorker(settings, connect(redis_url))
+    stop = threading.Event()
+    threads = [threading.Thread(target=w.run, args=(stop.is_set,), daemon=True) for w in (embed, cluster)]
+    for thread in threads:
+        thread.start()
+    consumer = {k: v for k, v in broker.client("admin").items() if k != "bootstrap.servers"}
+    faces: list[FaceRecord] = []
+
+    def every_face_assigned() -> bool:
+        records = [parse_faces_topic(v) for _, v in read_all(broker.bootstrap, kafka.faces_topic, 1.0, client=consumer)]
+        faces[:] = [r for r in records if isinstance(r, FaceRecord) and r.embedding]
+        values = [v for _, v in read_all(broker.bootstrap, kafka.identities_topic, 1.0, client=consumer)]
+        return bool(faces) and set(identities_view(values)[0]) == {f.face_id for f in faces}
+
+    try:
+        wait_for(every_face_assigned, 180, "the faces of the sample photos assigned")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert len(faces) >= 10
+    assert embed.health.report()[0]
+    assert cluster.health.report()[0]
+    assert not embed.dead_letters
