@@ -34,7 +34,7 @@ from clustering.redis_client import RedisAddress, connect
 from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import InMemoryStore, StateStore
-from tests.services import redis_server
+from workers.local_services import redis_server
 
 DIM = 512
 BATCH = 256  # the cluster worker's default batch (FACESTREAM_WORKER__CLUSTER_BATCH_SIZE)

@@ -12,6 +12,22 @@ from numpy.typing import NDArray
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+#: Faces per photo of ../shared/data/scenes_unlabeled, counted by eye and found by both built-in detectors
+#: (the detection tests check it; bench/detectors.py scores against it).
+SCENE_FACES = {
+    "deepface_couple.jpg": 2,
+    "deepface_selfie-many-people.jpg": 6,
+    "faceapi_bbt1.jpg": 4,
+    "faceapi_bbt2.jpg": 3,
+    "faceapi_bbt3.jpg": 5,
+    "faceapi_bbt4.jpg": 6,
+    "faceapi_bbt5.jpg": 5,
+    "frec_kit_with_rose.jpg": 2,
+    "frec_obama_and_biden.jpg": 3,
+    "frec_two_people.jpg": 2,
+    "insightface_t1.jpg": 6,
+}
+
 
 def require(path: Path) -> Path:
     if not path.exists():

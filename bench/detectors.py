@@ -13,12 +13,11 @@ import argparse
 import random
 import time
 
-from bench.common import DATA, median, require, video_frames
+from bench.common import DATA, SCENE_FACES, median, require, video_frames
 from models.analyzer import FaceAnalyzer
 from models.settings import DetectorSettings, ModelSettings, RuntimeSettings
 from streaming.decode import decode_image
 from streaming.sources import folder_images
-from tests.test_detection import SCENE_FACES
 
 SETS = ("deepface_tests", "face_recognition_examples", "dlib_johns", "faceapi_bbt", "lfw_devtrain")
 

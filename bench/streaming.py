@@ -34,8 +34,7 @@ from models.settings import ModelSettings, RuntimeSettings
 from streaming.messages import Assignment, FrameHeaders
 from streaming.produce import encode_jpeg
 from streaming.sources import FrameSource
-from tests.services import free_port, kafka_broker, redis_server
-from tests.streams import fresh_kafka, http_get, settings_env, wait_for
+from workers.local_services import free_port, fresh_kafka, http_get, kafka_broker, redis_server, settings_env, wait_for
 from workers.run_job import run_pipeline
 from workers.settings import Settings, WorkerSettings
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import redis
 
-from tests.services import free_port, missing
+from tests.services import missing
+from workers.local_services import free_port
 
 #: What the cluster stage runs (docs/operations.md, Security), on the keys it uses.
 CLUSTER_STAGE_RIGHTS = (

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from clustering.engine import OnlineRankOrder
 from clustering.settings import ClusteringSettings
 from streaming.kafka_io import TRANSIENT_ERRORS
 from streaming.messages import AppearanceEvent, Assignment, FaceQuality, FaceRecord, MergeEvent
-from streaming.settings import KafkaSettings
 from workers.faces import apply_face
-from workers.settings import Settings
-
-
-def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    topics = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
-    for future in admin.create_topics(topics).values():
-        future.result(timeout=30)
 
 
 def read_all(
@@ -189,58 +174,3 @@ def identities_view(values: list[bytes]) -> tuple[Counter[str], dict[str, int]]:
         return cluster
 
     return assigned, {face: root(cluster) for face, cluster in cluster_of.items()}
-
-
-def http_get(port: int, path: str) -> tuple[int, str]:
-    """Status and body of GET http://127.0.0.1:port/path, error statuses included; 0 when refused."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except urllib.error.URLError as exc:
-        return 0, str(exc.reason)  # nothing listens there (yet)
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def fresh_kafka(
-    bootstrap: str, frames_partitions: int = 1, faces_partitions: int = 1, **overrides: Any
-) -> KafkaSettings:
-    """Kafka settings naming topics of their own (uuid suffixes), created on the broker."""
-    suffix = uuid.uuid4().hex[:10]
-    kafka = KafkaSettings(
-        bootstrap_servers=bootstrap,
-        frames_topic=f"frames-{suffix}",
-        faces_topic=f"faces-{suffix}",
-        identities_topic=f"ids-{suffix}",
-        dead_letter_topic=f"dead-{suffix}",
-        **overrides,
-    )
-    create_topics(bootstrap, [kafka.frames_topic], frames_partitions)
-    create_topics(bootstrap, [kafka.faces_topic], faces_partitions)
-    create_topics(bootstrap, [kafka.identities_topic, kafka.dead_letter_topic])
-    return kafka
-
-
-def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment that gives a `facestream worker` process the Kafka, worker and tracking settings."""
-    env = dict(os.environ)
-    groups = (
-        ("KAFKA", settings.kafka.model_dump()),
-        ("WORKER", settings.worker.model_dump()),
-        ("TRACKING", settings.tracking.model_dump()),
-    )
-    for group, values in groups:
-        env |= {
-            f"FACESTREAM_{group}__{name.upper()}": str(v)
-            for name, v in values.items()
-            if v is not None and not isinstance(v, dict)
-        }
-    env["FACESTREAM_MODELS__RUNTIME__CACHE_DIR"] = str(settings.models.runtime.cache_dir)
-    return env | extra

@@ -22,18 +22,9 @@ from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import StoreError
 from streaming.messages import DeadLetter, FaceRecord
-from tests.services import free_port, redis_server
-from tests.streams import (
-    fresh_kafka,
-    http_get,
-    identities_view,
-    read_all,
-    reference_labels,
-    settings_env,
-    synthetic_faces,
-    wait_for,
-)
+from tests.streams import identities_view, read_all, reference_labels, synthetic_faces
 from workers.cluster_worker import ClusterWorker
+from workers.local_services import free_port, fresh_kafka, http_get, redis_server, settings_env, wait_for
 from workers.settings import Settings, WorkerSettings
 
 

@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.common import SCENE_FACES
 from models.analyzer import FaceAnalyzer
 from models.detection import FaceDetector, letterbox, nms
 from models.errors import ModelError
@@ -11,21 +12,6 @@ from models.registry import REGISTRY, builtin_path
 from models.session import OrtSessionFactory
 from models.settings import DetectorSettings, ModelSettings
 from tests.conftest import data_dir, read_bgr
-
-# Faces per photo, counted by eye and found by both built-in detectors.
-SCENE_FACES = {
-    "deepface_couple.jpg": 2,
-    "deepface_selfie-many-people.jpg": 6,
-    "faceapi_bbt1.jpg": 4,
-    "faceapi_bbt2.jpg": 3,
-    "faceapi_bbt3.jpg": 5,
-    "faceapi_bbt4.jpg": 6,
-    "faceapi_bbt5.jpg": 5,
-    "frec_kit_with_rose.jpg": 2,
-    "frec_obama_and_biden.jpg": 3,
-    "frec_two_people.jpg": 2,
-    "insightface_t1.jpg": 6,
-}
 
 
 class _Arg:

@@ -22,9 +22,10 @@ from streaming.messages import DeadLetter, FaceRecord, FrameHeaders, TrackRecord
 from streaming.produce import produce_frames
 from streaming.sources import Frame, FrameSource
 from tests.conftest import data_dir
-from tests.streams import committed_to_end, create_topics, fresh_kafka, read_all
+from tests.streams import committed_to_end, read_all
 from tests.test_bad_input import _jpeg, _png_header
 from workers.embed_worker import EmbedWorker
+from workers.local_services import create_topics, fresh_kafka
 from workers.settings import Settings
 
 

@@ -27,23 +27,19 @@ from streaming.messages import FaceRecord, FrameHeaders, TrackRecord, parse_face
 from streaming.produce import produce_frames
 from streaming.sources import Frame, FrameSource, SourceItem
 from tests.conftest import data_dir
-from tests.services import free_port, start_kafka, stop_kafka
 from tests.streams import (
     appearances,
     committed_offsets,
     committed_to_end,
     end_offsets,
-    fresh_kafka,
-    http_get,
     identities_view,
     read_all,
     read_messages,
-    settings_env,
-    wait_for,
 )
 from tests.test_deploy import assert_dashboard_and_alerts_use_exported_metrics
 from workers.cluster_worker import ClusterWorker
 from workers.embed_worker import EmbedWorker
+from workers.local_services import free_port, fresh_kafka, http_get, settings_env, start_kafka, stop_kafka, wait_for
 from workers.run_job import run_pipeline
 from workers.settings import Settings, WorkerSettings
 

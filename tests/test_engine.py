@@ -15,7 +15,7 @@ from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings, RankOrderSettings
 from clustering.store import InMemoryStore, StateStore, StoreError
-from tests.services import free_port
+from workers.local_services import free_port
 
 DIM = 128
 StoreFactory = Callable[[], StateStore]

@@ -16,8 +16,9 @@ from clustering.redis_client import RedisAddress, check_permissions, connect
 from clustering.redis_store import RedisStore
 from clustering.store import StoreError
 from tests.secure_redis import CLUSTER_STAGE_RIGHTS, READ_ONLY_RIGHTS, TlsRedis, make_ca, tls_redis
-from tests.streams import fresh_kafka, identities_view, read_all, reference_labels, synthetic_faces, wait_for
+from tests.streams import identities_view, read_all, reference_labels, synthetic_faces
 from workers.cluster_worker import ClusterWorker
+from workers.local_services import fresh_kafka, wait_for
 from workers.settings import Settings, WorkerSettings
 
 

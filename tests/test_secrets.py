@@ -16,8 +16,7 @@ from clustering.redis_client import connect
 from clustering.store import StoreError
 from streaming.kafka_logs import LINES_PER_WINDOW
 from streaming.redact import redact
-from tests.services import free_port, redis_server
-from tests.streams import http_get, wait_for
+from workers.local_services import free_port, http_get, redis_server, wait_for
 from workers.metrics import Health
 
 SECRET = "s3cret-Pw_42"
