@@ -12,10 +12,10 @@ import logging
 import secrets
 import threading
 import time
-from importlib import resources
 
 from redis.exceptions import RedisError
 
+from clustering.lua_scripts import lua
 from clustering.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,8 @@ class WriterLease:
         self.key = f"{{fs:{space}}}:writer"
         self.token = secrets.token_hex(16)
         self.ttl_ms = max(int(ttl_s * 1000), 100)
-        lua = resources.files("clustering").joinpath("lua")
-        self._renew = client.register_script(lua.joinpath("renew_lease.lua").read_text(encoding="utf-8"))
-        self._release = client.register_script(lua.joinpath("release_lease.lua").read_text(encoding="utf-8"))
+        self._renew = client.register_script(lua("renew_lease.lua"))
+        self._release = client.register_script(lua("release_lease.lua"))
 
     def acquire(self) -> bool:
         """True when this worker holds the lease (now or already)."""

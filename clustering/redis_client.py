@@ -49,17 +49,11 @@ return 1
 """
 
 
-def connect(
-    url: str | RedisAddress,
-    retries: int = 3,
-    timeout_s: float = 5.0,
-    password: str | None = None,
-    cluster: bool = False,
-) -> RedisClient:
+def connect(address: str | RedisAddress, retries: int = 3, timeout_s: float = 5.0) -> RedisClient:
     """A client with retries on connection errors, checked now: an unreachable Redis fails at start-up.
-    ``url``: a URL (``redis://``, ``rediss://`` for TLS) or a whole address; ``password`` and ``cluster``
-    apply to a bare URL (see RedisAddress)."""
-    address = url if isinstance(url, RedisAddress) else RedisAddress(url, password, cluster)
+    ``address``: a whole address, or just a URL (``redis://``, ``rediss://`` for TLS)."""
+    if isinstance(address, str):
+        address = RedisAddress(address)
     url, password = address.url, address.password
     options: dict[str, Any] = {
         "socket_timeout": timeout_s,
@@ -70,9 +64,8 @@ def connect(
         options["password"] = password
     if address.ca_file is not None:
         options["ssl_ca_certs"] = address.ca_file
-    cluster = address.cluster
     try:
-        if cluster:
+        if address.cluster:
             client: RedisClient = RedisCluster.from_url(url, **options)
         else:
             client = redis.Redis.from_url(url, retry_on_error=[RedisConnectionError, RedisTimeoutError], **options)

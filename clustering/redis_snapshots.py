@@ -9,10 +9,10 @@ replaced generation is unlinked after it. A reader sees the old snapshot or the 
 from __future__ import annotations
 
 import secrets
-from importlib import resources
 
 from redis.exceptions import ResponseError
 
+from clustering.lua_scripts import lua
 from clustering.redis_client import RedisClient
 from clustering.store import StoreError
 
@@ -33,8 +33,7 @@ class SnapshotParts:
         self.key = key
         self.writer_key = writer_key
         self.space = space
-        lua = resources.files("clustering").joinpath("lua")
-        self._switch = client.register_script(lua.joinpath("switch_snapshot.lua").read_text(encoding="utf-8"))
+        self._switch = client.register_script(lua("switch_snapshot.lua"))
 
     def save(self, data: bytes, count: int, writer_token: str) -> None:
         """Stores ``data`` as the snapshot of the first ``count`` faces, if ``writer_token`` holds the lease."""

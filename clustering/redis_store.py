@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from numpy.typing import NDArray
 from redis.exceptions import ResponseError
 
 from clustering.events import Merge
+from clustering.lua_scripts import lua
 from clustering.redis_client import RedisClient
 from clustering.redis_snapshots import SnapshotParts
 from clustering.store import (
@@ -110,8 +110,7 @@ class RedisStore:
         self._offsets_key, self._count_key, self._outbox_key = prefix + "offsets", prefix + "count", prefix + "outbox"
         self._embeddings_key = prefix + "embeddings"
         self.snapshots = SnapshotParts(client, prefix + "snapshot", prefix + "writer", space)
-        lua = resources.files("clustering").joinpath("lua")
-        self._apply = client.register_script(lua.joinpath("apply_batch.lua").read_text(encoding="utf-8"))
+        self._apply = client.register_script(lua("apply_batch.lua"))
         #: Operations queued by apply() and apply_event() inside batch(); None outside it.
         self._pending: list[list[Any]] | None = None
         self._pending_ids: set[str] = set()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -15,6 +18,7 @@ from clustering.settings import ClusteringSettings
 from streaming.kafka_io import TRANSIENT_ERRORS
 from streaming.messages import AppearanceEvent, Assignment, FaceQuality, FaceRecord, MergeEvent
 from workers.faces import apply_face
+from workers.service import Stage
 
 
 def read_all(
@@ -174,3 +178,18 @@ def identities_view(values: list[bytes]) -> tuple[Counter[str], dict[str, int]]:
         return cluster
 
     return assigned, {face: root(cluster) for face, cluster in cluster_of.items()}
+
+
+@contextmanager
+def running(*stages: Stage) -> Iterator[None]:
+    """Runs the stages in threads for the block, then stops them as `facestream worker` does (stop flag)."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=stage.run, args=(stop.is_set,), daemon=True) for stage in stages]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)

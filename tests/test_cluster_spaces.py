@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import uuid
 import zlib
 from pathlib import Path
@@ -22,7 +21,7 @@ from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
 from clustering.store import StoreError
 from streaming.messages import DeadLetter, FaceRecord
-from tests.streams import identities_view, read_all, reference_labels, synthetic_faces
+from tests.streams import identities_view, read_all, reference_labels, running, synthetic_faces
 from workers.cluster_worker import ClusterWorker
 from workers.local_services import free_port, fresh_kafka, http_get, settings_env, wait_for
 from workers.settings import Settings, WorkerSettings
@@ -165,19 +164,13 @@ def test_a_face_of_a_space_on_another_partition_is_a_dead_letter(kafka_bootstrap
         producer.produce(kafka.faces_topic, key=b"camera", value=record.to_json(), partition=0)
     assert producer.flush(30) == 0
     worker = ClusterWorker(settings, connect(redis_url))
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop.is_set,), daemon=True)
-    thread.start()
-    try:
+    with running(worker):
         wait_for(lambda: worker.counters.faces == 10, 60, "the faces on the space's partition")
         # A producer that keys by camera: the same space's later faces land on the other partition.
         for record in records[10:]:
             producer.produce(kafka.faces_topic, key=b"camera", value=record.to_json(), partition=1)
         assert producer.flush(30) == 0
         wait_for(lambda: worker.counters.dead_letters["wrong_partition"] == 10, 60, "the misrouted faces")
-    finally:
-        stop.set()
-        thread.join(timeout=60)
     assert worker.counters.faces == 10
     letters = [DeadLetter.from_json(v) for _, v in read_all(kafka_bootstrap, kafka.dead_letter_topic)]
     assert {(letter.reason, letter.partition) for letter in letters} == {("wrong_partition", 1)}

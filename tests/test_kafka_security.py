@@ -4,7 +4,6 @@ or a topic it may not write, makes the cluster stage not-ready with a clear reas
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from streaming.messages import FaceRecord, parse_faces_topic
 from streaming.produce import produce_frames
 from streaming.settings import KafkaSettings
 from streaming.sources import FrameSource
-from tests.streams import identities_view, read_all, synthetic_faces
+from tests.streams import identities_view, read_all, running, synthetic_faces
 from workers.cluster_worker import ClusterWorker
 from workers.embed_worker import EmbedWorker
 from workers.local_services import start_secure_kafka, stop_kafka, wait_for
@@ -114,14 +113,8 @@ def _setup(
 
 
 def _run_until(worker: ClusterWorker, done: Callable[[], bool], timeout_s: float) -> None:
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop.is_set,), daemon=True)
-    thread.start()
-    try:
+    with running(worker):
         wait_for(done, timeout_s, "the cluster worker")
-    finally:
-        stop.set()
-        thread.join(timeout=60)
 
 
 def test_the_cluster_stage_works_over_sasl_ssl_with_only_its_acls(
@@ -203,10 +196,6 @@ def test_frames_to_identities_over_sasl_ssl_each_stage_with_only_its_acls(
 
     embed = EmbedWorker(settings.model_copy(update={"kafka": embed_kafka}), analyzer, group=embed_group)
     cluster = ClusterWorker(settings, connect(redis_url))
-    stop = threading.Event()
-    threads = [threading.Thread(target=w.run, args=(stop.is_set,), daemon=True) for w in (embed, cluster)]
-    for thread in threads:
-        thread.start()
     consumer = {k: v for k, v in broker.client("admin").items() if k != "bootstrap.servers"}
     faces: list[FaceRecord] = []
 
@@ -216,12 +205,8 @@ def test_frames_to_identities_over_sasl_ssl_each_stage_with_only_its_acls(
         values = [v for _, v in read_all(broker.bootstrap, kafka.identities_topic, 1.0, client=consumer)]
         return bool(faces) and set(identities_view(values)[0]) == {f.face_id for f in faces}
 
-    try:
+    with running(embed, cluster):
         wait_for(every_face_assigned, 180, "the faces of the sample photos assigned")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
     assert len(faces) >= 10
     assert embed.health.report()[0]
     assert cluster.health.report()[0]

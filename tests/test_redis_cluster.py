@@ -12,7 +12,7 @@ from redis.cluster import RedisCluster
 from clustering.compaction import build_snapshot
 from clustering.engine import OnlineRankOrder
 from clustering.lease import WriterLease
-from clustering.redis_client import connect
+from clustering.redis_client import RedisAddress, connect
 from clustering.redis_store import RedisStore
 from tests.services import RedisClusterServers, redis_cluster
 from tests.test_engine import DIM, identities, settings
@@ -40,7 +40,7 @@ def _feed(engines: dict[str, OnlineRankOrder], start: int, stop: int) -> None:
 def test_spaces_live_in_one_slot_each_spread_over_the_masters_and_survive_a_master_restart(
     servers: RedisClusterServers,
 ) -> None:
-    client = connect(servers.url, cluster=True)
+    client = connect(RedisAddress(servers.url, cluster=True))
     assert isinstance(client, RedisCluster)
     engines: dict[str, OnlineRankOrder] = {}
     for space in SPACES:
@@ -69,7 +69,7 @@ def test_spaces_live_in_one_slot_each_spread_over_the_masters_and_survive_a_mast
     on_it = [space for space, name in masters.items() if name.endswith(f":{restarted.port}")]
     assert on_it
     servers.restart(restarted)
-    client = connect(servers.url, cluster=True)
+    client = connect(RedisAddress(servers.url, cluster=True))
     for space in SPACES:
         old = engines[space]
         lease = WriterLease(client, space, ttl_s=60)

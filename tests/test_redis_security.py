@@ -4,7 +4,6 @@ another authority is refused at start with a clear reason, and no password appea
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from clustering.redis_client import RedisAddress, check_permissions, connect
 from clustering.redis_store import RedisStore
 from clustering.store import StoreError
 from tests.secure_redis import CLUSTER_STAGE_RIGHTS, READ_ONLY_RIGHTS, TlsRedis, make_ca, tls_redis
-from tests.streams import identities_view, read_all, reference_labels, synthetic_faces
+from tests.streams import identities_view, read_all, reference_labels, running, synthetic_faces
 from workers.cluster_worker import ClusterWorker
 from workers.local_services import fresh_kafka, wait_for
 from workers.settings import Settings, WorkerSettings
@@ -57,15 +56,9 @@ def test_the_cluster_stage_works_over_tls_with_the_least_rights(
     client = connect(worker.redis_address())  # as `facestream worker` does at start
     check_permissions(client, worker.redis_url)
     cluster = ClusterWorker(settings, client)
-    stop = threading.Event()
-    thread = threading.Thread(target=cluster.run, args=(stop.is_set,), daemon=True)
-    thread.start()
     store = RedisStore(client, f"tls{suffix}")
-    try:
+    with running(cluster):
         wait_for(lambda: store.count() == len(records), 120, "every face clustered over TLS")
-    finally:
-        stop.set()
-        thread.join(timeout=60)
     expected = reference_labels(records, settings.clustering)
     assert OnlineRankOrder.restore(store, 512, settings.clustering).labels() == expected
     assigned, view = identities_view([v for _, v in read_all(kafka_bootstrap, kafka.identities_topic)])

@@ -74,7 +74,7 @@ def test_a_redis_that_wants_a_password_says_so_and_a_secret_file_gives_it(tmp_pa
         from workers.settings import WorkerSettings  # noqa: PLC0415
 
         settings = WorkerSettings(redis_url=server.url, redis_password_file=secret_file)
-        assert connect(settings.redis_url, password=settings.redis_password()).ping()
+        assert connect(settings.redis_address()).ping()
 
 
 @pytest.mark.parametrize("command", ["run", "produce"])

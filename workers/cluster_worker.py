@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 #: Failures the worker recovers from by stepping down and rebuilding its position from Redis.
 RECOVERABLE = (RedisError, StoreError, KafkaException, LeaseLostError, KafkaCallTimeoutError)
 
-_MARK_QUIET_S = 30.0
-
 
 class WrongPartitionError(ValueError):
     """A face of a space whose faces are on another partition (a producer that did not key by space)."""
@@ -99,7 +97,6 @@ class ClusterWorker:
         #: A failure made this worker step down, and it has not been working since.
         self._recovering = False
         self._backoff = Backoff(self.config.retry_max_s)
-        self._marked = time.monotonic()
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Clusters faces until ``should_stop()``; the batch in hand is committed first."""
@@ -118,7 +115,7 @@ class ClusterWorker:
                         self.process(messages)
                     for writer in self.writers.values():
                         writer.snapshot_if_due()
-                    self._mark_quiet_spaces()
+                    self.positions.mark_quiet_spaces(self.writers.values())
                     self._working_again(placed)
                     self._report()
                 except RECOVERABLE as exc:
@@ -137,18 +134,6 @@ class ClusterWorker:
             metrics.RECOVERIES.labels("cluster").inc()
             self._recovering = False
             self._backoff.reset()
-
-    def _mark_quiet_spaces(self) -> None:
-        """Records, now and then, how far each space's partition was read, also for spaces that had no face
-        in it: a partition given to another worker is then read again from there, not from a quiet space's
-        last face."""
-        if time.monotonic() - self._marked < _MARK_QUIET_S:
-            return
-        self._marked = time.monotonic()
-        for writer in self.writers.values():
-            through = None if writer.home is None else self.positions.read_through(writer.home)
-            if writer.home is not None and through is not None:
-                writer.store.applied_through(writer.home, through)
 
     def _report(self) -> None:
         metrics.WRITER.set(len(self.writers))
@@ -214,7 +199,7 @@ class ClusterWorker:
                 on_consumer_error(error, self.health)
                 continue
             partition, offset = message.partition() or 0, message.offset() or 0
-            if not self.positions.reading(partition, offset):
+            if not self.positions.reading(partition):
                 continue  # read before the partition was placed or after it stopped: it is read again
             metrics.MESSAGES_CONSUMED.labels(message.topic() or "").inc()
             try:

@@ -11,17 +11,20 @@ waits, paused at that face, until the lease is free.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from clustering.redis_client import RedisClient
 from clustering.redis_store import RedisStore
 from clustering.space_registry import SpaceRegistry
+from workers.space_writer import SpaceWriter
 
 log = logging.getLogger(__name__)
 
 _COMMITTED_TIMEOUT_S = 5.0
+_MARK_QUIET_S = 30.0
 
 TakeOver = Callable[[str, int], object | None]
 
@@ -39,6 +42,7 @@ class Positions:
         self._waiting: dict[int, tuple[int, str]] = {}
         #: The offsets this worker committed last, per placed partition.
         self._committed: dict[int, int] = {}
+        self._marked = time.monotonic()
 
     @property
     def assigned(self) -> set[int]:
@@ -64,10 +68,17 @@ class Positions:
             if tp.partition in self._published:
                 self._committed[tp.partition] = tp.offset
 
-    def read_through(self, partition: int) -> int | None:
-        """The last offset of ``partition`` this worker read and committed, if any."""
-        committed = self._committed.get(partition)
-        return None if committed is None else committed - 1
+    def mark_quiet_spaces(self, writers: Iterable[SpaceWriter]) -> None:
+        """Records, every 30 s, how far each space's partition was read, also for spaces that had no face in
+        it: a partition given to another worker is then read again from there, not from a quiet space's last
+        face."""
+        if time.monotonic() - self._marked < _MARK_QUIET_S:
+            return
+        self._marked = time.monotonic()
+        for writer in writers:
+            committed = None if writer.home is None else self._committed.get(writer.home)
+            if writer.home is not None and committed is not None:
+                writer.store.applied_through(writer.home, committed - 1)
 
     def unplace(self) -> None:
         """After a failure: every partition is placed again from what Redis and Kafka hold."""
@@ -78,7 +89,7 @@ class Positions:
         if self._unplaced:
             self.consumer.pause(self._tps(self._unplaced))
 
-    def reading(self, partition: int, offset: int) -> bool:
+    def reading(self, partition: int) -> bool:
         """Whether a consumed face is to be handled now (else it is read again later)."""
         return partition in self._published and partition not in self._waiting
 

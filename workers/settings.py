@@ -89,12 +89,10 @@ class WorkerSettings(BaseModel):
     metrics_port: int = Field(9400, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz (0: none).")
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line.")
 
-    def redis_password(self) -> str | None:
-        return read_secret(self.redis_password_file)
-
     def redis_address(self) -> RedisAddress:
+        """Where the clustering state is, with the password read from its file now."""
         ca_file = None if self.redis_ca_file is None else str(self.redis_ca_file)
-        return RedisAddress(self.redis_url, self.redis_password(), self.redis_cluster, ca_file)
+        return RedisAddress(self.redis_url, read_secret(self.redis_password_file), self.redis_cluster, ca_file)
 
 
 class Settings(BaseSettings):

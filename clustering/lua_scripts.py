@@ -1,0 +1,13 @@
+"""The Lua scripts of the clustering state, read once per process from the package (every store, lease and
+snapshot writer registers them; register_script only hashes the text)."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+
+@cache
+def lua(name: str) -> str:
+    """The text of ``clustering/lua/<name>``."""
+    return resources.files("clustering").joinpath("lua", name).read_text(encoding="utf-8")
