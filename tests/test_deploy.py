@@ -53,18 +53,28 @@ def test_compose_file_follows_the_compose_spec_and_names_real_things(monkeypatch
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (compose_dir / source).exists(), f"{name} mounts {source}, which is missing"
+    declared = compose["secrets"]
+    for name, service in services.items():
+        assert set(service.get("secrets", [])) <= declared.keys(), f"{name} uses a secret not declared"
     workers = {name: s for name, s in services.items() if s["image"].startswith("facestream:")}
     assert {"embed", "cluster", "cluster-standby", "producer"} <= workers.keys()
     for name, service in workers.items():
         assert (REPO / service["build"]["dockerfile"]).is_file()
         settings = _settings_from(service["environment"], monkeypatch)
         assert settings.kafka.bootstrap_servers == "kafka:9092"
-        assert settings.worker.redis_url.startswith("redis://redis:6379/")
+        assert settings.kafka.client["security.protocol"] == "SASL_SSL"
+        secret_files = {f"/run/secrets/{secret}" for secret in service["secrets"]}
+        assert {str(settings.kafka.sasl_password_file), settings.kafka.client["ssl.ca.location"]} <= secret_files
         assert "container_name" not in service, f"{name} must stay scalable"
         assert "ports" not in service, f"{name} must stay scalable"
-    kafka_env = services["kafka"]["environment"]
-    assert kafka_env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
-    topics = re.findall(r"(facestream\.[\w.-]+):\d+", services["topics"]["command"][0])
+    for name in ("cluster", "cluster-standby"):
+        worker = _settings_from(workers[name]["environment"], monkeypatch).worker
+        assert worker.redis_url.startswith("rediss://facestream@redis:6379/")
+        assert {str(worker.redis_password_file), str(worker.redis_ca_file)} <= {
+            f"/run/secrets/{secret}" for secret in workers[name]["secrets"]
+        }
+    setup = (compose_dir / "kafka-setup.sh").read_text(encoding="utf-8")
+    topics = re.findall(r"(facestream\.[\w.-]+):\d+", setup)
     kafka = Settings().kafka
     assert sorted(topics) == sorted(
         [kafka.frames_topic, kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic]
@@ -133,14 +143,20 @@ def test_kubernetes_manifests_validate_against_the_api_schemas(monkeypatch: pyte
         assert container["resources"]["requests"], name
     assert "nvidia.com/gpu" in json.dumps(deployments["facestream-embed-gpu"])
 
-    (scaled,) = documents["keda-scaledobject.yaml"]
+    authentication, scaled = documents["keda-scaledobject.yaml"]
     assert scaled["kind"] == "ScaledObject"
+    assert authentication["kind"] == "TriggerAuthentication"
+    (secret,) = documents["secret.yaml"]
+    for reference in authentication["spec"]["secretTargetRef"]:
+        assert reference["name"] == secret["metadata"]["name"]
+        assert reference["key"] in secret["stringData"], reference
     assert scaled["spec"]["scaleTargetRef"]["name"] in deployments
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "kafka"
     assert trigger["metadata"]["topic"] == settings.kafka.frames_topic
     assert trigger["metadata"]["consumerGroup"] == "facestream-embed"  # the embed workers' default group
     assert trigger["metadata"]["bootstrapServers"] == settings.kafka.bootstrap_servers
+    assert trigger["authenticationRef"]["name"] == authentication["metadata"]["name"]
 
 
 def test_a_misspelt_manifest_field_is_caught() -> None:
