@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
-from clustering.events import Assignment, Merge
+from clustering.clusters import Cluster, LinkLog
+from clustering.corrections import Correction, CorrectionView, apply_correction
+from clustering.events import Assignment, CorrectionOutcome, Merge
 from clustering.hnsw_format import with_vectors
 from clustering.index import HnswIndex
 from clustering.rank_order import rank_order_distance
@@ -33,6 +34,8 @@ from clustering.store import (
     FaceDelta,
     FaceMeta,
     InMemoryStore,
+    Link,
+    Marks,
     StateStore,
     StoredState,
     StoreError,
@@ -43,54 +46,6 @@ log = logging.getLogger(__name__)
 
 #: Sorts before any similarity: a track's must-link is tried first.
 _MUST_LINK = 2.0
-
-
-@dataclass(slots=True)
-class _Cluster:
-    size: int
-    first_seen: float
-    last_seen: float
-    cameras: set[str]
-    representatives: list[tuple[float, str]]
-    frames: set[str] = field(default_factory=set)
-    tracks: set[str] = field(default_factory=set)
-    #: Tracks seen in one frame with a track of this cluster: other people.
-    excluded: set[str] = field(default_factory=set)
-
-    def conflicts(self, other: _Cluster) -> bool:
-        """True when the two clusters hold faces known to be of different people."""
-        return (
-            not self.frames.isdisjoint(other.frames)
-            or not self.tracks.isdisjoint(other.excluded)
-            or not other.tracks.isdisjoint(self.excluded)
-        )
-
-    def note(self, meta: FaceMeta) -> None:
-        if meta.frame_key:
-            self.frames.add(meta.frame_key)
-        if meta.track:
-            self.tracks.add(meta.track)
-        self.excluded.update(meta.cooccurring)
-
-    def absorb(self, other: _Cluster, keep: int) -> None:
-        self.size += other.size
-        self.first_seen = min(self.first_seen, other.first_seen)
-        self.last_seen = max(self.last_seen, other.last_seen)
-        self.cameras |= other.cameras
-        self.representatives = sorted(self.representatives + other.representatives, key=lambda r: (-r[0], r[1]))[:keep]
-        self.frames |= other.frames
-        self.tracks |= other.tracks
-        self.excluded |= other.excluded
-
-    def summary(self, cluster_id: int) -> ClusterSummary:
-        return ClusterSummary(
-            cluster_id,
-            self.size,
-            self.first_seen,
-            self.last_seen,
-            tuple(sorted(self.cameras)),
-            tuple(self.representatives),
-        )
 
 
 class OnlineRankOrder:
@@ -106,7 +61,11 @@ class OnlineRankOrder:
         self._lists: list[array[int]] = []
         self._sims: list[array[float]] = []
         self._sets = UnionFind()
-        self._clusters: dict[int, _Cluster] = {}
+        self._clusters: dict[int, Cluster] = {}
+        self._links = LinkLog()
+        #: Correction marks of the faces a correction named or cut (few): label -> marks.
+        self._marks: dict[int, Marks] = {}
+        self._commands: set[str] = set()
         #: Track -> label of its latest embedded face, the anchor of the track's next must-link.
         self._track_anchor: dict[str, int] = {}
         self._broken = False
@@ -180,15 +139,16 @@ class OnlineRankOrder:
             track,
             tuple(cooccurring),
         )
-        self._clusters[x] = _Cluster(1, timestamp, timestamp, {camera} if camera else set(), [(quality, face_id)])
+        self._clusters[x] = Cluster(1, timestamp, timestamp, {camera} if camera else set(), [(quality, face_id)])
         self._clusters[x].note(meta)
 
         parents: dict[int, int] = {}
         touched: set[int] = {x}
         merges: list[Merge] = []
+        joined_by: list[Link] = []
         direct = {y: s for y, s in zip(candidates, candidate_sims, strict=True) if s >= self.params.direct_link}
         anchor = self._track_anchor.get(track) if track else None
-        for _, a, b in self._links(x, direct, changed, anchor):
+        for negative_similarity, a, b in self._candidate_links(x, direct, changed, anchor):
             root_a, root_b = self._sets.find(a), self._sets.find(b)
             if root_a == root_b:
                 continue
@@ -200,12 +160,14 @@ class OnlineRankOrder:
             survivor, absorbed = joined
             self._clusters[survivor].absorb(self._clusters.pop(absorbed), self.params.representatives)
             parents[absorbed] = survivor
+            joined_by.append((a, b, -negative_similarity))
             touched |= {survivor, absorbed}
             if absorbed != x:
                 merges.append(Merge(survivor, (absorbed,)))
 
         if track:
             self._track_anchor[track] = x
+        self._links.add(joined_by)
         delta = FaceDelta(
             label=x,
             meta=meta,
@@ -216,6 +178,7 @@ class OnlineRankOrder:
             offset=offset,
             cluster=self._sets.find(x),
             merges=tuple(merges),
+            links=tuple(joined_by),
         )
         self._persist(delta)
         return Assignment(face_id, delta.cluster, delta.merges)
@@ -236,7 +199,7 @@ class OnlineRankOrder:
             sims.pop()
         return True
 
-    def _links(
+    def _candidate_links(
         self, x: int, direct: dict[int, float], changed: list[int], anchor: int | None
     ) -> list[tuple[float, int, int]]:
         """(-similarity, a, b) of the links this face allows, the track's must-link first, then most similar."""
@@ -264,6 +227,25 @@ class OnlineRankOrder:
         except Exception as exc:
             self._broken = True
             raise StoreError(f"could not persist face {delta.meta.face_id}: {exc}") from exc
+
+    def correct(self, correction: Correction, offset: tuple[int, int] | None = None) -> CorrectionOutcome | None:
+        """Applies a user's correction (clustering/corrections.py) and keeps obeying it; None for a command
+        applied before. Raises CorrectionError, changing nothing, for a command that names what is not there."""
+        if self._broken:
+            raise StoreError("a store write failed earlier: restore the engine from its store before going on")
+        if correction.command_id in self._commands:
+            return None
+        view = CorrectionView(
+            self._sets, self._clusters, self._links, self._marks, self._ids, self._label_of, self.store.metas
+        )
+        outcome, delta = apply_correction(view, correction, self.params.representatives, offset)
+        self._commands.add(correction.command_id)
+        try:
+            self.store.apply_correction(delta)
+        except Exception as exc:
+            self._broken = True
+            raise StoreError(f"could not persist correction {correction.command_id}: {exc}") from exc
+        return outcome
 
     @classmethod
     def restore(
@@ -295,16 +277,12 @@ class OnlineRankOrder:
             engine._lists.append(array("i", members))
             engine._sims.append(array("f", sims))
         engine._sets = UnionFind.from_parents(len(state.metas), state.parents)
-        for root, summary in state.clusters.items():
-            engine._clusters[root] = _Cluster(
-                summary.size,
-                summary.first_seen,
-                summary.last_seen,
-                set(summary.cameras),
-                list(summary.representatives),
-            )
+        engine._clusters = {root: Cluster.of(summary) for root, summary in state.clusters.items()}
+        engine._links.add(state.links)
+        engine._marks = state.marks
+        engine._commands = set(state.commands)
         for label, meta in enumerate(state.metas):
-            engine._clusters[engine._sets.find(label)].note(meta)
+            engine._clusters[engine._sets.find(label)].note(meta, state.marks.get(label))
             if meta.track:
                 engine._track_anchor[meta.track] = label
         log.info(

@@ -17,3 +17,40 @@ class Assignment:
     cluster_id: int
     #: Clusters this face joined together; the oldest survives and keeps its id.
     merges: tuple[Merge, ...] = ()
+
+
+@dataclass(frozen=True)
+class Merged:
+    """A `merge` correction joined these clusters; the oldest survives and keeps its id."""
+
+    command_id: str
+    survivor: int
+    absorbed: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Split:
+    """A `split` or `reject` correction cut ``cluster``: ``parts`` are the clusters its faces are in now, each
+    (cluster id, face ids); the faces a part holds are never joined to another part's again."""
+
+    command_id: str
+    cluster: int
+    parts: tuple[tuple[int, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True)
+class Labelled:
+    command_id: str
+    cluster: int
+    name: str | None
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A correction that contradicts an earlier one (or what the faces show) and changed nothing."""
+
+    command_id: str
+    reason: str
+
+
+CorrectionOutcome = Merged | Split | Labelled | Conflict

@@ -29,15 +29,27 @@ from clustering.redis_snapshots import SnapshotParts
 from clustering.store import (
     EMBEDDING_DTYPE,
     ClusterSummary,
+    CorrectionDelta,
     FaceDelta,
     FaceMeta,
     StoredState,
     StoreError,
+    pack_links,
     pack_neighbours,
+    unpack_links,
     unpack_neighbours,
 )
 
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 _HASHES = ("faces", "meta", "embeddings", "neighbours", "parents", "clusters", "offsets")
+#: The apply script's KEYS after the hashes and count, outbox and writer (apply_batch.lua).
+_CORRECTION_HASHES = ("links", "marks", "commands")
+#: KEYS numbers (1-based, as the script counts) of what a correction changes.
+_PARENTS, _CLUSTERS, _LINKS, _MARKS = 5, 6, 11, 12
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,7 @@ def _summary(raw: bytes) -> ClusterSummary:
         data["last_seen"],
         tuple(data["cameras"]),
         tuple((float(q), str(f)) for q, f in data["representatives"]),
+        data.get("name"),
     )
 
 
@@ -106,7 +119,7 @@ class RedisStore:
         self._observe = observe
         prefix = f"{{fs:{space}}}:"
         # The apply script's KEYS, in its order (apply_batch.lua).
-        self._keys = [prefix + name for name in (*_HASHES, "count", "outbox", "writer")]
+        self._keys = [prefix + name for name in (*_HASHES, "count", "outbox", "writer", *_CORRECTION_HASHES)]
         self._offsets_key, self._count_key, self._outbox_key = prefix + "offsets", prefix + "count", prefix + "outbox"
         self._embeddings_key = prefix + "embeddings"
         self.snapshots = SnapshotParts(client, prefix + "snapshot", prefix + "writer", space)
@@ -148,6 +161,7 @@ class RedisStore:
         operation.append(len(delta.parents))
         for absorbed, survivor in delta.parents.items():
             operation += [absorbed, survivor]
+        operation += [1, delta.label, pack_links(delta.links)] if delta.links else [0]
         operation.append(len(delta.clusters))
         for root, summary in delta.clusters.items():
             operation += [root, "" if summary is None else _summary_json(summary)]
@@ -160,6 +174,31 @@ class RedisStore:
             )
             operation += [partition, offset, entry.to_json()]
         return self._queue_or_run(meta.face_id, operation)
+
+    def apply_correction(self, delta: CorrectionDelta) -> bool:
+        """Applies a correction's delta (queued inside ``batch()``); False when its command was applied before."""
+        fields: list[tuple[int, str, str | bytes]] = [
+            (_PARENTS, str(label), "" if parent == label else str(parent)) for label, parent in delta.parents.items()
+        ]
+        fields += [(_CLUSTERS, str(r), "" if s is None else _summary_json(s)) for r, s in delta.clusters.items()]
+        fields += [(_MARKS, str(label), json.dumps(marks) if marks else "") for label, marks in delta.marks.items()]
+        if delta.links:
+            fields.append((_LINKS, f"c:{delta.command_id}", pack_links(delta.links)))
+        operation: list[Any] = ["C", delta.command_id, delta.outcome, len(fields)]
+        for field in fields:
+            operation += field
+        if delta.offset is None:
+            operation += ["", "", ""]
+        else:
+            operation += [delta.offset[0], delta.offset[1], delta.outcome]
+        return self._queue_or_run(delta.command_id, operation)
+
+    def metas(self, labels: list[int]) -> list[FaceMeta]:
+        raw = self.client.hmget(self._keys[1], [str(label) for label in labels])
+        metas = [_meta(r) for r in raw if isinstance(r, bytes)]
+        if len(metas) != len(labels):
+            raise StoreError(f"identity space {self.space}: a face's metadata is missing")
+        return metas
 
     def apply_event(self, event_id: str, entry: OutboxEntry) -> bool:
         """Records an event that changes no clustering state, with its input offset; False if seen before."""
@@ -255,6 +294,11 @@ class RedisStore:
                     progress(len(state.metas), total)
             state.parents = {int(k): int(v) for k, v in self.client.hscan_iter(parents_key, count=page)}
             state.clusters = {int(k): _summary(v) for k, v in self.client.hscan_iter(clusters_key, count=page)}
+            links_key, marks_key, commands_key = self._keys[10:13]
+            for _, packed in self.client.hscan_iter(links_key, count=page):
+                state.links += unpack_links(packed)
+            state.marks = {int(k): json.loads(v) for k, v in self.client.hscan_iter(marks_key, count=page)}
+            state.commands = {_text(k) for k, _ in self.client.hscan_iter(commands_key, count=page)}
         return state
 
     def clear(self) -> None:

@@ -48,9 +48,28 @@ class ClusterSummary:
     cameras: tuple[str, ...]
     #: (quality, face id), best first.
     representatives: tuple[tuple[float, str], ...]
+    #: The person's name, given by a `label` correction.
+    name: str | None = None
 
 
 Neighbours = tuple[tuple[int, ...], tuple[float, ...]]
+#: A union's link: (face label, face label, similarity); a must-link (a track's, a merge's) has similarity 2.
+Link = tuple[int, int, float]
+#: A face's correction marks: constraint id -> side ("a" or "b"); faces on two sides are different people.
+Marks = dict[str, str]
+
+
+def pack_links(links: tuple[Link, ...]) -> bytes:
+    """Links as little-endian int32 pairs then float32 similarities."""
+    pairs = np.asarray([(a, b) for a, b, _ in links], "<i4").reshape(-1)
+    return pairs.tobytes() + np.asarray([s for _, _, s in links], "<f4").tobytes()
+
+
+def unpack_links(data: bytes) -> list[Link]:
+    count = len(data) // 12
+    pairs = np.frombuffer(data[: 8 * count], "<i4").reshape(-1, 2).tolist()
+    similarities = np.frombuffer(data[8 * count :], "<f4").tolist()
+    return [(a, b, s) for (a, b), s in zip(pairs, similarities, strict=True)]
 
 
 def pack_neighbours(neighbours: Neighbours) -> bytes:
@@ -80,6 +99,24 @@ class FaceDelta:
     #: The face's cluster and the merges it caused, for stores that keep an outbox of events to publish.
     cluster: int = -1
     merges: tuple[Merge, ...] = ()
+    #: The links of this face's unions (a split recomputes clusters over them).
+    links: tuple[Link, ...] = ()
+
+
+@dataclass(frozen=True)
+class CorrectionDelta:
+    """What a correction (clustering/corrections.py) changed, applied atomically and once by command id."""
+
+    command_id: str
+    #: The new parent of every face whose cluster changed (a root is its own parent).
+    parents: dict[int, int]
+    clusters: dict[int, ClusterSummary | None]
+    #: The full marks of each face whose marks changed.
+    marks: dict[int, Marks]
+    links: tuple[Link, ...]
+    #: The outcome event as JSON (the store keeps it with the command id, and in the outbox with an offset).
+    outcome: str
+    offset: tuple[int, int] | None = None
 
 
 @dataclass
@@ -92,11 +129,23 @@ class StoredState:
     offsets: dict[int, int] = field(default_factory=dict)
     snapshot: bytes | None = None
     snapshot_count: int = 0
+    links: list[Link] = field(default_factory=list)
+    marks: dict[int, Marks] = field(default_factory=dict)
+    #: Ids of the corrections applied.
+    commands: set[str] = field(default_factory=set)
 
 
 class StateStore(Protocol):
     def apply(self, delta: FaceDelta) -> bool:
         """Applies a delta atomically; False (and no change) when its face was applied before."""
+        ...
+
+    def apply_correction(self, delta: CorrectionDelta) -> bool:
+        """Applies a correction's delta atomically; False (and no change) when its command was applied before."""
+        ...
+
+    def metas(self, labels: list[int]) -> list[FaceMeta]:
+        """The metadata of these faces."""
         ...
 
     def load(self) -> StoredState: ...
@@ -128,8 +177,32 @@ class InMemoryStore:
                 state.clusters[root] = summary
         if delta.offset is not None:
             state.offsets[delta.offset[0]] = delta.offset[1]
+        state.links += delta.links
         self._applied.add(delta.meta.face_id)
         return True
+
+    def apply_correction(self, delta: CorrectionDelta) -> bool:
+        state = self._state
+        if delta.command_id in state.commands:
+            return False
+        state.parents.update((label, parent) for label, parent in delta.parents.items() if label != parent)
+        for label, parent in delta.parents.items():
+            if label == parent:
+                state.parents.pop(label, None)
+        for root, summary in delta.clusters.items():
+            if summary is None:
+                state.clusters.pop(root, None)
+            else:
+                state.clusters[root] = summary
+        state.marks.update(delta.marks)
+        state.links += delta.links
+        if delta.offset is not None:
+            state.offsets[delta.offset[0]] = delta.offset[1]
+        state.commands.add(delta.command_id)
+        return True
+
+    def metas(self, labels: list[int]) -> list[FaceMeta]:
+        return [self._state.metas[label] for label in labels]
 
     def load(self) -> StoredState:
         state = self._state
@@ -142,4 +215,7 @@ class InMemoryStore:
             dict(state.offsets),
             state.snapshot,
             state.snapshot_count,
+            list(state.links),
+            {label: dict(marks) for label, marks in state.marks.items()},
+            set(state.commands),
         )

@@ -14,6 +14,16 @@ class UnionFind:
         sets._parent = [parents.get(i, i) for i in range(count)]
         return sets
 
+    def parents(self) -> list[int]:
+        """The parent of every item (roots are their own), read-only by contract."""
+        return self._parent
+
+    def regroup(self, group: list[int]) -> None:
+        """Makes ``group``'s smallest item the root of all of it (a correction recomputed the group)."""
+        root = min(group)
+        for item in group:
+            self._parent[item] = root
+
     def __len__(self) -> int:
         return len(self._parent)
 

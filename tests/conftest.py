@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from clustering.redis_client import connect
+from clustering.redis_store import RedisStore
+from clustering.store import InMemoryStore, StateStore
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings, RuntimeSettings
 from tests.services import missing
@@ -57,3 +61,24 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with kafka_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
         yield bootstrap
+
+
+StoreFactory = Callable[[], StateStore]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """A factory of fresh stores; the Redis ones are spaces with unique names on a real redis-server."""
+    if request.param == "memory":
+        yield InMemoryStore
+        return
+    client = connect(request.getfixturevalue("redis_url"))
+    stores: list[RedisStore] = []
+
+    def factory() -> StateStore:
+        stores.append(RedisStore(client, f"test-{uuid.uuid4().hex[:12]}"))
+        return stores[-1]
+
+    yield factory
+    for store in stores:
+        store.clear()

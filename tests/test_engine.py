@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -14,29 +13,11 @@ from clustering.rank_order import batch_rank_order
 from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings, RankOrderSettings
-from clustering.store import InMemoryStore, StateStore, StoreError
+from clustering.store import StoreError
+from tests.conftest import StoreFactory
 from workers.local_services import free_port
 
 DIM = 128
-StoreFactory = Callable[[], StateStore]
-
-
-@pytest.fixture(params=["memory", "redis"])
-def make_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
-    """A factory of fresh stores; the Redis ones are spaces with unique names on a real redis-server."""
-    if request.param == "memory":
-        yield InMemoryStore
-        return
-    client = connect(request.getfixturevalue("redis_url"))
-    stores: list[RedisStore] = []
-
-    def factory() -> StateStore:
-        stores.append(RedisStore(client, f"test-{uuid.uuid4().hex[:12]}"))
-        return stores[-1]
-
-    yield factory
-    for store in stores:
-        store.clear()
 
 
 def identities(people: int, per_person: int, noise: float, seed: int = 0) -> tuple[np.ndarray, list[int]]:

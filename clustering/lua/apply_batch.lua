@@ -2,11 +2,15 @@
 -- events that change no clustering state (a tracked face's assignment, a track's appearance), each with its
 -- input offset and its outbox entry. One round trip for a whole batch of the cluster worker.
 -- KEYS: 1 faces (face or event id -> label, -1 for an event), 2 meta, 3 embeddings, 4 neighbours, 5 parents,
---       6 clusters, 7 offsets, 8 count (faces applied), 9 outbox (events not yet published), 10 writer lease
+--       6 clusters, 7 offsets, 8 count (faces applied), 9 outbox (events not yet published), 10 writer lease,
+--       11 links (the links of unions), 12 marks (correction marks of faces), 13 commands (applied corrections)
 -- ARGV: writer token ("" when no lease is held), number of operations, then per operation:
 --   'F', face_id, label, meta, embedding, n_neighbours, (label, packed)*, n_parents, (label, parent)*,
---        n_clusters, (root, summary or "" to delete)*, partition ("" for none), offset, outbox entry ("" for none)
+--        n_links, (label, packed)*, n_clusters, (root, summary or "" to delete)*, partition ("" for none),
+--        offset, outbox entry ("" for none)
 --   'E', event id, partition, offset, outbox entry
+--   'C', command id, outcome, n_fields, (key number, field, value or "" to delete)*, partition, offset,
+--        outbox entry: a correction
 --   'O', partition, offset: every face of the space below offset + 1 on that partition is applied (a space
 --        with no face in the batches that read it); the recorded offset only ever grows
 -- Returns one 1 (applied) or 0 (seen before, nothing changed) per operation.
@@ -15,12 +19,29 @@ if token ~= '' and redis.call('GET', KEYS[10]) ~= token then
   return redis.error_reply('FACESTREAM_LEASE this worker no longer holds the writer lease of its identity space')
 end
 local count = tonumber(redis.call('GET', KEYS[8]) or '0')
+-- ARGV[i .. i + 2]: partition, offset ("" for none), outbox entry ("" for none).
+local function record_input(i)
+  if ARGV[i] ~= '' then redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]) end
+  if ARGV[i + 2] ~= '' then redis.call('RPUSH', KEYS[9], ARGV[i + 2]) end
+end
 local results = {}
 local i = 3
 for op = 1, tonumber(ARGV[2]) do
   local kind, id = ARGV[i], ARGV[i + 1]
-  local fresh = kind ~= 'O' and redis.call('HEXISTS', KEYS[1], id) == 0
-  if kind == 'O' then
+  local fresh = kind ~= 'O' and redis.call('HEXISTS', kind == 'C' and KEYS[13] or KEYS[1], id) == 0
+  if kind == 'C' then
+    if fresh then redis.call('HSET', KEYS[13], id, ARGV[i + 2]) end
+    local n = tonumber(ARGV[i + 3]); i = i + 4
+    for _ = 1, n do
+      if fresh then
+        local key = KEYS[tonumber(ARGV[i])]
+        if ARGV[i + 2] == '' then redis.call('HDEL', key, ARGV[i + 1]) else redis.call('HSET', key, ARGV[i + 1], ARGV[i + 2]) end
+      end
+      i = i + 3
+    end
+    if fresh then record_input(i) end
+    i = i + 3
+  elseif kind == 'O' then
     local applied = tonumber(redis.call('HGET', KEYS[7], id) or '-1')
     if tonumber(ARGV[i + 2]) > applied then redis.call('HSET', KEYS[7], id, ARGV[i + 2]) end
     i = i + 3
@@ -43,7 +64,7 @@ for op = 1, tonumber(ARGV[2]) do
       redis.call('HSET', KEYS[3], label, ARGV[i + 4])
     end
     i = i + 5
-    for _, key in ipairs({KEYS[4], KEYS[5]}) do
+    for _, key in ipairs({KEYS[4], KEYS[5], KEYS[11]}) do
       local n = tonumber(ARGV[i]); i = i + 1
       for _ = 1, n do
         if fresh then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
@@ -62,8 +83,7 @@ for op = 1, tonumber(ARGV[2]) do
       i = i + 2
     end
     if fresh then
-      if ARGV[i] ~= '' then redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]) end
-      if ARGV[i + 2] ~= '' then redis.call('RPUSH', KEYS[9], ARGV[i + 2]) end
+      record_input(i)
       count = count + 1
     end
     i = i + 3

@@ -1,0 +1,236 @@
+"""A user's corrections of the clustering, and the constraints that keep them true as faces keep coming.
+
+- ``merge``: the clusters become one, through a must-link no later face can undo.
+- ``split``: the faces leave their cluster as a cluster of their own; ``reject`` ("not this person"): one
+  face does. Both sides are marked (a cannot-link between every face of one side and every face of the
+  other): no later face, merge or replay joins clusters holding faces of both sides again. The cut cluster's
+  faces are regrouped into the connected components of the links that joined them, without the links across
+  the cut (a face joined only through a face that left goes with it, or stands alone).
+- ``label``: names a cluster (or clears its name). Clusters with two different names never join, so names
+  survive merges, restarts and recoveries; a merge of two differently named clusters is a ``Conflict``.
+
+A command that names what is not there raises ``CorrectionError`` (a dead letter) and changes nothing. One
+that contradicts an earlier correction changes nothing and is reported as a ``Conflict``. Cluster ids are
+the label of the cluster's oldest face; a command may name any cluster id it was told of, even one merged
+away since: it means the cluster that face is in now.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+from clustering.clusters import Cluster, LinkLog, cluster_of_faces, components, members_of
+from clustering.events import Conflict, CorrectionOutcome, Labelled, Merged, Split
+from clustering.store import ClusterSummary, CorrectionDelta, FaceMeta, Link, Marks
+from clustering.union_find import UnionFind
+
+#: The similarity recorded for a merge's must-link (above any real similarity, like a track's).
+MUST_LINK = 2.0
+MAX_NAME_LENGTH = 200
+
+
+class CorrectionReason(StrEnum):
+    UNKNOWN_CLUSTER = "unknown_cluster"
+    UNKNOWN_FACE = "unknown_face"
+    FACES_IN_SEVERAL_CLUSTERS = "faces_in_several_clusters"
+    NOT_IN_CLUSTER = "not_in_cluster"
+    SPLIT_OF_ALL = "split_of_all"
+    NOTHING_TO_MERGE = "nothing_to_merge"
+    BAD_NAME = "bad_name"
+
+
+class CorrectionError(ValueError):
+    """A correction that cannot apply; nothing changed."""
+
+    def __init__(self, reason: CorrectionReason, command_id: str, detail: str) -> None:
+        super().__init__(f"correction {command_id}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class MergeClusters:
+    command_id: str
+    clusters: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SplitFaces:
+    command_id: str
+    faces: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RejectFace:
+    command_id: str
+    face: str
+    cluster: int
+
+
+@dataclass(frozen=True)
+class LabelCluster:
+    command_id: str
+    cluster: int
+    name: str | None
+
+
+Correction = MergeClusters | SplitFaces | RejectFace | LabelCluster
+
+
+def check_name(name: str | None, command_id: str) -> None:
+    """A name is 1 to 200 printable characters (no control characters: they would forge log lines)."""
+    if name is None:
+        return
+    if not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise CorrectionError(
+            CorrectionReason.BAD_NAME, command_id, f"a name has 1 to {MAX_NAME_LENGTH} characters, not {len(name)}"
+        )
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        raise CorrectionError(CorrectionReason.BAD_NAME, command_id, "a name may not hold control characters")
+
+
+@dataclass(frozen=True)
+class CorrectionView:
+    """The engine's clustering state a correction reads and changes (the engine's own objects)."""
+
+    sets: UnionFind
+    clusters: dict[int, Cluster]
+    links: LinkLog
+    marks: dict[int, Marks]
+    ids: list[str]
+    label_of: dict[str, int]
+    metas: Callable[[list[int]], list[FaceMeta]]
+
+
+def outcome_json(outcome: CorrectionOutcome) -> str:
+    kind = {Merged: "merged", Split: "split", Labelled: "labelled", Conflict: "conflict"}[type(outcome)]
+    return json.dumps({"type": kind, **asdict(outcome)}, separators=(",", ":"))
+
+
+def apply_correction(
+    view: CorrectionView, correction: Correction, keep: int, offset: tuple[int, int] | None
+) -> tuple[CorrectionOutcome, CorrectionDelta]:
+    """Applies ``correction`` to ``view`` and returns its outcome and the delta for the store; ``keep``: the
+    representatives a cluster keeps."""
+    change = _Change()
+    if isinstance(correction, MergeClusters):
+        outcome: CorrectionOutcome = _merge(view, correction, keep, change)
+    elif isinstance(correction, SplitFaces):
+        labels = [_face(view, face, correction.command_id) for face in correction.faces]
+        roots = {view.sets.find(label) for label in labels}
+        if len(roots) != 1:
+            raise CorrectionError(
+                CorrectionReason.FACES_IN_SEVERAL_CLUSTERS,
+                correction.command_id,
+                f"the faces to split off are in {len(roots)} clusters, not one",
+            )
+        outcome = _split(view, correction.command_id, roots.pop(), set(labels), keep=keep, change=change)
+    elif isinstance(correction, RejectFace):
+        label, root = _face(view, correction.face, correction.command_id), _cluster(view, correction)
+        if view.sets.find(label) != root:
+            raise CorrectionError(
+                CorrectionReason.NOT_IN_CLUSTER,
+                correction.command_id,
+                f"face {correction.face} is not in cluster {correction.cluster}",
+            )
+        outcome = _split(view, correction.command_id, root, {label}, keep=keep, change=change)
+    else:
+        check_name(correction.name, correction.command_id)
+        root = _cluster(view, correction)
+        view.clusters[root].name = correction.name
+        change.clusters[root] = view.clusters[root].summary(root)
+        outcome = Labelled(correction.command_id, root, correction.name)
+    delta = CorrectionDelta(
+        correction.command_id,
+        change.parents,
+        change.clusters,
+        {label: view.marks[label] for label in change.marked},
+        tuple(change.links),
+        outcome_json(outcome),
+        offset,
+    )
+    return outcome, delta
+
+
+class _Change:
+    def __init__(self) -> None:
+        self.parents: dict[int, int] = {}
+        self.clusters: dict[int, ClusterSummary | None] = {}
+        self.marked: set[int] = set()
+        self.links: list[Link] = []
+
+
+def _face(view: CorrectionView, face_id: str, command_id: str) -> int:
+    label = view.label_of.get(face_id)
+    if label is None:
+        raise CorrectionError(CorrectionReason.UNKNOWN_FACE, command_id, f"no face {face_id} in this space")
+    return label
+
+
+def _root(view: CorrectionView, cluster: int, command_id: str) -> int:
+    if not 0 <= cluster < len(view.ids):
+        raise CorrectionError(CorrectionReason.UNKNOWN_CLUSTER, command_id, f"no cluster {cluster} in this space")
+    return view.sets.find(cluster)
+
+
+def _cluster(view: CorrectionView, correction: RejectFace | LabelCluster) -> int:
+    return _root(view, correction.cluster, correction.command_id)
+
+
+def _merge(view: CorrectionView, merge: MergeClusters, keep: int, change: _Change) -> CorrectionOutcome:
+    roots = sorted({_root(view, cluster, merge.command_id) for cluster in merge.clusters})
+    if len(roots) < 2:
+        raise CorrectionError(CorrectionReason.NOTHING_TO_MERGE, merge.command_id, "the clusters named are one")
+    clusters = [view.clusters[root] for root in roots]
+    names = {c.name for c in clusters if c.name is not None}
+    if len(names) > 1:
+        return Conflict(merge.command_id, f"the clusters have different names: {sorted(names)}")
+    for i, first in enumerate(clusters):
+        for second in clusters[i + 1 :]:
+            if first.conflicts(second):
+                return Conflict(
+                    merge.command_id,
+                    "the clusters hold faces known to be different people (an earlier split or reject, or one frame)",
+                )
+    survivor = roots[0]
+    for absorbed in roots[1:]:
+        view.sets.union(survivor, absorbed)
+        view.clusters[survivor].absorb(view.clusters.pop(absorbed), keep)
+        change.parents[absorbed] = survivor
+        change.clusters[absorbed] = None
+        change.links.append((survivor, absorbed, MUST_LINK))
+    view.links.add(change.links)
+    change.clusters[survivor] = view.clusters[survivor].summary(survivor)
+    return Merged(merge.command_id, survivor, tuple(roots[1:]))
+
+
+def _split(
+    view: CorrectionView, command_id: str, root: int, leaving: set[int], *, keep: int, change: _Change
+) -> CorrectionOutcome:
+    members = members_of(view.sets, root)
+    if len(leaving) >= len(members):
+        raise CorrectionError(
+            CorrectionReason.SPLIT_OF_ALL, command_id, f"all {len(members)} faces of cluster {root} would leave it"
+        )
+    for label in members:
+        view.marks.setdefault(label, {})[command_id] = "a" if label in leaving else "b"
+    change.marked.update(members)
+    kept_links = [link for link in view.links.within(members) if (link[0] in leaving) == (link[1] in leaving)]
+    groups = components(members, kept_links)
+    name = view.clusters.pop(root).name
+    # The name stays with the part holding most of the faces that stayed.
+    named = max(groups, key=lambda group: (sum(label not in leaving for label in group), -group[0]))
+    parts: list[tuple[int, tuple[str, ...]]] = []
+    for group in groups:
+        view.sets.regroup(group)
+        metas = view.metas(group)
+        cluster = cluster_of_faces(metas, [view.marks.get(label) for label in group], keep)
+        cluster.name = name if group is named else None
+        view.clusters[group[0]] = cluster
+        change.parents.update((label, group[0]) for label in group)
+        change.clusters[group[0]] = cluster.summary(group[0])
+        parts.append((group[0], tuple(view.ids[label] for label in group)))
+    return Split(command_id, root, tuple(parts))
