@@ -281,25 +281,3 @@ class DeadLetter(_Message):
     @staticmethod
     def b64(data: bytes | None) -> str | None:
         return None if data is None else base64.b64encode(data).decode()
-
-
-#: Contracts whose JSON Schemas live in docs/schemas/, by file stem.
-SCHEMAS: dict[str, type[_Message]] = {
-    "frame-headers.v1": FrameHeaders,
-    "face.v2": FaceRecord,
-    "track.v2": TrackRecord,
-    "assignment.v1": Assignment,
-    "appearance.v1": AppearanceEvent,
-    "merge.v1": MergeEvent,
-    "dead-letter.v1": DeadLetter,
-}
-
-
-def json_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schema of every contract, as written to docs/schemas/<stem>.json."""
-    schemas = {}
-    for stem, model in SCHEMAS.items():
-        schema = model.model_json_schema()
-        schema["$id"] = f"urn:facestream:schema:{stem}"
-        schemas[stem] = schema
-    return schemas

@@ -8,8 +8,19 @@ import jsonschema
 import numpy as np
 import pytest
 
+from streaming.commands import (
+    ConflictEvent,
+    LabelCommand,
+    LabelledEvent,
+    MergeCommand,
+    MergedEvent,
+    RejectCommand,
+    SplitCommand,
+    SplitEvent,
+    SplitPart,
+    parse_command,
+)
 from streaming.messages import (
-    SCHEMAS,
     AppearanceEvent,
     Assignment,
     DeadLetter,
@@ -19,9 +30,9 @@ from streaming.messages import (
     MergeEvent,
     MessageError,
     TrackRecord,
-    json_schemas,
     parse_faces_topic,
 )
+from streaming.schemas import SCHEMAS, json_schemas
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 
@@ -92,6 +103,19 @@ EXAMPLES = {
         value=DeadLetter.b64(b"\xff\xd8 truncated"),
         headers=[("camera", "bG9iYnk=")],
     ),
+    "command-merge.v1": MergeCommand(command_id="c-1", space="hq", clusters=[3, 17]),
+    "command-split.v1": SplitCommand(command_id="c-2", space="hq", faces=["lobby:42:0", "lobby:43:0"]),
+    "command-reject.v1": RejectCommand(command_id="c-3", space="hq", face="lobby:42:0", cluster=3),
+    "command-label.v1": LabelCommand(command_id="c-4", space="hq", cluster=3, name="Ada Lovelace"),
+    "merged.v1": MergedEvent(space="hq", command_id="c-1", survivor=3, absorbed=[17]),
+    "split.v1": SplitEvent(
+        space="hq",
+        command_id="c-2",
+        cluster=3,
+        parts=[SplitPart(cluster=3, faces=["lobby:1:0"]), SplitPart(cluster=42, faces=["lobby:42:0", "lobby:43:0"])],
+    ),
+    "labelled.v1": LabelledEvent(space="hq", command_id="c-4", cluster=3, name="Ada Lovelace"),
+    "conflict.v1": ConflictEvent(space="hq", command_id="c-5", reason="the clusters have different names"),
 }
 
 
@@ -200,3 +224,31 @@ def test_an_embedding_of_another_length_is_taken_at_unit_length() -> None:
     scaled = _face(embedding=FaceRecord.encode_embedding(direction * 100)).vector()
     np.testing.assert_allclose(scaled, direction, rtol=1e-5, atol=1e-7)
     assert abs(float(np.linalg.norm(scaled)) - 1.0) < 1e-5
+
+
+@pytest.mark.parametrize("stem", [s for s in SCHEMAS if s.startswith("command-")])
+def test_each_command_parses_to_its_correction(stem: str) -> None:
+    command = EXAMPLES[stem]
+    parsed = parse_command(command.to_json())
+    assert parsed == command
+    assert parsed.correction().command_id == parsed.command_id
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"", "empty"),
+        (b"not json", "malformed"),
+        (b"[1, 2]", "malformed"),
+        (b'{"type": "obliterate", "command_id": "x", "space": "hq"}', "unknown_command"),
+        (b'{"type": "merge", "version": 2, "command_id": "x", "space": "hq", "clusters": [1, 2]}', "unknown_version"),
+        (b'{"type": "merge", "command_id": "x", "space": "hq", "clusters": [1]}', "malformed"),
+        (b'{"type": "label", "command_id": "x y\n", "space": "hq", "cluster": 1, "name": "a"}', "malformed"),
+        (b'{"type": "split", "command_id": "x", "space": "hq", "faces": []}', "malformed"),
+        (b'{"type": "reject", "command_id": "x", "space": "hq", "face": "a:1:0", "cluster": 1, "why": 1}', "malformed"),
+    ],
+)
+def test_a_bad_command_is_refused_with_its_reason(value: bytes, reason: str) -> None:
+    with pytest.raises(MessageError) as caught:
+        parse_command(value)
+    assert caught.value.reason == reason

@@ -16,6 +16,7 @@ from models.settings import ModelSettings
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
 from workers.cli import main
+from workers.corrections_file import CorrectionsFileError, read_corrections
 from workers.lifecycle import StopFlag
 from workers.run_job import run_pipeline
 from workers.settings import Settings
@@ -149,3 +150,56 @@ def test_ctrl_c_finishes_the_batch_and_writes_the_outputs(tmp_path: Path) -> Non
     assert document["summary"]["stopped_early"] is True
     assert 0 < document["summary"]["frames"] < 275
     assert len(_lines(out / "faces.jsonl")) == document["summary"]["faces"]
+
+
+def test_corrections_of_one_run_are_respected_by_the_next(
+    tmp_path: Path, cpu_models: ModelSettings, analyzer: FaceAnalyzer
+) -> None:
+    sources = [FrameSource(str(path)) for path in sample_images()]
+    first = tmp_path / "first"
+    run_pipeline(sources, first, _settings(cpu_models), analyzer=analyzer, progress=False)
+    clusters = json.loads((first / "clusters.json").read_text())["clusters"]
+    group = next(c for c in clusters if c["size"] >= 2)
+    faces = [f["face_id"] for f in _lines(first / "faces.jsonl") if f["cluster"] == group["id"]]
+    # Two people of two different photos (faces of one photo are different people: a merge of those conflicts).
+    photo_of = {c["id"]: c["sources"][0] for c in clusters if c["size"] == 1}
+    singles = [next(iter(photo_of))]
+    singles.append(next(c for c, photo in photo_of.items() if photo != photo_of[singles[0]]))
+    corrections = tmp_path / "corrections.jsonl"
+    corrections.write_text(
+        "# made from the first run's gallery\n"
+        + json.dumps({"type": "reject", "face": faces[-1], "cluster": group["id"]})
+        + "\n"
+        + json.dumps({"type": "label", "cluster": group["id"], "name": "Guest of honour"})
+        + "\n\n"
+        + json.dumps({"type": "merge", "clusters": singles})
+        + "\n"
+    )
+
+    second = tmp_path / "second"
+    lines = read_corrections(corrections)
+    summary = run_pipeline(sources, second, _settings(cpu_models), analyzer=analyzer, progress=False, corrections=lines)
+    assert summary.corrections == {"applied": 3}
+    assigned = {f["face_id"]: f["cluster"] for f in _lines(second / "faces.jsonl")}
+    assert assigned[faces[-1]] != assigned[faces[0]] == group["id"]
+    merged = {assigned[f["face_id"]] for f in _lines(first / "faces.jsonl") if f["cluster"] in singles}
+    assert len(merged) == 1
+    named = {c["id"]: c["name"] for c in json.loads((second / "clusters.json").read_text())["clusters"]}
+    assert named[group["id"]] == "Guest of honour"
+    gallery = (second / "index.html").read_text()
+    assert f"Cluster {group['id']}: Guest of honour" in gallery
+    assert f'title="{faces[0]}"' in gallery  # the face ids a user writes corrections with
+
+
+def test_a_bad_corrections_file_is_refused_before_the_run_with_each_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    corrections = tmp_path / "fix.jsonl"
+    corrections.write_text('{"type": "merge", "clusters": [1, 2]}\nnot json\n{"type": "obliterate"}\n')
+    with pytest.raises(CorrectionsFileError) as raised:
+        read_corrections(corrections)
+    assert "fix.jsonl:2: malformed" in str(raised.value)
+    assert "fix.jsonl:3: unknown_command" in str(raised.value)
+    assert main(["run", "--sample", "--corrections", str(corrections), "-o", str(tmp_path / "out")]) == 2
+    assert "fix.jsonl:2" in caplog.text
+    assert not (tmp_path / "out").exists()

@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--out", type=Path, default=Path("facestream-out"), help="output folder")
     run.add_argument("--camera", help="camera id to record instead of the source's name (one source only)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--corrections",
+        type=Path,
+        metavar="FILE",
+        help="JSON lines of merge/split/reject/label commands naming faces and clusters of an earlier run "
+        "over the same sources; applied as they become possible, and obeyed by the faces after",
+    )
     _model_flags(run)
 
     evaluate = commands.add_parser("eval", help="cluster labeled identity/image folders and score the result")
@@ -141,14 +148,22 @@ def _sources(args: argparse.Namespace, settings: Settings) -> list[FrameSource] 
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.corrections_file import CorrectionsFileError, read_corrections  # noqa: PLC0415
     from workers.run_job import run_pipeline  # noqa: PLC0415 - keeps `facestream models` light
 
     sources = _sources(args, settings)
     if sources is None:
         return EXIT_USAGE
+    try:
+        corrections = read_corrections(args.corrections) if args.corrections else []
+    except CorrectionsFileError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
     stop = StopFlag()
     stop.install()
-    summary = run_pipeline(sources, args.out, settings, stop=stop, progress=not args.no_progress)
+    summary = run_pipeline(
+        sources, args.out, settings, stop=stop, progress=not args.no_progress, corrections=corrections
+    )
     print(summary.line(args.out))
     return 0
 

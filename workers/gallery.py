@@ -18,6 +18,8 @@ class GalleryCluster:
     sources: Sequence[str]
     thumbnails: Sequence[str]  # paths relative to the gallery, representatives first
     appearances: str = ""  # e.g. "3 appearances: door 2 (0:01-0:12, 1:30-1:41), hall 1 (0:05-0:09)"
+    name: str | None = None  # given by a `label` correction
+    face_ids: Sequence[str] = ()  # of the thumbnails, shown on hover: what a correction names
 
 
 _STYLE = """
@@ -38,16 +40,19 @@ def render_gallery(title: str, summary: str, clusters: Sequence[GalleryCluster],
     rows = []
     for cluster in clusters:
         shown = cluster.thumbnails[:per_cluster]
+        ids = list(cluster.face_ids) or [""] * len(shown)
         images = "".join(
-            f'<img src="{html.escape(quote(path))}" loading="lazy" alt="face in cluster {cluster.cluster_id}">'
-            for path in shown
+            f'<img src="{html.escape(quote(path))}" loading="lazy" alt="face in cluster {cluster.cluster_id}"'
+            + (f' title="{html.escape(face_id)}">' if face_id else ">")
+            for path, face_id in zip(shown, ids, strict=False)
         )
         hidden = cluster.size - len(shown)
         more = f'<span class="more">+{hidden} more</span>' if hidden > 0 else ""
         sources = html.escape(", ".join(cluster.sources))
         seen = f'<p class="seen">{html.escape(cluster.appearances)}</p>' if cluster.appearances else ""
+        name = f": {html.escape(cluster.name)}" if cluster.name else ""
         rows.append(
-            f'<section id="cluster-{cluster.cluster_id}"><h2>Cluster {cluster.cluster_id} '
+            f'<section id="cluster-{cluster.cluster_id}"><h2>Cluster {cluster.cluster_id}{name} '
             f'<span class="meta">{cluster.size} face{"s" if cluster.size != 1 else ""} · '
             f"first {html.escape(cluster.first_seen)} · last {html.escape(cluster.last_seen)} · {sources}</span></h2>"
             f'{seen}<div class="faces">{images}{more}</div></section>'

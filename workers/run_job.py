@@ -27,6 +27,7 @@ from models.analyzer import FaceAnalyzer
 from models.pipeline import CameraFrame, FacePipeline, FrameResult
 from models.track_log import TrackSummary
 from streaming.sources import BadInput, Frame, FrameSource, SourceItem
+from workers.corrections_file import CommandLine, PendingCorrections
 from workers.faces import apply_face, face_record
 from workers.gallery import GalleryCluster, write_gallery
 from workers.lifecycle import StopFlag
@@ -46,6 +47,8 @@ class RunSummary:
     appearances: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     bad_inputs: Counter[str] = field(default_factory=Counter)
+    #: What became of each command of --corrections: applied, conflict, duplicate, or why it could not apply.
+    corrections: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     stopped_early: bool = False
 
@@ -54,10 +57,12 @@ class RunSummary:
         bad = ", ".join(f"{n} {why}" for why, n in sorted(self.bad_inputs.items())) or "none"
         rate = self.faces / self.seconds if self.seconds else 0.0
         state = "stopped early" if self.stopped_early else "done"
+        corrections = ", ".join(f"{n} {what}" for what, n in sorted(self.corrections.items()))
         return (
             f"{state}: {self.frames} frames, {self.faces} faces ({self.clustered} embedded and clustered; "
             f"rejected: {rejected}), {self.appearances} appearances, {self.clusters} clusters, bad inputs: {bad}; "
-            f"{self.seconds:.1f} s ({rate:.1f} faces/s) -> {out_dir}"
+            + (f"corrections: {corrections}; " if corrections else "")
+            + f"{self.seconds:.1f} s ({rate:.1f} faces/s) -> {out_dir}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,6 +75,7 @@ class RunSummary:
             "appearances": self.appearances,
             "rejected": dict(self.rejected),
             "bad_inputs": dict(self.bad_inputs),
+            "corrections": dict(self.corrections),
             "seconds": round(self.seconds, 3),
             "stopped_early": self.stopped_early,
         }
@@ -170,8 +176,10 @@ def run_pipeline(
     analyzer: FaceAnalyzer | None = None,
     stop: StopFlag | None = None,
     progress: bool = True,
+    corrections: Sequence[CommandLine] = (),
 ) -> RunSummary:
-    """Runs every source through the pipeline into ``out_dir``; returns what happened."""
+    """Runs every source through the pipeline into ``out_dir``; returns what happened. ``corrections``
+    (workers/corrections_file.py) apply as soon as what they name is clustered."""
     started = time.perf_counter()
     analyzer = analyzer or FaceAnalyzer.from_settings(settings.models)
     pipeline = FacePipeline(analyzer, settings.tracking)
@@ -179,6 +187,7 @@ def run_pipeline(
     (out_dir / "thumbs").mkdir(parents=True, exist_ok=True)
     run = _Run(out_dir, settings, analyzer)
     summary = run.summary
+    pending = PendingCorrections(list(corrections))
     totals = [s.total for s in sources]
     total = None if None in totals else sum(t for t in totals if t is not None)
     bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True)
@@ -191,6 +200,7 @@ def run_pipeline(
             frames = [CameraFrame(f.source, f.number, f.timestamp, f.image, still=f.name is not None) for f in batch]
             for frame, result in zip(batch, pipeline.process(frames), strict=True):
                 run.frame(frame, result)
+            pending.apply_ready(run.engine)
             run.faces_file.flush()
             bar.update(len(batch))
             bar.set_postfix(faces=pipeline.counters.faces, clusters=run.engine.cluster_count)
@@ -207,6 +217,8 @@ def run_pipeline(
             counters.faces,
         )
         summary.rejected = counters.rejected
+        pending.apply_ready(run.engine, last_try=True)
+        summary.corrections = pending.outcomes
         labels = run.engine.labels()
         run.faces_file.finalise(labels)
         run.appearances_file.finalise(labels)
@@ -253,6 +265,7 @@ def _write_clusters(out_dir: Path, *, run: _Run, labels: dict[str, int]) -> None
         records.append(
             {
                 "id": cluster_id,
+                "name": summaries[cluster_id].name,
                 "size": len(faces),
                 "first_seen": {
                     "face_id": first.face_id,
@@ -270,7 +283,7 @@ def _write_clusters(out_dir: Path, *, run: _Run, labels: dict[str, int]) -> None
             }
         )
         pick_ids = {f.face_id for f in picks}
-        thumbs = [f.thumbnail for f in picks] + [f.thumbnail for f in faces if f.face_id not in pick_ids]
+        shown = picks + [f for f in faces if f.face_id not in pick_ids]
         gallery.append(
             GalleryCluster(
                 cluster_id,
@@ -278,8 +291,10 @@ def _write_clusters(out_dir: Path, *, run: _Run, labels: dict[str, int]) -> None
                 f"{first.source} #{first.frame}",
                 f"{last.source} #{last.frame}",
                 sources,
-                thumbs,
+                [f.thumbnail for f in shown],
                 _appearance_text(appearances[cluster_id]) if cluster_id in appearances else "",
+                summaries[cluster_id].name,
+                [f.face_id for f in shown],
             )
         )
     summary = run.summary

@@ -1,0 +1,171 @@
+"""The commands topic's contract (corrections of the clustering, keyed by identity space), and the events the
+cluster stage publishes when it applied one (docs/messages.md, "commands" and "identities").
+
+A command is JSON with ``type`` (merge, split, reject, label), ``version`` 1, a ``command_id`` (unique: a
+command seen again changes nothing and publishes nothing again) and its ``space``. Parsing raises
+``MessageError`` (reasons: empty, malformed, unknown_version, unknown_command); what a command names is
+checked when it is applied (clustering/corrections.py: unknown_cluster, unknown_face, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
+
+from clustering.corrections import (
+    MAX_NAME_LENGTH,
+    Correction,
+    LabelCluster,
+    MergeClusters,
+    RejectFace,
+    SplitFaces,
+)
+from clustering.events import Conflict, CorrectionOutcome, Labelled, Merged, Split
+from streaming.messages import MessageError, _invalid, _Message
+
+#: Ids are echoed in events and logs: a safe alphabet, bounded.
+COMMAND_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+COMMAND_TYPES = ("merge", "split", "reject", "label")
+
+
+class _Command(_Message):
+    version: Literal[1] = 1
+    command_id: str = Field(pattern=COMMAND_ID_PATTERN, description="Unique id: a command seen again is ignored")
+    space: str = Field(min_length=1, max_length=200, description="The identity space it corrects")
+
+
+class MergeCommand(_Command):
+    """The clusters are one person: they become one (the oldest keeps its id), and stay one."""
+
+    type: Literal["merge"] = "merge"
+    clusters: list[int] = Field(min_length=2, max_length=1000)
+
+    def correction(self) -> Correction:
+        return MergeClusters(self.command_id, tuple(self.clusters))
+
+
+class SplitCommand(_Command):
+    """These faces (all of one cluster, not all of it) are another person: they leave it as a new cluster."""
+
+    type: Literal["split"] = "split"
+    faces: list[str] = Field(min_length=1, max_length=100_000)
+
+    def correction(self) -> Correction:
+        return SplitFaces(self.command_id, tuple(self.faces))
+
+
+class RejectCommand(_Command):
+    """This face is not the person of this cluster: it leaves it, and it and its near copies never return."""
+
+    type: Literal["reject"] = "reject"
+    face: str
+    cluster: int
+
+    def correction(self) -> Correction:
+        return RejectFace(self.command_id, self.face, self.cluster)
+
+
+class LabelCommand(_Command):
+    """Names a cluster (null clears the name). Checked when applied: 1 to 200 characters, none a control one."""
+
+    type: Literal["label"] = "label"
+    cluster: int
+    name: str | None = Field(max_length=10 * MAX_NAME_LENGTH)
+
+    def correction(self) -> Correction:
+        return LabelCluster(self.command_id, self.cluster, self.name)
+
+
+Command = MergeCommand | SplitCommand | RejectCommand | LabelCommand
+
+
+def _command_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return str(kind)
+
+
+_COMMANDS: TypeAdapter[Command] = TypeAdapter(
+    Annotated[
+        Annotated[MergeCommand, Tag("merge")]
+        | Annotated[SplitCommand, Tag("split")]
+        | Annotated[RejectCommand, Tag("reject")]
+        | Annotated[LabelCommand, Tag("label")],
+        Discriminator(_command_kind),
+    ]
+)
+
+
+def parse_command(data: bytes | str | None) -> Command:
+    if not data:
+        raise MessageError("empty", "command has no value")
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MessageError("malformed", f"command is not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise MessageError("malformed", "a command is a JSON object")
+    if raw.get("type") not in COMMAND_TYPES:
+        raise MessageError(
+            "unknown_command", f"command type {str(raw.get('type'))[:40]!r} is not one of {COMMAND_TYPES}"
+        )
+    try:
+        return _COMMANDS.validate_python(raw, strict=False)
+    except ValidationError as exc:
+        raise _invalid(f"{raw['type']} command", exc) from exc
+
+
+class MergedEvent(_Message):
+    type: Literal["merged"] = "merged"
+    version: Literal[1] = 1
+    space: str
+    command_id: str
+    survivor: int
+    absorbed: list[int]
+
+
+class SplitPart(_Message):
+    cluster: int
+    faces: list[str]
+
+
+class SplitEvent(_Message):
+    type: Literal["split"] = "split"
+    version: Literal[1] = 1
+    space: str
+    command_id: str
+    cluster: int = Field(description="The cluster cut")
+    parts: list[SplitPart] = Field(description="The clusters its faces are in now; one may keep its id")
+
+
+class LabelledEvent(_Message):
+    type: Literal["labelled"] = "labelled"
+    version: Literal[1] = 1
+    space: str
+    command_id: str
+    cluster: int
+    name: str | None
+
+
+class ConflictEvent(_Message):
+    type: Literal["conflict"] = "conflict"
+    version: Literal[1] = 1
+    space: str
+    command_id: str
+    reason: str = Field(description="Why the command changed nothing")
+
+
+def outcome_event(space: str, outcome: CorrectionOutcome) -> _Message:
+    """The identities-topic event of an applied correction."""
+    if isinstance(outcome, Merged):
+        return MergedEvent(
+            space=space, command_id=outcome.command_id, survivor=outcome.survivor, absorbed=list(outcome.absorbed)
+        )
+    if isinstance(outcome, Split):
+        parts = [SplitPart(cluster=cluster, faces=list(faces)) for cluster, faces in outcome.parts]
+        return SplitEvent(space=space, command_id=outcome.command_id, cluster=outcome.cluster, parts=parts)
+    if isinstance(outcome, Labelled):
+        return LabelledEvent(space=space, command_id=outcome.command_id, cluster=outcome.cluster, name=outcome.name)
+    assert isinstance(outcome, Conflict)
+    return ConflictEvent(space=space, command_id=outcome.command_id, reason=outcome.reason)
