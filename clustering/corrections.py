@@ -22,6 +22,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import Any
 
 from clustering.clusters import Cluster, LinkLog, cluster_of_faces, components, members_of
 from clustering.events import Conflict, CorrectionOutcome, Labelled, Merged, Split
@@ -108,6 +109,19 @@ class CorrectionView:
 def outcome_json(outcome: CorrectionOutcome) -> str:
     kind = {Merged: "merged", Split: "split", Labelled: "labelled", Conflict: "conflict"}[type(outcome)]
     return json.dumps({"type": kind, **asdict(outcome)}, separators=(",", ":"))
+
+
+def outcome_from_json(raw: str) -> CorrectionOutcome:
+    data: dict[str, Any] = json.loads(raw)
+    kind = data.pop("type")
+    if kind == "merged":
+        return Merged(data["command_id"], data["survivor"], tuple(data["absorbed"]))
+    if kind == "split":
+        parts = tuple((cluster, tuple(faces)) for cluster, faces in data["parts"])
+        return Split(data["command_id"], data["cluster"], parts)
+    if kind == "labelled":
+        return Labelled(data["command_id"], data["cluster"], data["name"])
+    return Conflict(data["command_id"], data["reason"])
 
 
 def apply_correction(

@@ -65,6 +65,8 @@ class OutboxEntry:
     timestamp: float
     #: A track's appearance event (JSON) to publish instead of an assignment.
     appearance: str | None = None
+    #: A correction's outcome (clustering/corrections.py, JSON) to publish instead; face_id is its command id.
+    correction: str | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -190,7 +192,9 @@ class RedisStore:
         if delta.offset is None:
             operation += ["", "", ""]
         else:
-            operation += [delta.offset[0], delta.offset[1], delta.outcome]
+            partition, offset = delta.offset
+            entry = OutboxEntry(partition, offset, delta.command_id, -1, (), "", 0.0, correction=delta.outcome)
+            operation += [partition, offset, entry.to_json()]
         return self._queue_or_run(delta.command_id, operation)
 
     def metas(self, labels: list[int]) -> list[FaceMeta]:

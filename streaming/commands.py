@@ -23,7 +23,7 @@ from clustering.corrections import (
     SplitFaces,
 )
 from clustering.events import Conflict, CorrectionOutcome, Labelled, Merged, Split
-from streaming.messages import MessageError, _invalid, _Message
+from streaming.messages import FaceRecord, MessageError, TrackRecord, _invalid, _Message, parse_faces_topic
 
 #: Ids are echoed in events and logs: a safe alphabet, bounded.
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
@@ -114,6 +114,20 @@ def parse_command(data: bytes | str | None) -> Command:
         return _COMMANDS.validate_python(raw, strict=False)
     except ValidationError as exc:
         raise _invalid(f"{raw['type']} command", exc) from exc
+
+
+def parse_cluster_input(data: bytes | None) -> FaceRecord | TrackRecord | Command:
+    """A faces-topic record: a face, a track's appearance, or a command the cluster stage forwarded there."""
+    try:
+        return parse_faces_topic(data)
+    except MessageError:
+        try:
+            raw = json.loads(data or b"")
+        except ValueError:
+            raw = None
+        if isinstance(raw, dict) and raw.get("type") in COMMAND_TYPES:
+            return parse_command(data)
+        raise
 
 
 class MergedEvent(_Message):

@@ -19,6 +19,11 @@ class KafkaSettings(BaseModel):
     faces_topic: str = Field("facestream.faces", description="Face records from the embed stage.")
     identities_topic: str = Field("facestream.identities", description="Assignments and merges out.")
     dead_letter_topic: str = Field("facestream.dead-letters", description="Unusable input with its reason.")
+    commands_topic: str = Field(
+        "facestream.commands",
+        description="Corrections in (merge, split, reject, label; key: identity space), read by the cluster "
+        "stage; empty: none.",
+    )
     session_timeout_ms: int = Field(
         45_000,
         ge=1_000,

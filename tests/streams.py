@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from clustering.engine import OnlineRankOrder
 from clustering.settings import ClusteringSettings
+from streaming.commands import MergedEvent, SplitEvent
 from streaming.kafka_io import TRANSIENT_ERRORS
 from streaming.messages import AppearanceEvent, Assignment, FaceQuality, FaceRecord, MergeEvent
 from workers.faces import apply_face
@@ -161,12 +162,18 @@ def identities_view(values: list[bytes]) -> tuple[Counter[str], dict[str, int]]:
     cluster_of: dict[str, int] = {}
     absorbed_into: dict[int, int] = {}
     for value in values:
-        if b'"type":"merge"' in value:
-            merge = MergeEvent.from_json(value)
+        if b'"type":"merge"' in value or b'"type":"merged"' in value:
+            merge = MergeEvent.from_json(value) if b'"type":"merge"' in value else MergedEvent.from_json(value)
             for absorbed in merge.absorbed:
                 absorbed_into[absorbed] = merge.survivor
+        elif b'"type":"split"' in value:
+            for part in SplitEvent.from_json(value).parts:
+                absorbed_into.pop(part.cluster, None)  # a part is a cluster of its own again
+                cluster_of.update(dict.fromkeys(part.faces, part.cluster))
         elif b'"type":"appearance"' in value:
             AppearanceEvent.from_json(value)
+        elif b'"type":"labelled"' in value or b'"type":"conflict"' in value:
+            continue
         else:
             assignment = Assignment.from_json(value)
             assigned[assignment.face_id] += 1

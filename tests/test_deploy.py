@@ -77,7 +77,7 @@ def test_compose_file_follows_the_compose_spec_and_names_real_things(monkeypatch
     topics = re.findall(r"(facestream\.[\w.-]+):\d+", setup)
     kafka = Settings().kafka
     assert sorted(topics) == sorted(
-        [kafka.frames_topic, kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic]
+        [kafka.frames_topic, kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic, kafka.commands_topic]
     )
     assert {"9090:9090"} == set(services["prometheus"]["ports"])
     assert {"3000:3000"} == set(services["grafana"]["ports"])

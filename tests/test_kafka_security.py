@@ -90,16 +90,20 @@ def _setup(
         faces_topic=f"faces-{suffix}",
         identities_topic=f"ids-{suffix}",
         dead_letter_topic=f"dead-{suffix}",
+        commands_topic=f"commands-{suffix}",
         client={k: v for k, v in broker.client("cluster").items() if k not in ("bootstrap.servers", "sasl.password")},
         sasl_password_file=tmp_path / "kafka.password",
     )
     (tmp_path / "kafka.password").write_text(broker.passwords["cluster"] + "\n")
     admin = AdminClient(broker.client("admin"))
-    topics = [NewTopic(name, 1, 1) for name in (kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic)]
+    names = (kafka.faces_topic, kafka.identities_topic, kafka.dead_letter_topic, kafka.commands_topic)
+    topics = [NewTopic(name, 1, 1) for name in names]
     for future in admin.create_topics(topics).values():
         future.result(timeout=30)
     group = f"cluster-{suffix}"
     _allow(admin, ResourceType.TOPIC, kafka.faces_topic, AclOperation.READ)
+    _allow(admin, ResourceType.TOPIC, kafka.commands_topic, AclOperation.READ)
+    _allow(admin, ResourceType.TOPIC, kafka.faces_topic, AclOperation.WRITE)  # commands are forwarded there
     _allow(admin, ResourceType.GROUP, group, AclOperation.READ)
     _allow(admin, ResourceType.TOPIC, kafka.dead_letter_topic, AclOperation.WRITE)
     _allow(admin, ResourceType.TRANSACTIONAL_ID, f"{group}-", AclOperation.WRITE, prefixed=True)

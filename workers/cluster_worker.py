@@ -20,26 +20,25 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from redis.exceptions import RedisError
 
 from clustering.lease import WriterLease
 from clustering.redis_client import RedisClient
-from clustering.redis_store import OutboxEntry
 from clustering.store import StoreError
+from streaming.commands import Command, parse_cluster_input, parse_command
 from streaming.kafka_io import consume_batch, next_offsets
-from streaming.messages import FaceRecord, MessageError, TrackRecord, parse_faces_topic
+from streaming.messages import MessageError
 from workers import metrics
+from workers.cluster_counters import ClusterCounters, ClusterInput
 from workers.consumer_errors import BrokerWatch, on_consumer_error
 from workers.lifecycle import Backoff, pause
 from workers.positions import Positions
 from workers.settings import Settings
-from workers.space_writer import LeaseLostError, Outcome, SpaceWriter
+from workers.space_writer import LeaseLostError, SpaceWriter
 from workers.transactions import KafkaCallTimeoutError, TransactionalPublisher, transactional_id
 
 log = logging.getLogger(__name__)
@@ -48,20 +47,17 @@ log = logging.getLogger(__name__)
 RECOVERABLE = (RedisError, StoreError, KafkaException, LeaseLostError, KafkaCallTimeoutError)
 
 
+def _parsed_command(value: bytes | None) -> Command | MessageError:
+    try:
+        return parse_command(value)
+    except MessageError as exc:
+        return exc
+
+
 class WrongPartitionError(ValueError):
     """A face of a space whose faces are on another partition (a producer that did not key by space)."""
 
     reason = "wrong_partition"
-
-
-@dataclass
-class ClusterCounters:
-    faces: int = 0
-    duplicates: int = 0
-    merges: int = 0
-    appearances: int = 0
-    takeovers: int = 0
-    dead_letters: Counter[str] = field(default_factory=Counter)
 
 
 class ClusterWorker:
@@ -100,9 +96,8 @@ class ClusterWorker:
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Clusters faces until ``should_stop()``; the batch in hand is committed first."""
-        self.consumer.subscribe(
-            [self.kafka.faces_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
-        )
+        topics = [self.kafka.faces_topic] + ([self.kafka.commands_topic] if self.kafka.commands_topic else [])
+        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:
             while not should_stop():
                 try:
@@ -150,14 +145,16 @@ class ClusterWorker:
     # -- partitions and spaces -----------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Placed by the loop, outside the callback: where a partition is read from needs Redis and Kafka calls.
+        # Commands partitions are read from their committed offsets. Faces partitions are placed by the loop,
+        # outside the callback: where one is read from needs Redis and Kafka calls.
         consumer.incremental_assign(partitions)
-        consumer.pause(partitions)
-        self.positions.assign([tp.partition for tp in partitions])
+        faces = [tp for tp in partitions if tp.topic == self.kafka.faces_topic]
+        consumer.pause(faces)
+        self.positions.assign([tp.partition for tp in faces])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Between batches: nothing of these partitions is uncommitted.
-        gone = {tp.partition for tp in partitions}
+        gone = {tp.partition for tp in partitions if tp.topic == self.kafka.faces_topic}
         for space, writer in list(self.writers.items()):
             if writer.home in gone:
                 writer.release()
@@ -191,19 +188,22 @@ class ClusterWorker:
         """Applies a batch to the state and publishes its events and offsets in one Kafka transaction."""
         metrics.BATCH_SIZE.labels("cluster").observe(len(messages))
         started = time.perf_counter()
-        taken: list[tuple[Message, FaceRecord | TrackRecord | MessageError | WrongPartitionError, SpaceWriter | None]]
-        taken = []
+        taken: list[tuple[Message, ClusterInput | MessageError | WrongPartitionError, SpaceWriter | None]] = []
+        commands: list[tuple[Message, Command | MessageError]] = []
         for message in messages:
             error = message.error()
             if error is not None:
                 on_consumer_error(error, self.health)
+                continue
+            if message.topic() != self.kafka.faces_topic:
+                commands.append((message, _parsed_command(message.value())))
                 continue
             partition, offset = message.partition() or 0, message.offset() or 0
             if not self.positions.reading(partition):
                 continue  # read before the partition was placed or after it stopped: it is read again
             metrics.MESSAGES_CONSUMED.labels(message.topic() or "").inc()
             try:
-                parsed = parse_faces_topic(message.value())
+                parsed = parse_cluster_input(message.value())
             except MessageError as exc:
                 taken.append((message, exc, None))
                 continue
@@ -215,9 +215,11 @@ class ClusterWorker:
                 taken.append((message, writer, None))
                 continue
             taken.append((message, parsed, writer))
-        if not taken:
+        if not taken and not commands:
             return
         self.publisher.begin()
+        for message, command in commands:
+            self._forward(message, command)
         writers = {id(w): w for _, _, w in taken if w is not None}.values()
         # Each space's faces and events reach Redis in one round trip at the end of the block, before the
         # transaction that publishes them commits (a failure in between leaves them in the outbox).
@@ -228,9 +230,9 @@ class ClusterWorker:
                 self._one(message, record, writer)
         metrics.STAGE_SECONDS.labels("cluster").observe(time.perf_counter() - started)
         committing = time.perf_counter()
-        offsets = next_offsets([message for message, _, _ in taken])
+        offsets = next_offsets([message for message, _, _ in taken] + [message for message, _ in commands])
         self.publisher.commit(offsets)
-        self.positions.committed(offsets)
+        self.positions.committed([tp for tp in offsets if tp.topic == self.kafka.faces_topic])
         metrics.STAGE_SECONDS.labels("publish").observe(time.perf_counter() - committing)
         for writer in writers:
             writer.committed()
@@ -238,10 +240,18 @@ class ClusterWorker:
         # garbage collector walks them all (200 ms at 60,000 faces, growing with the space) inside a batch.
         gc.freeze()
 
+    def _forward(self, message: Message, command: Command | MessageError) -> None:
+        """A command goes into the faces topic, where its space's writer applies it in order with the faces."""
+        if isinstance(command, MessageError):
+            self._refuse(message, command, publish=True)  # nothing before read it: it is refused once
+            return
+        self.publisher.forward(command.space, message.value() or b"")
+        self.counters.commands += 1
+
     def _one(
         self,
         message: Message,
-        record: FaceRecord | TrackRecord | MessageError | WrongPartitionError,
+        record: ClusterInput | MessageError | WrongPartitionError,
         writer: SpaceWriter | None,
     ) -> None:
         at = (message.partition() or 0, message.offset() or 0)
@@ -256,7 +266,7 @@ class ClusterWorker:
         except MessageError as exc:
             self._refuse(message, exc, publish)
             return
-        self._count(record, outcome, entries)
+        self.counters.count(record, outcome, entries)
         if publish:
             for entry in entries:
                 self.publisher.events(writer.space, entry)
@@ -265,20 +275,6 @@ class ClusterWorker:
         if publish:  # else it was dead-lettered before, by whoever first read it
             self.publisher.dead_letter(message, str(error.reason), error)
             self.counters.dead_letters[str(error.reason)] += 1
-
-    def _count(self, record: FaceRecord | TrackRecord, outcome: Outcome, entries: list[OutboxEntry]) -> None:
-        if outcome is Outcome.REPEAT:
-            self.counters.duplicates += 1
-            metrics.DUPLICATE_FACES.inc()
-        elif outcome is Outcome.FRESH and isinstance(record, TrackRecord):
-            self.counters.appearances += 1
-            metrics.APPEARANCES.inc()
-        elif outcome is Outcome.FRESH and isinstance(record, FaceRecord) and record.embedding:
-            merged = sum(len(m.absorbed) for entry in entries for m in entry.merges)
-            self.counters.faces += 1
-            self.counters.merges += merged
-            metrics.FACES_CLUSTERED.inc()
-            metrics.MERGES.inc(merged)
 
     # -- failure and stop --------------------------------------------------------------------------------------
 
@@ -304,12 +300,7 @@ class ClusterWorker:
         self.writers.clear()
 
     def summary(self) -> str:
-        c = self.counters
-        return (
-            f"stopped: {c.faces} faces clustered, {c.appearances} appearances, {c.duplicates} repeats ignored, "
-            f"{c.merges} merges, "
-            f"dead letters: {dict(c.dead_letters) or 'none'}, identity spaces taken over: {c.takeovers}"
-        )
+        return self.counters.summary()
 
     def _close(self) -> None:
         self._release_all()

@@ -202,11 +202,12 @@ def fresh_kafka(
         faces_topic=f"faces-{suffix}",
         identities_topic=f"ids-{suffix}",
         dead_letter_topic=f"dead-{suffix}",
+        commands_topic=f"commands-{suffix}",
         **overrides,
     )
     create_topics(bootstrap, [kafka.frames_topic], frames_partitions)
     create_topics(bootstrap, [kafka.faces_topic], faces_partitions)
-    create_topics(bootstrap, [kafka.identities_topic, kafka.dead_letter_topic])
+    create_topics(bootstrap, [kafka.identities_topic, kafka.dead_letter_topic, kafka.commands_topic])
     return kafka
 
 

@@ -34,6 +34,11 @@ FACES_REJECTED = Counter("facestream_faces_rejected", "Detected faces refused by
 FACES_CLUSTERED = Counter("facestream_faces_clustered", "Faces applied to the clustering state.")
 DUPLICATE_FACES = Counter("facestream_duplicate_faces", "Face records seen again (a replay) and ignored.")
 MERGES = Counter("facestream_merges", "Clusters absorbed into older ones.")
+CORRECTIONS = Counter(
+    "facestream_corrections",
+    "Corrections applied, by outcome: merged, split, labelled, or conflict (changed nothing).",
+    ["outcome"],
+)
 CLUSTERS = Gauge("facestream_clusters", "Clusters in the identity spaces this worker writes.")
 DEAD_LETTERS = Counter("facestream_dead_letters", "Messages sent to the dead-letter topic.", ["stage", "reason"])
 STAGE_SECONDS = Histogram(

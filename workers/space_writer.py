@@ -20,11 +20,13 @@ from numpy.typing import NDArray
 from redis.exceptions import RedisError
 
 from clustering.compaction import Compactor, SnapshotJob
+from clustering.corrections import CorrectionError, outcome_json
 from clustering.engine import OnlineRankOrder
 from clustering.lease import LeaseKeeper, WriterLease
 from clustering.redis_client import RedisClient
 from clustering.redis_store import OutboxEntry, RedisStore
-from streaming.messages import FaceRecord, TrackRecord
+from streaming.commands import Command
+from streaming.messages import FaceRecord, MessageError, TrackRecord
 from workers import metrics
 from workers.faces import appearance_event, apply_face
 from workers.settings import Settings
@@ -128,11 +130,14 @@ class SpaceWriter:
     # -- records -------------------------------------------------------------------------------------------------
 
     def apply(
-        self, record: FaceRecord | TrackRecord, dimension: int, at: tuple[int, int]
+        self, record: FaceRecord | TrackRecord | Command, dimension: int, at: tuple[int, int]
     ) -> tuple[Outcome, list[OutboxEntry]]:
-        """Applies one record read at ``at``; raises MessageError for an unusable embedding."""
+        """Applies one record read at ``at``; raises MessageError for an unusable embedding or a command that
+        names what is not there."""
         if isinstance(record, TrackRecord):
             return self.appearance(record, at)
+        if not isinstance(record, FaceRecord):
+            return self.correction(record, at)
         if not record.embedding:
             return self.tracked_face(record, at)
         return self.face(record, record.vector(dimension), at)
@@ -174,6 +179,17 @@ class SpaceWriter:
             appearance=event.to_json().decode(),
         )
         return self._event(f"{record.track}#{record.sequence}", entry)
+
+    def correction(self, command: Command, at: tuple[int, int]) -> tuple[Outcome, list[OutboxEntry]]:
+        try:
+            outcome = self._engine().correct(command.correction(), at)
+        except CorrectionError as exc:
+            raise MessageError(exc.reason.value, str(exc)) from exc
+        if outcome is None:
+            return self._repeat(at)
+        entry = OutboxEntry(at[0], at[1], command.command_id, -1, (), "", 0.0, correction=outcome_json(outcome))
+        self._unpublished += 1
+        return Outcome.FRESH, [entry]
 
     def _event(self, event_id: str, entry: OutboxEntry) -> tuple[Outcome, list[OutboxEntry]]:
         """Records an event with its offset in Redis (queued in the open batch)."""

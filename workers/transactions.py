@@ -16,7 +16,9 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
+from clustering.corrections import outcome_from_json
 from clustering.redis_store import OutboxEntry
+from streaming.commands import outcome_event
 from streaming.kafka_io import dead_letter, log_context, where
 from streaming.messages import Assignment, MergeEvent
 from streaming.settings import KafkaSettings
@@ -126,6 +128,10 @@ class TransactionalPublisher:
         if entry.appearance is not None:
             self._produce(self.kafka.identities_topic, key, entry.appearance.encode())
             return
+        if entry.correction is not None:
+            event = outcome_event(space, outcome_from_json(entry.correction))
+            self._produce(self.kafka.identities_topic, key, event.to_json())
+            return
         assignment = Assignment(
             space=space, face_id=entry.face_id, cluster=entry.cluster, camera=entry.camera, timestamp=entry.timestamp
         )
@@ -135,6 +141,11 @@ class TransactionalPublisher:
                 space=space, survivor=merge.survivor, absorbed=list(merge.absorbed), face_id=entry.face_id
             )
             self._produce(self.kafka.identities_topic, key, event.to_json())
+
+    def forward(self, space: str, value: bytes) -> None:
+        """Puts a command into the faces topic, keyed by its space: its writer applies it in order with the faces
+        (the command's own offset is committed in the same transaction, so it is forwarded exactly once)."""
+        self._produce(self.kafka.faces_topic, space.encode(), value)
 
     def dead_letter(self, message: Message, reason: str, error: Exception) -> None:
         log.warning("dead letter %s (%s): %s", where(message), reason, error, extra=log_context(message))

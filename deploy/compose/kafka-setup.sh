@@ -23,7 +23,7 @@ for attempt in $(seq 1 60); do  # the broker may still be starting
     sleep 2
 done
 
-for spec in facestream.frames:6 facestream.faces:6 facestream.identities:1 facestream.dead-letters:1; do
+for spec in facestream.frames:6 facestream.faces:6 facestream.identities:1 facestream.dead-letters:1 facestream.commands:1; do
     "$bin/kafka-topics.sh" --bootstrap-server "$bootstrap" --command-config "$admin" --create --if-not-exists \
         --topic "${spec%%:*}" --partitions "${spec##*:}" --replication-factor 1 >/dev/null
 done
@@ -40,6 +40,8 @@ allow facestream-embed Read --group facestream-embed
 allow facestream-embed Write --topic facestream.faces
 allow facestream-embed Write --topic facestream.dead-letters
 allow facestream-cluster Read --topic facestream.faces
+allow facestream-cluster Read --topic facestream.commands
+allow facestream-cluster Write --topic facestream.faces  # commands are forwarded into their space's faces
 allow facestream-cluster Read --group facestream-cluster
 allow facestream-cluster Write --topic facestream.identities
 allow facestream-cluster Write --topic facestream.dead-letters

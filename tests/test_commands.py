@@ -1,0 +1,133 @@
+"""Corrections through the service, on the real broker and Redis: commands on the commands topic reach their
+space's writer through the faces topic, apply once (one event each, a repeated command id changes nothing),
+bad ones are dead letters, later faces obey them, and names survive a restart of the writer."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+from confluent_kafka import Producer
+
+from clustering.redis_client import connect
+from clustering.redis_store import RedisStore
+from streaming.commands import LabelledEvent, SplitEvent
+from streaming.messages import DeadLetter, FaceQuality, FaceRecord
+from tests.streams import identities_view, read_all, running
+from workers.cluster_worker import ClusterWorker
+from workers.local_services import fresh_kafka, wait_for
+from workers.settings import Settings, WorkerSettings
+
+DIM = 512
+
+
+def _look_alikes(space: str, first_frame: int, per_person: int, seed: int) -> tuple[list[FaceRecord], list[str]]:
+    """Faces of two siblings (centres 0.8 similar: they start in one cluster); returns them and the second's ids."""
+    rng = np.random.default_rng(seed)
+    base = np.random.default_rng(0)
+    a, other = base.normal(size=DIM), base.normal(size=DIM)
+    a /= np.linalg.norm(a)
+    other -= other @ a * a
+    other /= np.linalg.norm(other)
+    b = 0.8 * a + 0.6 * other
+    records, second = [], []
+    for i in range(2 * per_person):
+        centre = a if i % 2 == 0 else b
+        vector = centre + rng.normal(scale=0.15 / np.sqrt(DIM), size=DIM)
+        frame = first_frame + i
+        face_id = f"door:{frame}:0"
+        records.append(
+            FaceRecord(
+                face_id=face_id,
+                space=space,
+                camera="door",
+                frame=frame,
+                timestamp=float(frame),
+                box=(0.0, 0.0, 50.0, 50.0),
+                landmarks=[(10.0, 10.0)] * 5,
+                score=0.9,
+                quality=FaceQuality(face_size=50.0, sharpness=20.0, yaw=0.5),
+                model="synthetic",
+                embedding=FaceRecord.encode_embedding((vector / np.linalg.norm(vector)).astype(np.float32)),
+                dimension=DIM,
+            )
+        )
+        if i % 2:
+            second.append(face_id)
+    return records, second
+
+
+def _produce(bootstrap: str, topic: str, space: str, values: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for value in values:
+        producer.produce(topic, key=space.encode(), value=value)
+    assert producer.flush(30) == 0
+
+
+def test_commands_apply_once_in_order_and_later_faces_obey_them(kafka_bootstrap: str, redis_url: str) -> None:
+    kafka = fresh_kafka(kafka_bootstrap)
+    space = "c" + uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka=kafka,
+        worker=WorkerSettings(cluster_group=f"cluster-{space}", redis_url=redis_url, metrics_port=0),
+    )
+    faces, bob = _look_alikes(space, 0, 6, seed=1)
+    _produce(kafka_bootstrap, kafka.faces_topic, space, [f.to_json() for f in faces])
+
+    def events() -> list[bytes]:
+        return [v for _, v in read_all(kafka_bootstrap, kafka.identities_topic, 1.0)]
+
+    def split_events() -> list[SplitEvent]:
+        return [SplitEvent.from_json(v) for v in events() if b'"type":"split"' in v]
+
+    worker = ClusterWorker(settings, connect(redis_url))
+    with running(worker):
+        wait_for(lambda: len(identities_view(events())[0]) == len(faces), 60, "every face assigned")
+        clusters = set(identities_view(events())[1].values())
+        assert len(clusters) == 1, "the siblings should start in one cluster"
+        (together,) = clusters
+        split = {"type": "split", "version": 1, "command_id": "split-1", "space": space, "faces": bob}
+        commands = [
+            json.dumps(split).encode(),
+            json.dumps({**split, "faces": bob[:1]}).encode(),  # the same id again: ignored
+            b"{not json",
+            json.dumps(
+                {"type": "reject", "command_id": "bad-1", "space": space, "face": "x:1:0", "cluster": 0}
+            ).encode(),
+            json.dumps(
+                {"type": "label", "command_id": "name-1", "space": space, "cluster": together, "name": "Ann"}
+            ).encode(),
+        ]
+        _produce(kafka_bootstrap, kafka.commands_topic, space, commands)
+        wait_for(lambda: b'"type":"labelled"' in b"".join(events()), 60, "the commands applied")
+        later, later_bob = _look_alikes(space, 100, 3, seed=2)
+        _produce(kafka_bootstrap, kafka.faces_topic, space, [f.to_json() for f in later])
+        wait_for(lambda: len(identities_view(events())[0]) == len(faces) + len(later), 60, "the later faces")
+
+    (split_event,) = split_events()
+    assert split_event.command_id == "split-1"
+    parts = {part.cluster: set(part.faces) for part in split_event.parts}
+    assert set(bob) in parts.values()
+    (bob_cluster,) = [cluster for cluster, members in parts.items() if members == set(bob)]
+    view = identities_view(events())[1]
+    assert {view[f] for f in later_bob} == {bob_cluster}
+    assert {view[f.face_id] for f in later if f.face_id not in later_bob} == {together}
+    (labelled,) = [LabelledEvent.from_json(v) for v in events() if b'"type":"labelled"' in v]
+    assert (labelled.cluster, labelled.name) == (together, "Ann")
+    letters = [DeadLetter.from_json(v) for _, v in read_all(kafka_bootstrap, kafka.dead_letter_topic, 1.0)]
+    assert sorted(letter.reason for letter in letters) == ["malformed", "unknown_face"]
+
+    # A restarted writer restores the corrections from Redis: the name, and the split it keeps obeying.
+    store = RedisStore(connect(redis_url), space)
+    assert store.load().clusters[together].name == "Ann"
+    again = ClusterWorker(settings, connect(redis_url))
+    more, more_bob = _look_alikes(space, 200, 2, seed=3)
+    _produce(kafka_bootstrap, kafka.faces_topic, space, [f.to_json() for f in more])
+    expected = len(faces) + len(later) + len(more)
+    with running(again):
+        wait_for(lambda: len(identities_view(events())[0]) == expected, 90, "faces after the restart")
+    view = identities_view(events())[1]
+    assert {view[f] for f in more_bob} == {bob_cluster}
+    assert set(identities_view(events())[0].values()) == {1}, "a face was assigned twice"
+    assert len(split_events()) == 1
