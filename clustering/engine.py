@@ -86,6 +86,17 @@ class OnlineRankOrder:
         anchor = self._track_anchor.get(track)
         return None if anchor is None else self._sets.find(anchor)
 
+    def nearest_clusters(self, embedding: NDArray[np.float32], k: int) -> list[tuple[ClusterSummary, float]]:
+        """The ``k`` clusters nearest ``embedding`` (a unit vector), each with its best face's similarity."""
+        vector = np.asarray(embedding, dtype=EMBEDDING_DTYPE).astype(np.float32).reshape(self.dimension)
+        found, similarities = self._index.query(vector, max(self.params.direct_search, 10 * k))
+        best: dict[int, float] = {}
+        for label, similarity in zip(found.tolist(), similarities.tolist(), strict=True):
+            root = self._sets.find(label)
+            best[root] = max(best.get(root, -1.0), similarity)
+        ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:k]
+        return [(self._clusters[root].summary(root), similarity) for root, similarity in ranked]
+
     def labels(self) -> dict[str, int]:
         return {face_id: self._sets.find(i) for i, face_id in enumerate(self._ids)}
 

@@ -248,6 +248,22 @@ class RedisStore:
             with self._timed("outbox"):
                 self.client.ltrim(self._outbox_key, entries, -1)
 
+    def cluster_summaries(self) -> list[ClusterSummary]:
+        """Every cluster's summary, read by pages (for readers that hold no engine)."""
+        return [_summary(raw) for _, raw in self.client.hscan_iter(self._keys[5], count=5_000)]
+
+    def cluster(self, cluster_id: int) -> ClusterSummary | None:
+        """The summary of the cluster that ``cluster_id`` is in now (it may have been merged away since)."""
+        parents_key, clusters_key = self._keys[4], self._keys[5]
+        root = cluster_id
+        for _ in range(10_000):  # union-find paths are short; a bound against a corrupt cycle
+            parent = self.client.hget(parents_key, str(root))
+            if parent is None:
+                break
+            root = int(parent)
+        raw = self.client.hget(clusters_key, str(root))
+        return None if not isinstance(raw, bytes) else _summary(raw)
+
     def offsets(self) -> dict[int, int]:
         """Partition -> offset of the last face applied from it."""
         return {int(k): int(v) for k, v in self.client.hgetall(self._offsets_key).items()}

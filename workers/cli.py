@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from models.errors import ModelError
 from models.registry import REGISTRY, builtin_path, sample_images
 from streaming.sources import FrameSource, SourceError
+from workers.identity_cli import IdentityCommandError, add_identity_parser, run_identity
 from workers.lifecycle import StopFlag
 from workers.logs import configure_logging
 from workers.settings import Settings, load_settings
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON objects")
     _model_flags(worker)
+
+    add_identity_parser(commands)
 
     models = commands.add_parser("models", help="list the built-in models, their sources and licences")
     models.add_argument(
@@ -274,9 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "produce":
             return _produce(args)
-        settings = load_settings(**_overrides(args))
+        settings = load_settings(**({} if args.command == "identity" else _overrides(args)))
         if args.command == "run":
             return _run(args, settings)
+        if args.command == "identity":
+            print(json.dumps(run_identity(args, settings), indent=1))
+            return 0
         if args.command == "worker":
             code = _worker(args, settings)
             # Every Kafka client was flushed and closed by its stage; librdkafka's destructors can still block
@@ -288,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         log.error("invalid configuration:\n%s", exc)
         return EXIT_USAGE
-    except (SourceError, ModelError, FileNotFoundError, ValueError) as exc:
+    except (SourceError, ModelError, FileNotFoundError, ValueError, IdentityCommandError) as exc:
         log.error("%s", exc)
         return EXIT_FAILED
 

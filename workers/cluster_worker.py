@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -26,6 +27,7 @@ from contextlib import ExitStack
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from redis.exceptions import RedisError
 
+from clustering.engine import OnlineRankOrder
 from clustering.lease import WriterLease
 from clustering.redis_client import RedisClient
 from clustering.store import StoreError
@@ -90,6 +92,8 @@ class ClusterWorker:
         #: The spaces this worker writes now, by name.
         self.writers: dict[str, SpaceWriter] = {}
         self._leases: dict[str, WriterLease] = {}
+        #: Held while a batch changes the engines, so that the identity API reads none half-changed.
+        self.state_lock = threading.Lock()
         #: A failure made this worker step down, and it has not been working since.
         self._recovering = False
         self._backoff = Backoff(self.config.retry_max_s)
@@ -107,7 +111,8 @@ class ClusterWorker:
                     messages = consume_batch(self.consumer, self.config.cluster_batch_size, self.config.batch_wait_s)
                     self.health.beat()
                     if messages:
-                        self.process(messages)
+                        with self.state_lock:
+                            self.process(messages)
                     for writer in self.writers.values():
                         writer.snapshot_if_due()
                     self.positions.mark_quiet_spaces(self.writers.values())
@@ -298,6 +303,11 @@ class ClusterWorker:
         for writer in self.writers.values():
             writer.release()
         self.writers.clear()
+
+    def engine_of(self, space: str) -> OnlineRankOrder | None:
+        """The engine of ``space`` if this worker writes it now."""
+        writer = self.writers.get(space)
+        return None if writer is None else writer.engine
 
     def summary(self) -> str:
         return self.counters.summary()

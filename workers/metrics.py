@@ -34,6 +34,10 @@ FACES_REJECTED = Counter("facestream_faces_rejected", "Detected faces refused by
 FACES_CLUSTERED = Counter("facestream_faces_clustered", "Faces applied to the clustering state.")
 DUPLICATE_FACES = Counter("facestream_duplicate_faces", "Face records seen again (a replay) and ignored.")
 MERGES = Counter("facestream_merges", "Clusters absorbed into older ones.")
+API_REQUESTS = Counter("facestream_api_requests", "Identity API requests answered, by HTTP status.", ["status"])
+API_UNAUTHORIZED = Counter(
+    "facestream_api_unauthorized", "Identity API requests refused for a missing or wrong bearer token."
+)
 CORRECTIONS = Counter(
     "facestream_corrections",
     "Corrections applied, by outcome: merged, split, labelled, or conflict (changed nothing).",

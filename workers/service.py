@@ -12,12 +12,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from clustering.redis_client import check_permissions, connect
+from clustering.redis_client import RedisClient, check_permissions, connect
+from streaming.redact import read_secret
 from workers import metrics
 from workers.lifecycle import StopFlag
 from workers.settings import Settings
+
+if TYPE_CHECKING:
+    from workers.cluster_worker import ClusterWorker
+    from workers.identity_api import IdentityApi
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +46,25 @@ class Stage(Protocol):
     def summary(self) -> str: ...
 
 
+def identity_api(settings: Settings, client: RedisClient, cluster: ClusterWorker) -> IdentityApi:
+    """The identity API of a cluster worker, started (workers/identity_api.py)."""
+    from workers.identity_api import IdentityApi, WorkerIdentities  # noqa: PLC0415 - only when it is on
+
+    config = settings.worker
+    if config.api_token_file is None:
+        raise ValueError("the identity API (FACESTREAM_WORKER__API_PORT) needs FACESTREAM_WORKER__API_TOKEN_FILE")
+    reader = WorkerIdentities(client, cluster.engine_of, cluster.state_lock)
+    token = read_secret(config.api_token_file) or ""
+    return IdentityApi(reader, config.api_host, config.api_port, token, config.dimension).start()
+
+
 def run_worker(
     settings: Settings, role: Role, stop: StopFlag, *, embed_group: str = "facestream-embed"
 ) -> ServiceSummary:
     """Runs the stages of ``role`` until ``stop`` is set or a stage fails; returns one line per stage."""
     kafka = settings.kafka
     stages: list[Stage] = []
+    api: IdentityApi | None = None
     if role in ("embed", "all"):
         from models.analyzer import FaceAnalyzer  # noqa: PLC0415 - a cluster-only worker loads no model
         from workers.embed_worker import EmbedWorker  # noqa: PLC0415
@@ -59,7 +77,10 @@ def run_worker(
         config = settings.worker
         client = connect(config.redis_address())
         check_permissions(client, config.redis_url)
-        stages.append(ClusterWorker(settings, client))
+        cluster = ClusterWorker(settings, client)
+        stages.append(cluster)
+        if config.api_port:
+            api = identity_api(settings, client, cluster)
         log.info(
             "cluster stage: %s -> %s in group %s (the spaces of the partitions it is given)",
             kafka.faces_topic,
@@ -105,4 +126,6 @@ def run_worker(
     finally:
         if server is not None:
             server.stop()
+        if api is not None:
+            api.stop()
     return ServiceSummary([stage.summary() for stage in stages], bool(failures))

@@ -88,6 +88,15 @@ class WorkerSettings(BaseModel):
     metrics_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz and /readyz.")  # noqa: S104
     metrics_port: int = Field(9400, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz (0: none).")
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line.")
+    api_host: str = Field(
+        "127.0.0.1", description="Address of the identity API (biometric data: keep it local unless you must)."
+    )
+    api_port: int = Field(
+        0, ge=0, le=65535, description="Port of the cluster stage's identity API (list, show, search); 0: off."
+    )
+    api_token_file: Path | None = Field(
+        None, description="A file holding the identity API's bearer token; required when api_port is set."
+    )
 
     def redis_address(self) -> RedisAddress:
         """Where the clustering state is, with the password read from its file now."""

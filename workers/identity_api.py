@@ -1,0 +1,238 @@
+"""The identity API of the cluster stage: JSON over HTTP, its own port, off unless configured, a bearer token.
+
+    GET  /v1/spaces/<space>/identities[?limit=100&offset=0]   largest first
+    GET  /v1/spaces/<space>/identities/<id>                   (an id merged away since names its cluster now)
+    POST /v1/spaces/<space>/search   {"embedding": [512 floats] or base64 float32, "k": 5}
+
+Identities are read from Redis, so any cluster worker answers them, writer or standby. A search needs the
+space's index, which only its writer holds: another worker answers 409, saying so. These are biometric data:
+every request needs ``Authorization: Bearer <token>`` (the token read from a file); one without it, or with
+another, gets 401 and is counted (``facestream_api_unauthorized_total``). Neither the token nor any request
+header is ever logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+from numpy.typing import NDArray
+
+from clustering.engine import OnlineRankOrder
+from clustering.redis_client import RedisClient
+from clustering.redis_store import RedisStore
+from clustering.store import ClusterSummary
+from workers import metrics
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1 << 20
+MAX_K = 100
+
+
+class IdentityReader(Protocol):
+    def identities(self, space: str) -> list[ClusterSummary]: ...
+
+    def identity(self, space: str, cluster: int) -> ClusterSummary | None: ...
+
+    def search(self, space: str, embedding: NDArray[np.float32], k: int) -> list[tuple[ClusterSummary, float]] | None:
+        """None when this worker does not write ``space``."""
+        ...
+
+
+class WorkerIdentities:
+    """What the API reads: identities from Redis (any worker), searches from the engines this worker writes."""
+
+    def __init__(self, client: RedisClient, engines: Callable[[str], OnlineRankOrder | None], lock: threading.Lock):
+        """``engines``: the engine of a space this worker writes, or None; ``lock``: held while engines change."""
+        self.client = client
+        self.engines = engines
+        self.lock = lock
+
+    def identities(self, space: str) -> list[ClusterSummary]:
+        return RedisStore(self.client, space).cluster_summaries()
+
+    def identity(self, space: str, cluster: int) -> ClusterSummary | None:
+        return RedisStore(self.client, space).cluster(cluster)
+
+    def search(self, space: str, embedding: NDArray[np.float32], k: int) -> list[tuple[ClusterSummary, float]] | None:
+        with self.lock:
+            engine = self.engines(space)
+            return None if engine is None else engine.nearest_clusters(embedding, k)
+
+
+class RequestError(ValueError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def identity_json(summary: ClusterSummary) -> dict[str, Any]:
+    return {
+        "id": summary.id,
+        "name": summary.name,
+        "size": summary.size,
+        "first_seen": summary.first_seen,
+        "last_seen": summary.last_seen,
+        "cameras": list(summary.cameras),
+        "representatives": [face_id for _, face_id in summary.representatives],
+    }
+
+
+def _embedding(value: object, dimension: int) -> NDArray[np.float32]:
+    """A unit vector from a JSON list of floats or base64 little-endian float32."""
+    try:
+        if isinstance(value, str):
+            vector = np.frombuffer(base64.b64decode(value, validate=True), "<f4").astype(np.float32)
+        elif isinstance(value, list):
+            vector = np.asarray(value, dtype=np.float32)
+        else:
+            raise RequestError(400, "embedding: a list of floats or base64 of little-endian float32")
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise RequestError(400, f"embedding: {exc}") from exc
+    if vector.shape != (dimension,):
+        raise RequestError(400, f"embedding: {dimension} values expected, not {vector.size}")
+    norm = float(np.linalg.norm(vector.astype(np.float64)))
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise RequestError(400, "embedding: a finite, non-zero vector is expected")
+    return (vector / norm).astype(np.float32)
+
+
+class IdentityApi:
+    """The API's HTTP server, on a daemon thread."""
+
+    def __init__(self, reader: IdentityReader, host: str, port: int, token: str, dimension: int) -> None:
+        if not token:
+            raise ValueError("the identity API needs a bearer token (FACESTREAM_WORKER__API_TOKEN_FILE)")
+        route = _Routes(reader, dimension)
+        expected = f"Bearer {token}".encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._answer(lambda: route.get(self.path))
+
+            def do_POST(self) -> None:
+                self._answer(lambda: route.post(self.path, self._body()))
+
+            def _answer(self, handle: Callable[[], dict[str, Any]]) -> None:
+                given = self.headers.get("Authorization", "").encode()
+                if not hmac.compare_digest(given, expected):
+                    metrics.API_UNAUTHORIZED.inc()
+                    self._send(401, {"error": "a valid bearer token is required"}, {"WWW-Authenticate": "Bearer"})
+                    return
+                try:
+                    self._send(200, handle())
+                except RequestError as exc:
+                    self._send(exc.status, {"error": str(exc)})
+                except Exception:
+                    log.exception("identity API: %s %s failed", self.command, urlsplit(self.path).path)
+                    self._send(500, {"error": "internal error; see the worker's log"})
+
+            def _body(self) -> Any:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY_BYTES:
+                    raise RequestError(413, f"a request body has at most {MAX_BODY_BYTES} bytes")
+                try:
+                    return json.loads(self.rfile.read(length) or b"null")
+                except ValueError as exc:
+                    raise RequestError(400, f"the body is not JSON: {exc}") from exc
+
+            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+                metrics.API_REQUESTS.labels(str(status)).inc()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the request line may name a space; nothing else is logged, never a header
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="identity-api", daemon=True)
+
+    def start(self) -> IdentityApi:
+        self._thread.start()
+        log.info("serving the identity API on %s:%d", self._server.server_address[0], self.port)
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Routes:
+    def __init__(self, reader: IdentityReader, dimension: int) -> None:
+        self.reader = reader
+        self.dimension = dimension
+
+    def get(self, path: str) -> dict[str, Any]:
+        parts = urlsplit(path)
+        segments = parts.path.strip("/").split("/")
+        if len(segments) in (4, 5) and segments[:2] == ["v1", "spaces"] and segments[3] == "identities":
+            space = _space(segments[2])
+            if len(segments) == 5:
+                return self._one(space, segments[4])
+            query = parse_qs(parts.query)
+            limit, offset = _number(query, "limit", 100), _number(query, "offset", 0)
+            everyone = sorted(self.reader.identities(space), key=lambda s: (-s.size, s.id))
+            page = everyone[offset : offset + limit]
+            return {"space": space, "total": len(everyone), "identities": [identity_json(s) for s in page]}
+        raise RequestError(404, "not found: GET /v1/spaces/<space>/identities[/<id>]")
+
+    def _one(self, space: str, raw_id: str) -> dict[str, Any]:
+        if not raw_id.isdigit():
+            raise RequestError(400, "an identity id is a non-negative integer")
+        summary = self.reader.identity(space, int(raw_id))
+        if summary is None:
+            raise RequestError(404, f"no identity {raw_id} in space {space}")
+        return {"space": space, "identity": identity_json(summary)}
+
+    def post(self, path: str, body: Any) -> dict[str, Any]:
+        segments = urlsplit(path).path.strip("/").split("/")
+        if len(segments) != 4 or segments[:2] != ["v1", "spaces"] or segments[3] != "search":
+            raise RequestError(404, "not found: POST /v1/spaces/<space>/search")
+        space = _space(segments[2])
+        if not isinstance(body, dict) or "embedding" not in body:
+            raise RequestError(400, 'the body is {"embedding": ..., "k": 5}')
+        k = body.get("k", 5)
+        if not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise RequestError(400, f"k is an integer from 1 to {MAX_K}")
+        matches = self.reader.search(space, _embedding(body["embedding"], self.dimension), k)
+        if matches is None:
+            raise RequestError(409, f"this worker does not write space {space}: search on its writer")
+        return {
+            "space": space,
+            "matches": [
+                {"similarity": round(similarity, 6), "identity": identity_json(summary)}
+                for summary, similarity in matches
+            ],
+        }
+
+
+def _space(raw: str) -> str:
+    space = unquote(raw)
+    if not space or len(space) > 200 or any(c in space for c in "{}: /"):
+        raise RequestError(400, "a space name is 1 to 200 characters without braces, colons, slashes or spaces")
+    return space
+
+
+def _number(query: dict[str, list[str]], name: str, default: int) -> int:
+    raw = query.get(name, [str(default)])[0]
+    if not raw.isdigit() or int(raw) > 100_000:
+        raise RequestError(400, f"{name} is an integer from 0 to 100000")
+    return int(raw)
