@@ -102,21 +102,34 @@ def cluster_of_faces(metas: Sequence[FaceMeta], marks: Sequence[Marks | None], k
 
 
 class LinkLog:
-    """Every union's link, append-only, packed: 12 bytes a link."""
+    """Every union's link, packed (16 bytes a link), with the field it is stored under: the label of the face
+    whose arrival made it, or ``c:<command id>`` for a merge's."""
 
     def __init__(self) -> None:
         self._a = array("i")
         self._b = array("i")
         self._similarity = array("f")
+        #: A face label, or -(i + 1) for the i-th of ``_command_fields``.
+        self._owner = array("i")
+        self._command_fields: list[str] = []
 
     def __len__(self) -> int:
         return len(self._a)
 
-    def add(self, links: Iterable[Link]) -> None:
+    def add(self, links: Iterable[Link], field: str) -> None:
+        links = list(links)
+        if not links:
+            return
+        if field.isdigit():
+            owner = int(field)
+        else:
+            self._command_fields.append(field)
+            owner = -len(self._command_fields)
         for a, b, similarity in links:
             self._a.append(a)
             self._b.append(b)
             self._similarity.append(similarity)
+            self._owner.append(owner)
 
     def within(self, members: Sequence[int]) -> list[Link]:
         """The links between two of ``members``."""
@@ -127,6 +140,30 @@ class LinkLog:
         wanted = np.asarray(members, np.int32)
         inside = np.flatnonzero(np.isin(a, wanted) & np.isin(b, wanted))
         return [(int(a[i]), int(b[i]), float(self._similarity[i])) for i in inside]
+
+    def drop(self, labels: Iterable[int]) -> dict[str, tuple[Link, ...]]:
+        """Drops the links touching ``labels``; returns what each field that lost one holds now."""
+        if not len(self._a):
+            return {}
+        a, b = np.frombuffer(self._a, np.int32), np.frombuffer(self._b, np.int32)
+        owner = np.frombuffer(self._owner, np.int32)
+        gone = np.asarray(sorted(labels), np.int32)
+        touching = np.isin(a, gone) | np.isin(b, gone)
+        if not touching.any():
+            return {}
+        changed = set(owner[touching].tolist())
+        keep = ~touching
+        similarity = np.frombuffer(self._similarity, np.float32)
+        columns = [array(code, column[keep].tolist()) for code, column in (("i", a), ("i", b), ("f", similarity))]
+        self._a, self._b, self._similarity = columns
+        self._owner = array("i", owner[keep].tolist())
+        kept_owner = np.frombuffer(self._owner, np.int32)
+        result: dict[str, tuple[Link, ...]] = {}
+        for field_owner in sorted(changed):
+            rows = np.flatnonzero(kept_owner == field_owner)
+            field = str(field_owner) if field_owner >= 0 else self._command_fields[-field_owner - 1]
+            result[field] = tuple((self._a[i], self._b[i], self._similarity[i]) for i in rows)
+        return result
 
 
 def components(members: Sequence[int], links: Iterable[Link]) -> list[list[int]]:

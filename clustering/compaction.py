@@ -20,13 +20,12 @@ import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 
-import numpy as np
-
 from clustering.hnsw_format import strip_vectors, with_vectors
 from clustering.index import HnswIndex
 from clustering.redis_client import RedisAddress, connect
 from clustering.redis_store import RedisStore
 from clustering.settings import IndexSettings
+from clustering.store import stand_ins_filled
 from streaming.redact import RedactingFilter
 
 log = logging.getLogger(__name__)
@@ -38,10 +37,13 @@ def build_snapshot(store: RedisStore, dimension: int, settings: IndexSettings, u
     previous, covered = store.snapshot()
     if covered >= upto:
         return covered
-    vectors = np.stack(list(store.embeddings(0, upto))) if upto else np.zeros((0, dimension), np.float32)
+    vectors = stand_ins_filled(list(store.embeddings(0, upto)), dimension)
     index = HnswIndex(dimension, settings, snapshot=None if previous is None else with_vectors(previous, vectors))
     for label in range(covered, upto):
         index.add(label, vectors[label])
+    forgotten = sorted(label for label in store.forgotten() if label < upto)
+    if forgotten:
+        index.delete(forgotten)  # their vectors are zeros now; the graph keeps them as deleted nodes
     store.save_snapshot(strip_vectors(index.snapshot(), dimension), upto)
     return upto
 

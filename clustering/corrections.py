@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from array import array
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
 from clustering.clusters import Cluster, LinkLog, cluster_of_faces, components, members_of
-from clustering.events import Conflict, CorrectionOutcome, Labelled, Merged, Split
-from clustering.store import ClusterSummary, CorrectionDelta, FaceMeta, Link, Marks
+from clustering.events import Conflict, CorrectionOutcome, Forgotten, Labelled, Merged, Split
+from clustering.store import ClusterSummary, CorrectionDelta, FaceMeta, Link, Marks, Neighbours
 from clustering.union_find import UnionFind
 
 #: The similarity recorded for a merge's must-link (above any real similarity, like a track's).
@@ -42,6 +43,7 @@ class CorrectionReason(StrEnum):
     SPLIT_OF_ALL = "split_of_all"
     NOTHING_TO_MERGE = "nothing_to_merge"
     BAD_NAME = "bad_name"
+    BAD_SELECTION = "bad_selection"
 
 
 class CorrectionError(ValueError):
@@ -78,7 +80,18 @@ class LabelCluster:
     name: str | None
 
 
-Correction = MergeClusters | SplitFaces | RejectFace | LabelCluster
+@dataclass(frozen=True)
+class ForgetFaces:
+    """Erases faces: these ``faces``, a ``cluster``'s, a ``camera``'s, or all seen ``before`` a Unix time (one)."""
+
+    command_id: str
+    faces: tuple[str, ...] = ()
+    cluster: int | None = None
+    camera: str | None = None
+    before: float | None = None
+
+
+Correction = MergeClusters | SplitFaces | RejectFace | LabelCluster | ForgetFaces
 
 
 def check_name(name: str | None, command_id: str) -> None:
@@ -104,10 +117,15 @@ class CorrectionView:
     ids: list[str]
     label_of: dict[str, int]
     metas: Callable[[list[int]], list[FaceMeta]]
+    #: The faces of a camera, or seen before a time (a scan of the store).
+    select: Callable[[str | None, float | None], list[int]]
+    lists: list[array[int]]
+    sims: list[array[float]]
 
 
 def outcome_json(outcome: CorrectionOutcome) -> str:
-    kind = {Merged: "merged", Split: "split", Labelled: "labelled", Conflict: "conflict"}[type(outcome)]
+    kinds = {Merged: "merged", Split: "split", Labelled: "labelled", Forgotten: "forgotten", Conflict: "conflict"}
+    kind = kinds[type(outcome)]
     return json.dumps({"type": kind, **asdict(outcome)}, separators=(",", ":"))
 
 
@@ -121,6 +139,9 @@ def outcome_from_json(raw: str) -> CorrectionOutcome:
         return Split(data["command_id"], data["cluster"], parts)
     if kind == "labelled":
         return Labelled(data["command_id"], data["cluster"], data["name"])
+    if kind == "forgotten":
+        parts = tuple((cluster, tuple(faces)) for cluster, faces in data["parts"])
+        return Forgotten(data["command_id"], tuple(data["faces"]), parts, tuple(data["removed"]))
     return Conflict(data["command_id"], data["reason"])
 
 
@@ -129,7 +150,7 @@ def apply_correction(
 ) -> tuple[CorrectionOutcome, CorrectionDelta]:
     """Applies ``correction`` to ``view`` and returns its outcome and the delta for the store; ``keep``: the
     representatives a cluster keeps."""
-    change = _Change()
+    change = Change()
     if isinstance(correction, MergeClusters):
         outcome: CorrectionOutcome = _merge(view, correction, keep, change)
     elif isinstance(correction, SplitFaces):
@@ -151,6 +172,10 @@ def apply_correction(
                 f"face {correction.face} is not in cluster {correction.cluster}",
             )
         outcome = _split(view, correction.command_id, root, {label}, keep=keep, change=change)
+    elif isinstance(correction, ForgetFaces):
+        from clustering.erasure import forget  # noqa: PLC0415 - erasure builds on this module
+
+        outcome = forget(view, correction, keep=keep, change=change)
     else:
         check_name(correction.name, correction.command_id)
         root = _cluster(view, correction)
@@ -161,20 +186,26 @@ def apply_correction(
         correction.command_id,
         change.parents,
         change.clusters,
-        {label: view.marks[label] for label in change.marked},
-        tuple(change.links),
+        {label: view.marks.get(label, {}) for label in change.marked},
+        change.links,
         outcome_json(outcome),
         offset,
+        change.forgotten,
+        change.neighbours,
     )
     return outcome, delta
 
 
-class _Change:
+class Change:
+    """What a correction changed, collected for its delta."""
+
     def __init__(self) -> None:
         self.parents: dict[int, int] = {}
         self.clusters: dict[int, ClusterSummary | None] = {}
         self.marked: set[int] = set()
-        self.links: list[Link] = []
+        self.links: dict[str, tuple[Link, ...]] = {}
+        self.forgotten: dict[int, str] = {}
+        self.neighbours: dict[int, Neighbours] = {}
 
 
 def _face(view: CorrectionView, face_id: str, command_id: str) -> int:
@@ -185,7 +216,7 @@ def _face(view: CorrectionView, face_id: str, command_id: str) -> int:
 
 
 def _root(view: CorrectionView, cluster: int, command_id: str) -> int:
-    if not 0 <= cluster < len(view.ids):
+    if not 0 <= cluster < len(view.ids) or not view.ids[cluster]:  # "": a forgotten face's label
         raise CorrectionError(CorrectionReason.UNKNOWN_CLUSTER, command_id, f"no cluster {cluster} in this space")
     return view.sets.find(cluster)
 
@@ -194,7 +225,7 @@ def _cluster(view: CorrectionView, correction: RejectFace | LabelCluster) -> int
     return _root(view, correction.cluster, correction.command_id)
 
 
-def _merge(view: CorrectionView, merge: MergeClusters, keep: int, change: _Change) -> CorrectionOutcome:
+def _merge(view: CorrectionView, merge: MergeClusters, keep: int, change: Change) -> CorrectionOutcome:
     roots = sorted({_root(view, cluster, merge.command_id) for cluster in merge.clusters})
     if len(roots) < 2:
         raise CorrectionError(CorrectionReason.NOTHING_TO_MERGE, merge.command_id, "the clusters named are one")
@@ -210,19 +241,22 @@ def _merge(view: CorrectionView, merge: MergeClusters, keep: int, change: _Chang
                     "the clusters hold faces known to be different people (an earlier split or reject, or one frame)",
                 )
     survivor = roots[0]
+    links: list[Link] = []
     for absorbed in roots[1:]:
         view.sets.union(survivor, absorbed)
         view.clusters[survivor].absorb(view.clusters.pop(absorbed), keep)
         change.parents[absorbed] = survivor
         change.clusters[absorbed] = None
-        change.links.append((survivor, absorbed, MUST_LINK))
-    view.links.add(change.links)
+        links.append((survivor, absorbed, MUST_LINK))
+    field = f"c:{merge.command_id}"
+    view.links.add(links, field)
+    change.links[field] = tuple(links)
     change.clusters[survivor] = view.clusters[survivor].summary(survivor)
     return Merged(merge.command_id, survivor, tuple(roots[1:]))
 
 
 def _split(
-    view: CorrectionView, command_id: str, root: int, leaving: set[int], *, keep: int, change: _Change
+    view: CorrectionView, command_id: str, root: int, leaving: set[int], *, keep: int, change: Change
 ) -> CorrectionOutcome:
     members = members_of(view.sets, root)
     if len(leaving) >= len(members):
@@ -237,6 +271,21 @@ def _split(
     name = view.clusters.pop(root).name
     # The name stays with the part holding most of the faces that stayed.
     named = max(groups, key=lambda group: (sum(label not in leaving for label in group), -group[0]))
+    return Split(command_id, root, regroup(view, groups, (named, name), keep=keep, change=change))
+
+
+def regroup(
+    view: CorrectionView,
+    groups: list[list[int]],
+    naming: tuple[list[int], str | None],
+    *,
+    keep: int,
+    change: Change,
+) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """Makes each group a cluster of its own, rooted at its oldest face, its summary recomputed from its faces'
+    metadata; ``naming``: the group that keeps the cut cluster's name, and the name. Returns (id, face ids)
+    of each."""
+    named, name = naming
     parts: list[tuple[int, tuple[str, ...]]] = []
     for group in groups:
         view.sets.regroup(group)
@@ -247,4 +296,4 @@ def _split(
         change.parents.update((label, group[0]) for label in group)
         change.clusters[group[0]] = cluster.summary(group[0])
         parts.append((group[0], tuple(view.ids[label] for label in group)))
-    return Split(command_id, root, tuple(parts))
+    return tuple(parts)

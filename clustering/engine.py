@@ -39,6 +39,8 @@ from clustering.store import (
     StateStore,
     StoredState,
     StoreError,
+    stand_ins_filled,
+    tombstone,
 )
 from clustering.union_find import UnionFind
 
@@ -66,6 +68,7 @@ class OnlineRankOrder:
         #: Correction marks of the faces a correction named or cut (few): label -> marks.
         self._marks: dict[int, Marks] = {}
         self._commands: set[str] = set()
+        self._tombstones: set[str] = set()
         #: Track -> label of its latest embedded face, the anchor of the track's next must-link.
         self._track_anchor: dict[str, int] = {}
         self._broken = False
@@ -98,7 +101,7 @@ class OnlineRankOrder:
         return [(self._clusters[root].summary(root), similarity) for root, similarity in ranked]
 
     def labels(self) -> dict[str, int]:
-        return {face_id: self._sets.find(i) for i, face_id in enumerate(self._ids)}
+        return {face_id: self._sets.find(i) for i, face_id in enumerate(self._ids) if face_id}
 
     def clusters(self) -> dict[int, ClusterSummary]:
         return {root: cluster.summary(root) for root, cluster in self._clusters.items()}
@@ -125,6 +128,8 @@ class OnlineRankOrder:
             raise StoreError("a store write failed earlier: restore the engine from its store before going on")
         if face_id in self._label_of:
             return Assignment(face_id, self.cluster_of(face_id))
+        if self._tombstones and tombstone(face_id) in self._tombstones:
+            return Assignment(face_id, -1)  # a forgotten face, read again: it stays forgotten
         # Rounded to the stored precision: the index holds what a restart will read back.
         vector = np.asarray(embedding, dtype=EMBEDDING_DTYPE).astype(np.float32).reshape(self.dimension)
         x = len(self._ids)
@@ -178,7 +183,7 @@ class OnlineRankOrder:
 
         if track:
             self._track_anchor[track] = x
-        self._links.add(joined_by)
+        self._links.add(joined_by, str(x))
         delta = FaceDelta(
             label=x,
             meta=meta,
@@ -225,7 +230,7 @@ class OnlineRankOrder:
                 if similarity < params.cosine_gate:
                     break  # lists are sorted: no later neighbour passes the gate
                 pair = (min(c, z), max(c, z))
-                if pair in links or find(c) == find(z):
+                if pair in links or find(c) == find(z) or not self._ids[z]:  # "": a forgotten face
                     continue
                 distance = rank_order_distance(c, list_c, z, self._lists[z])
                 if distance is not None and distance <= params.threshold:
@@ -247,10 +252,23 @@ class OnlineRankOrder:
         if correction.command_id in self._commands:
             return None
         view = CorrectionView(
-            self._sets, self._clusters, self._links, self._marks, self._ids, self._label_of, self.store.metas
+            self._sets,
+            self._clusters,
+            self._links,
+            self._marks,
+            self._ids,
+            self._label_of,
+            self.store.metas,
+            self.store.labels_where,
+            self._lists,
+            self._sims,
         )
         outcome, delta = apply_correction(view, correction, self.params.representatives, offset)
         self._commands.add(correction.command_id)
+        if delta.forgotten:
+            self._index.delete(sorted(delta.forgotten))
+            self._tombstones.update(tombstone(face_id) for face_id in delta.forgotten.values())
+            self._track_anchor = {t: a for t, a in self._track_anchor.items() if a not in delta.forgotten}
         try:
             self.store.apply_correction(delta)
         except Exception as exc:
@@ -268,7 +286,7 @@ class OnlineRankOrder:
         engine = cls(dimension, settings, store)
         start = 0
         if state.snapshot is not None:
-            vectors = np.stack(state.embeddings[: state.snapshot_count])
+            vectors = stand_ins_filled(state.embeddings[: state.snapshot_count], dimension)
             engine._index = HnswIndex(dimension, settings.index, snapshot=with_vectors(state.snapshot, vectors))
             start = state.snapshot_count
         if start:
@@ -277,22 +295,29 @@ class OnlineRankOrder:
             # restart rebuilds exactly the running graph.
             later = state.embeddings[start:]
             if later:
-                engine._index.add_all(start, np.stack(later))
+                engine._index.add_all(start, stand_ins_filled(later, dimension))
         else:
-            for label in range(len(state.metas)):
-                engine._index.add(label, state.embeddings[label])
+            for label, vector in enumerate(stand_ins_filled(state.embeddings, dimension)):
+                engine._index.add(label, vector)
+        if state.forgotten:
+            engine._index.delete(sorted(state.forgotten))
         for label, meta in enumerate(state.metas):
             engine._ids.append(meta.face_id)
-            engine._label_of[meta.face_id] = label
-            members, sims = state.neighbours[label]
+            if meta.face_id:  # "": forgotten
+                engine._label_of[meta.face_id] = label
+            members, sims = state.neighbours.get(label, ((), ()))
             engine._lists.append(array("i", members))
             engine._sims.append(array("f", sims))
         engine._sets = UnionFind.from_parents(len(state.metas), state.parents)
         engine._clusters = {root: Cluster.of(summary) for root, summary in state.clusters.items()}
-        engine._links.add(state.links)
+        for field_name, links in state.links.items():
+            engine._links.add(links, field_name)
         engine._marks = state.marks
         engine._commands = set(state.commands)
+        engine._tombstones = set(state.tombstones)
         for label, meta in enumerate(state.metas):
+            if not meta.face_id:
+                continue
             engine._clusters[engine._sets.find(label)].note(meta, state.marks.get(label))
             if meta.track:
                 engine._track_anchor[meta.track] = label

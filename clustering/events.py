@@ -46,6 +46,17 @@ class Labelled:
 
 
 @dataclass(frozen=True)
+class Forgotten:
+    """A `forget` correction erased ``faces`` (a tombstone: delete them too); the clusters they left are now
+    ``parts`` (each (cluster id, face ids)), and ``removed`` clusters had no face left."""
+
+    command_id: str
+    faces: tuple[str, ...]
+    parts: tuple[tuple[int, tuple[str, ...]], ...]
+    removed: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Conflict:
     """A correction that contradicts an earlier one (or what the faces show) and changed nothing."""
 
@@ -53,4 +64,4 @@ class Conflict:
     reason: str
 
 
-CorrectionOutcome = Merged | Split | Labelled | Conflict
+CorrectionOutcome = Merged | Split | Labelled | Forgotten | Conflict

@@ -6,6 +6,7 @@ Labels are dense integers given by the caller (the engine's face numbers), in in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -64,6 +65,8 @@ class HnswIndex:
         self.dimension = dimension
         self.settings = settings
         self._lock = ReadWriteLock()
+        #: Labels marked deleted (hnswlib does not count them).
+        self._deleted: set[int] = set()
         self._index = hnswlib.Index(space="cosine", dim=dimension)
         if snapshot is None:
             self._index.init_index(
@@ -103,11 +106,20 @@ class HnswIndex:
             labels = np.arange(first_label, first_label + len(vectors))
             self._index.add_items(vectors, labels, num_threads=os.cpu_count() or 1)
 
+    def delete(self, labels: list[int]) -> None:
+        """Takes these items out of every later query (hnswlib marks them deleted)."""
+        with self._lock.write():
+            for label in labels:
+                if label in self._deleted:
+                    continue
+                with contextlib.suppress(RuntimeError):  # deleted already in the snapshot it was loaded from
+                    self._index.mark_deleted(label)
+                self._deleted.add(label)
+
     def query(self, vector: NDArray[np.float32], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Labels and cosine similarities of the ``k`` nearest items, nearest first (fewer if fewer exist)."""
         with self._lock.read():
-            count = len(self)
-            k = min(k, count)
+            k = min(k, len(self) - len(self._deleted))
             if k == 0:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
             # ef below k makes hnswlib fail to return k items; raise it for this query when needed.

@@ -28,6 +28,8 @@ from clustering.redis_client import RedisClient
 from clustering.redis_snapshots import SnapshotParts
 from clustering.store import (
     EMBEDDING_DTYPE,
+    FORGOTTEN,
+    FORGOTTEN_VECTOR,
     ClusterSummary,
     CorrectionDelta,
     FaceDelta,
@@ -36,6 +38,8 @@ from clustering.store import (
     StoreError,
     pack_links,
     pack_neighbours,
+    selects,
+    tombstone,
     unpack_links,
     unpack_neighbours,
 )
@@ -47,9 +51,9 @@ def _text(raw: bytes | str) -> str:
 
 _HASHES = ("faces", "meta", "embeddings", "neighbours", "parents", "clusters", "offsets")
 #: The apply script's KEYS after the hashes and count, outbox and writer (apply_batch.lua).
-_CORRECTION_HASHES = ("links", "marks", "commands")
+_CORRECTION_HASHES = ("links", "marks", "commands", "tombstones")
 #: KEYS numbers (1-based, as the script counts) of what a correction changes.
-_PARENTS, _CLUSTERS, _LINKS, _MARKS = 5, 6, 11, 12
+_FACES, _META, _EMBEDDINGS, _NEIGHBOURS, _PARENTS, _CLUSTERS, _LINKS, _MARKS, _TOMBSTONES = 1, 2, 3, 4, 5, 6, 11, 12, 14
 
 
 @dataclass(frozen=True)
@@ -184,9 +188,17 @@ class RedisStore:
         ]
         fields += [(_CLUSTERS, str(r), "" if s is None else _summary_json(s)) for r, s in delta.clusters.items()]
         fields += [(_MARKS, str(label), json.dumps(marks) if marks else "") for label, marks in delta.marks.items()]
-        if delta.links:
-            fields.append((_LINKS, f"c:{delta.command_id}", pack_links(delta.links)))
-        operation: list[Any] = ["C", delta.command_id, delta.outcome, len(fields)]
+        fields += [(_LINKS, name, pack_links(links) if links else "") for name, links in delta.links.items()]
+        fields += [
+            (_NEIGHBOURS, str(label), "" if label in delta.forgotten else pack_neighbours(neighbours))
+            for label, neighbours in delta.neighbours.items()
+        ]
+        for label, face_id in delta.forgotten.items():
+            # The face id only as a one-way tombstone (so a replayed record of it is not applied again).
+            fields += [(_FACES, face_id, ""), (_META, str(label), ""), (_EMBEDDINGS, str(label), "")]
+            fields.append((_TOMBSTONES, tombstone(face_id), str(label)))
+        # Only the command's id is kept (its outcome may name faces a later forget erases).
+        operation: list[Any] = ["C", delta.command_id, "1", len(fields)]
         for field in fields:
             operation += field
         if delta.offset is None:
@@ -196,6 +208,17 @@ class RedisStore:
             entry = OutboxEntry(partition, offset, delta.command_id, -1, (), "", 0.0, correction=delta.outcome)
             operation += [partition, offset, entry.to_json()]
         return self._queue_or_run(delta.command_id, operation)
+
+    def labels_where(self, camera: str | None, before: float | None) -> list[int]:
+        return [
+            int(label)
+            for label, raw in self.client.hscan_iter(self._keys[1], count=5_000)
+            if selects(_meta(raw), camera, before)
+        ]
+
+    def forgotten(self) -> dict[int, str]:
+        """Label -> tombstone of every forgotten face."""
+        return {int(label): _text(mark) for mark, label in self.client.hscan_iter(self._keys[13], count=5_000)}
 
     def metas(self, labels: list[int]) -> list[FaceMeta]:
         raw = self.client.hmget(self._keys[1], [str(label) for label in labels])
@@ -281,13 +304,21 @@ class RedisStore:
         return self.snapshots.load()
 
     def embeddings(self, start: int, stop: int, page: int = 5_000) -> Iterator[NDArray[np.float32]]:
-        """The embeddings of faces ``start`` to ``stop`` - 1, read a page at a time."""
+        """The embeddings of faces ``start`` to ``stop`` - 1, read a page at a time (FORGOTTEN_VECTOR, empty, for
+        a forgotten face)."""
+        forgotten = self.forgotten()
         for first in range(start, stop, page):
             labels = range(first, min(first + page, stop))
-            for raw in self.client.hmget(self._embeddings_key, [str(label) for label in labels]):
-                if not isinstance(raw, bytes):
-                    raise StoreError(f"identity space {self.space}: an embedding below {stop} is missing")
-                yield np.frombuffer(raw, EMBEDDING_DTYPE).astype(np.float32)
+            raws = self.client.hmget(self._embeddings_key, [str(label) for label in labels])
+            for label, raw in zip(labels, raws, strict=True):
+                yield self._vector(label, raw, forgotten)
+
+    def _vector(self, label: int, raw: object, forgotten: dict[int, str]) -> NDArray[np.float32]:
+        if isinstance(raw, bytes):
+            return np.frombuffer(raw, EMBEDDING_DTYPE).astype(np.float32)
+        if label in forgotten:
+            return FORGOTTEN_VECTOR
+        raise StoreError(f"identity space {self.space}: the embedding of face {label} is missing")
 
     def load(self, progress: Callable[[int, int], None] | None = None, page: int = 5_000) -> StoredState:
         """The whole state, read by pages of ``page`` faces (one round trip each), so that a large space
@@ -295,28 +326,35 @@ class RedisStore:
         ``progress(loaded, total)`` is called after each page."""
         meta_key, embeddings_key, neighbours_key, parents_key, clusters_key, offsets_key = self._keys[1:7]
         with self._timed("load"):
-            total = int(self.client.hlen(meta_key))
+            total = self.count()
             state = StoredState(offsets={int(k): int(v) for k, v in self.client.hgetall(offsets_key).items()})
             state.snapshot, state.snapshot_count = self.snapshot()
+            tombstones = self.forgotten()
+            state.forgotten = set(tombstones)
+            state.tombstones = set(tombstones.values())
             for first in range(0, total, page):
                 fields = [str(label) for label in range(first, min(first + page, total))]
                 pipe = self.client.pipeline(transaction=False)
                 for key in (meta_key, embeddings_key, neighbours_key):
                     pipe.hmget(key, fields)
                 metas, embeddings, neighbours = pipe.execute()
-                if any(raw is None for raw in (*metas, *embeddings, *neighbours)):
-                    raise StoreError(f"identity space {self.space}: a face below {total} is incomplete")
-                base = len(state.metas)
-                state.metas += [_meta(raw) for raw in metas]
-                state.embeddings += [np.frombuffer(raw, EMBEDDING_DTYPE).astype(np.float32) for raw in embeddings]
-                state.neighbours.update((base + i, unpack_neighbours(raw)) for i, raw in enumerate(neighbours))
+                labels = range(len(state.metas), len(state.metas) + len(fields))
+                for label, meta, vector, listed in zip(labels, metas, embeddings, neighbours, strict=True):
+                    if label in tombstones:
+                        state.metas.append(FORGOTTEN)
+                        state.embeddings.append(FORGOTTEN_VECTOR)
+                        continue
+                    if meta is None or vector is None or listed is None:
+                        raise StoreError(f"identity space {self.space}: face {label} is incomplete")
+                    state.metas.append(_meta(meta))
+                    state.embeddings.append(np.frombuffer(vector, EMBEDDING_DTYPE).astype(np.float32))
+                    state.neighbours[label] = unpack_neighbours(listed)
                 if progress is not None:
                     progress(len(state.metas), total)
             state.parents = {int(k): int(v) for k, v in self.client.hscan_iter(parents_key, count=page)}
             state.clusters = {int(k): _summary(v) for k, v in self.client.hscan_iter(clusters_key, count=page)}
             links_key, marks_key, commands_key = self._keys[10:13]
-            for _, packed in self.client.hscan_iter(links_key, count=page):
-                state.links += unpack_links(packed)
+            state.links = {_text(k): unpack_links(v) for k, v in self.client.hscan_iter(links_key, count=page)}
             state.marks = {int(k): json.loads(v) for k, v in self.client.hscan_iter(marks_key, count=page)}
             state.commands = {_text(k) for k, _ in self.client.hscan_iter(commands_key, count=page)}
         return state

@@ -7,6 +7,7 @@ replayed message changes nothing and a restarted process resumes exactly where t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,6 +38,19 @@ class FaceMeta:
     track: str | None = None
     #: Tracks seen in the face's frame: other people (cannot-links).
     cooccurring: tuple[str, ...] = ()
+
+
+#: What stands in for the metadata and the embedding of a forgotten face (its label stays taken; nothing of it
+#: remains). Who builds an index puts a zero vector of its dimension there, marked deleted.
+FORGOTTEN = FaceMeta("")
+FORGOTTEN_VECTOR: NDArray[np.float32] = np.zeros(0, np.float32)
+
+
+def stand_ins_filled(vectors: list[NDArray[np.float32]], dimension: int) -> NDArray[np.float32]:
+    """``vectors`` stacked, each forgotten face's empty stand-in made a zero vector of ``dimension``."""
+    if not vectors:
+        return np.zeros((0, dimension), np.float32)
+    return np.stack([v if v.size else np.zeros(dimension, np.float32) for v in vectors])
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +127,15 @@ class CorrectionDelta:
     clusters: dict[int, ClusterSummary | None]
     #: The full marks of each face whose marks changed.
     marks: dict[int, Marks]
-    links: tuple[Link, ...]
+    #: Link fields written anew (a merge's ``c:<command id>``, or one a forget took links from); () deletes.
+    links: dict[str, tuple[Link, ...]]
     #: The outcome event as JSON (the store keeps it with the command id, and in the outbox with an offset).
     outcome: str
     offset: tuple[int, int] | None = None
+    #: Faces erased (label -> face id): every trace of them goes.
+    forgotten: dict[int, str] = field(default_factory=dict)
+    #: Neighbour lists written anew (a forgotten face taken out of them).
+    neighbours: dict[int, Neighbours] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,10 +148,25 @@ class StoredState:
     offsets: dict[int, int] = field(default_factory=dict)
     snapshot: bytes | None = None
     snapshot_count: int = 0
-    links: list[Link] = field(default_factory=list)
+    #: Link field -> its links (clustering/clusters.py, LinkLog).
+    links: dict[str, list[Link]] = field(default_factory=dict)
     marks: dict[int, Marks] = field(default_factory=dict)
+    #: Labels of forgotten faces: their meta and embedding are gone (FORGOTTEN and a zero vector stand in).
+    forgotten: set[int] = field(default_factory=set)
     #: Ids of the corrections applied.
     commands: set[str] = field(default_factory=set)
+    #: tombstone() of every forgotten face id: a replayed record of one is not applied again.
+    tombstones: set[str] = field(default_factory=set)
+
+
+def tombstone(face_id: str) -> str:
+    """A forgotten face's id, one way (SHA-1 hex, as Redis's Lua computes it): enough to refuse a replay of
+    the face, nothing to tell where or when it was."""
+    return hashlib.sha1(face_id.encode(), usedforsecurity=False).hexdigest()
+
+
+def selects(meta: FaceMeta, camera: str | None, before: float | None) -> bool:
+    return (camera is None or meta.camera == camera) and (before is None or meta.timestamp < before)
 
 
 class StateStore(Protocol):
@@ -148,6 +182,10 @@ class StateStore(Protocol):
         """The metadata of these faces."""
         ...
 
+    def labels_where(self, camera: str | None, before: float | None) -> list[int]:
+        """The faces of ``camera``, or seen before ``before`` (Unix time), forgotten ones left out."""
+        ...
+
     def load(self) -> StoredState: ...
 
 
@@ -161,7 +199,7 @@ class InMemoryStore:
         self._neighbours: dict[int, bytes] = {}
 
     def apply(self, delta: FaceDelta) -> bool:
-        if delta.meta.face_id in self._applied:
+        if delta.meta.face_id in self._applied or tombstone(delta.meta.face_id) in self._state.tombstones:
             return False
         state = self._state
         if delta.label != len(state.metas):
@@ -177,7 +215,8 @@ class InMemoryStore:
                 state.clusters[root] = summary
         if delta.offset is not None:
             state.offsets[delta.offset[0]] = delta.offset[1]
-        state.links += delta.links
+        if delta.links:
+            state.links[str(delta.label)] = list(delta.links)
         self._applied.add(delta.meta.face_id)
         return True
 
@@ -194,8 +233,24 @@ class InMemoryStore:
                 state.clusters.pop(root, None)
             else:
                 state.clusters[root] = summary
-        state.marks.update(delta.marks)
-        state.links += delta.links
+        for label, marks in delta.marks.items():
+            if marks:
+                state.marks[label] = marks
+            else:
+                state.marks.pop(label, None)
+        for name, links in delta.links.items():
+            if links:
+                state.links[name] = list(links)
+            else:
+                state.links.pop(name, None)
+        self._neighbours.update((label, pack_neighbours(n)) for label, n in delta.neighbours.items())
+        for label, face_id in delta.forgotten.items():
+            state.metas[label] = FORGOTTEN
+            state.embeddings[label] = FORGOTTEN_VECTOR
+            self._neighbours.pop(label, None)
+            self._applied.discard(face_id)
+            state.forgotten.add(label)
+            state.tombstones.add(tombstone(face_id))
         if delta.offset is not None:
             state.offsets[delta.offset[0]] = delta.offset[1]
         state.commands.add(delta.command_id)
@@ -203,6 +258,9 @@ class InMemoryStore:
 
     def metas(self, labels: list[int]) -> list[FaceMeta]:
         return [self._state.metas[label] for label in labels]
+
+    def labels_where(self, camera: str | None, before: float | None) -> list[int]:
+        return [label for label, meta in enumerate(self._state.metas) if meta.face_id and selects(meta, camera, before)]
 
     def load(self) -> StoredState:
         state = self._state
@@ -215,7 +273,9 @@ class InMemoryStore:
             dict(state.offsets),
             state.snapshot,
             state.snapshot_count,
-            list(state.links),
-            {label: dict(marks) for label, marks in state.marks.items()},
-            set(state.commands),
+            links={name: list(links) for name, links in state.links.items()},
+            marks={label: dict(marks) for label, marks in state.marks.items()},
+            forgotten=set(state.forgotten),
+            commands=set(state.commands),
+            tombstones=set(state.tombstones),
         )

@@ -10,24 +10,25 @@ checked when it is applied (clustering/corrections.py: unknown_cluster, unknown_
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
+from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
 
 from clustering.corrections import (
     MAX_NAME_LENGTH,
     Correction,
+    ForgetFaces,
     LabelCluster,
     MergeClusters,
     RejectFace,
     SplitFaces,
 )
-from clustering.events import Conflict, CorrectionOutcome, Labelled, Merged, Split
+from clustering.events import Conflict, CorrectionOutcome, Forgotten, Labelled, Merged, Split
 from streaming.messages import FaceRecord, MessageError, TrackRecord, _invalid, _Message, parse_faces_topic
 
 #: Ids are echoed in events and logs: a safe alphabet, bounded.
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
-COMMAND_TYPES = ("merge", "split", "reject", "label")
+COMMAND_TYPES = ("merge", "split", "reject", "label", "forget")
 
 
 class _Command(_Message):
@@ -78,7 +79,28 @@ class LabelCommand(_Command):
         return LabelCluster(self.command_id, self.cluster, self.name)
 
 
-Command = MergeCommand | SplitCommand | RejectCommand | LabelCommand
+class ForgetCommand(_Command):
+    """Erases faces (their embeddings, metadata and every trace in the state): the ``faces`` given, a
+    ``cluster``'s, a ``camera``'s, or every face seen ``before`` a Unix time. Exactly one of them."""
+
+    type: Literal["forget"] = "forget"
+    faces: list[str] | None = Field(None, min_length=1, max_length=100_000)
+    cluster: int | None = None
+    camera: str | None = Field(None, min_length=1, max_length=200)
+    before: float | None = Field(None, description="Unix time: faces seen before it")
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> Self:
+        if sum(v is not None for v in (self.faces, self.cluster, self.camera, self.before)) != 1:
+            raise ValueError("forget names exactly one of faces, cluster, camera, before")
+        return self
+
+    def correction(self) -> Correction:
+        faces = tuple(self.faces or ())
+        return ForgetFaces(self.command_id, faces, self.cluster, self.camera, self.before)
+
+
+Command = MergeCommand | SplitCommand | RejectCommand | LabelCommand | ForgetCommand
 
 
 def _command_kind(value: Any) -> str:
@@ -91,7 +113,8 @@ _COMMANDS: TypeAdapter[Command] = TypeAdapter(
         Annotated[MergeCommand, Tag("merge")]
         | Annotated[SplitCommand, Tag("split")]
         | Annotated[RejectCommand, Tag("reject")]
-        | Annotated[LabelCommand, Tag("label")],
+        | Annotated[LabelCommand, Tag("label")]
+        | Annotated[ForgetCommand, Tag("forget")],
         Discriminator(_command_kind),
     ]
 )
@@ -162,6 +185,18 @@ class LabelledEvent(_Message):
     name: str | None
 
 
+class ForgottenEvent(_Message):
+    """A tombstone: these faces are erased here; delete them wherever you copied them."""
+
+    type: Literal["forgotten"] = "forgotten"
+    version: Literal[1] = 1
+    space: str
+    command_id: str
+    faces: list[str]
+    parts: list[SplitPart] = Field(description="The clusters the faces left, as they are now")
+    removed: list[int] = Field(description="Clusters with no face left")
+
+
 class ConflictEvent(_Message):
     type: Literal["conflict"] = "conflict"
     version: Literal[1] = 1
@@ -179,6 +214,12 @@ def outcome_event(space: str, outcome: CorrectionOutcome) -> _Message:
     if isinstance(outcome, Split):
         parts = [SplitPart(cluster=cluster, faces=list(faces)) for cluster, faces in outcome.parts]
         return SplitEvent(space=space, command_id=outcome.command_id, cluster=outcome.cluster, parts=parts)
+    if isinstance(outcome, Forgotten):
+        parts = [SplitPart(cluster=cluster, faces=list(faces)) for cluster, faces in outcome.parts]
+        return ForgottenEvent(
+            space=space, command_id=outcome.command_id, faces=list(outcome.faces), parts=parts,
+            removed=list(outcome.removed),
+        )  # fmt: skip
     if isinstance(outcome, Labelled):
         return LabelledEvent(space=space, command_id=outcome.command_id, cluster=outcome.cluster, name=outcome.name)
     assert isinstance(outcome, Conflict)

@@ -6,6 +6,8 @@ from typing import Any
 
 from streaming.commands import (
     ConflictEvent,
+    ForgetCommand,
+    ForgottenEvent,
     LabelCommand,
     LabelledEvent,
     MergeCommand,
@@ -38,9 +40,11 @@ SCHEMAS: dict[str, type[_Message]] = {
     "command-split.v1": SplitCommand,
     "command-reject.v1": RejectCommand,
     "command-label.v1": LabelCommand,
+    "command-forget.v1": ForgetCommand,
     "merged.v1": MergedEvent,
     "split.v1": SplitEvent,
     "labelled.v1": LabelledEvent,
+    "forgotten.v1": ForgottenEvent,
     "conflict.v1": ConflictEvent,
 }
 

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from clustering.engine import OnlineRankOrder
 from clustering.settings import ClusteringSettings
-from streaming.commands import MergedEvent, SplitEvent
+from streaming.commands import ForgottenEvent, MergedEvent, SplitEvent
 from streaming.kafka_io import TRANSIENT_ERRORS
 from streaming.messages import AppearanceEvent, Assignment, FaceQuality, FaceRecord, MergeEvent
 from workers.faces import apply_face
@@ -166,10 +166,14 @@ def identities_view(values: list[bytes]) -> tuple[Counter[str], dict[str, int]]:
             merge = MergeEvent.from_json(value) if b'"type":"merge"' in value else MergedEvent.from_json(value)
             for absorbed in merge.absorbed:
                 absorbed_into[absorbed] = merge.survivor
-        elif b'"type":"split"' in value:
-            for part in SplitEvent.from_json(value).parts:
+        elif b'"type":"split"' in value or b'"type":"forgotten"' in value:
+            event = SplitEvent.from_json(value) if b'"type":"split"' in value else ForgottenEvent.from_json(value)
+            for part in event.parts:
                 absorbed_into.pop(part.cluster, None)  # a part is a cluster of its own again
                 cluster_of.update(dict.fromkeys(part.faces, part.cluster))
+            for face in getattr(event, "faces", []):  # a tombstone: the face is erased
+                cluster_of.pop(face, None)
+                assigned.pop(face, None)
         elif b'"type":"appearance"' in value:
             AppearanceEvent.from_json(value)
         elif b'"type":"labelled"' in value or b'"type":"conflict"' in value:
@@ -200,3 +204,19 @@ def running(*stages: Stage) -> Iterator[None]:
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
+
+
+def redis_traces(client: Any, space: str) -> bytes:
+    """Every key, field and value of an identity space in Redis, as one blob to search for what must be gone."""
+    blob = []
+    for key in client.scan_iter(match=f"{{fs:{space}}}:*"):
+        blob.append(key)
+        kind = client.type(key)
+        if kind == b"hash":
+            for field, value in client.hgetall(key).items():
+                blob += [field, value]
+        elif kind == b"list":
+            blob += client.lrange(key, 0, -1)
+        elif kind == b"string":
+            blob.append(client.get(key) or b"")
+    return b"\n".join(blob)

@@ -12,9 +12,9 @@ from confluent_kafka import Producer
 
 from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
-from streaming.commands import LabelledEvent, SplitEvent
+from streaming.commands import ForgottenEvent, LabelledEvent, SplitEvent
 from streaming.messages import DeadLetter, FaceQuality, FaceRecord
-from tests.streams import identities_view, read_all, running
+from tests.streams import identities_view, read_all, redis_traces, running
 from workers.cluster_worker import ClusterWorker
 from workers.local_services import fresh_kafka, wait_for
 from workers.settings import Settings, WorkerSettings
@@ -131,3 +131,15 @@ def test_commands_apply_once_in_order_and_later_faces_obey_them(kafka_bootstrap:
     assert {view[f] for f in more_bob} == {bob_cluster}
     assert set(identities_view(events())[0].values()) == {1}, "a face was assigned twice"
     assert len(split_events()) == 1
+
+    # Erasure on request: every face of the brother, gone from the state and from Redis; one tombstone event.
+    everyone_bob = [*bob, *later_bob, *more_bob]
+    forget = {"type": "forget", "command_id": "erase-1", "space": space, "cluster": bob_cluster}
+    _produce(kafka_bootstrap, kafka.commands_topic, space, [json.dumps(forget).encode()])
+    with running(ClusterWorker(settings, connect(redis_url))):
+        wait_for(lambda: b'"type":"forgotten"' in b"".join(events()), 60, "the forget applied")
+    (tombstone,) = [ForgottenEvent.from_json(v) for v in events() if b'"type":"forgotten"' in v]
+    assert set(tombstone.faces) == set(everyone_bob)
+    assert not set(everyone_bob) & set(identities_view(events())[1])
+    traces = redis_traces(connect(redis_url), space)
+    assert not [face for face in everyone_bob if face.encode() in traces]

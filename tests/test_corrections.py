@@ -7,18 +7,23 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from clustering.compaction import build_snapshot
 from clustering.corrections import (
     CorrectionError,
     CorrectionReason,
+    ForgetFaces,
     LabelCluster,
     MergeClusters,
     RejectFace,
     SplitFaces,
 )
 from clustering.engine import OnlineRankOrder
-from clustering.events import Conflict, Labelled, Merged, Split
+from clustering.events import Conflict, Forgotten, Labelled, Merged, Split
+from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
+from clustering.store import EMBEDDING_DTYPE
 from tests.conftest import StoreFactory
+from tests.streams import redis_traces
 
 DIM = 64
 
@@ -201,3 +206,77 @@ def test_a_split_of_every_face_or_across_clusters_is_refused(
     with pytest.raises(CorrectionError) as raised:
         engine.correct(RejectFace("elsewhere", bob[0], engine.cluster_of(alice[0])))
     assert raised.value.reason == CorrectionReason.NOT_IN_CLUSTER
+
+
+def _traces(store: object) -> bytes:
+    return redis_traces(store.client, store.space) if isinstance(store, RedisStore) else b""
+
+
+def test_forget_erases_faces_from_the_index_the_clusters_and_the_store(
+    siblings: tuple[OnlineRankOrder, list[str], list[str]],
+) -> None:
+    engine, alice, bob = siblings
+    state = engine.store.load()
+    ids = [meta.face_id for meta in state.metas]
+    vectors = {face: state.embeddings[ids.index(face)] for face in bob}
+    packed = {face: vectors[face].astype(EMBEDDING_DTYPE).tobytes() for face in bob}
+    cluster = engine.cluster_of(alice[0])
+    assert _traces(engine.store).count(bob[0].encode()) >= 1 or not isinstance(engine.store, RedisStore)
+
+    outcome = engine.correct(ForgetFaces("forget-bob", tuple(bob)))
+    assert isinstance(outcome, Forgotten)
+    assert set(outcome.faces) == set(bob)
+    assert not set(bob) & set(engine.labels())
+    assert sum(len(faces) for _, faces in outcome.parts) == len(alice)
+    assert engine.cluster_of(alice[0]) == cluster
+    assert engine.clusters()[cluster].size == len(alice)
+    # A search with the erased face's own embedding finds no face as similar as itself.
+    (best, similarity), *_ = engine.nearest_clusters(vectors[bob[0]], 1)
+    assert similarity < 0.99
+    assert best.id == cluster  # the nearest is now his sister's
+    blob = _traces(engine.store)
+    for face in bob:
+        assert face.encode() not in blob
+        assert packed[face] not in blob
+    # Read again (a replay), a forgotten face stays forgotten; a restart keeps all of it.
+    engine.add(bob[0], vectors[bob[0]], camera="bob", frame=0)
+    assert bob[0] not in engine.labels()
+    restored = OnlineRankOrder.restore(engine.store, DIM, ClusteringSettings())
+    assert restored.labels() == engine.labels()
+    assert restored.clusters() == engine.clusters()
+    assert restored.nearest_clusters(vectors[bob[0]], 1)[0][1] < 0.99
+    restored.add(bob[1], vectors[bob[1]], camera="bob", frame=1)
+    assert bob[1] not in restored.labels()
+    if isinstance(engine.store, RedisStore):
+        # The next index snapshot holds the erased faces as deleted nodes without vectors, and restores alike.
+        build_snapshot(engine.store, DIM, ClusteringSettings().index, len(state.metas))
+        for face in bob:
+            assert packed[face] not in _traces(engine.store)
+        from_snapshot = OnlineRankOrder.restore(engine.store, DIM, ClusteringSettings())
+        assert from_snapshot.labels() == engine.labels()
+        assert from_snapshot.nearest_clusters(vectors[bob[0]], 1)[0][1] < 0.99
+
+
+def test_forget_by_cluster_camera_and_time(make_store: StoreFactory) -> None:
+    rng = np.random.default_rng(9)
+    engine = OnlineRankOrder(DIM, ClusteringSettings(), make_store())
+    a, b = look_alikes(0.1, seed=10)
+    first = add_all(engine, "door", person(a, 4, rng))
+    second = add_all(engine, "hall", person(b, 4, rng))
+    cluster = engine.cluster_of(first[0])
+    outcome = engine.correct(ForgetFaces("by-cluster", cluster=cluster))
+    assert isinstance(outcome, Forgotten)
+    assert outcome.removed == (cluster,)
+    assert set(engine.labels()) == set(second)
+    engine.correct(ForgetFaces("by-camera", camera="hall"))
+    assert engine.labels() == {}
+    late = add_all(engine, "gate", person(a, 3, rng), start=10)
+    engine.correct(ForgetFaces("by-time", before=11.0))  # the timestamps are 0: all before
+    assert engine.labels() == {}
+    assert len(late) == 3
+    with pytest.raises(CorrectionError) as raised:
+        engine.correct(ForgetFaces("two", faces=("x:0:0",), camera="door"))
+    assert raised.value.reason == CorrectionReason.BAD_SELECTION
+    with pytest.raises(CorrectionError) as raised:
+        engine.correct(ForgetFaces("nobody", faces=("x:0:0",)))
+    assert raised.value.reason == CorrectionReason.UNKNOWN_FACE

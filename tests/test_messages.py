@@ -10,6 +10,8 @@ import pytest
 
 from streaming.commands import (
     ConflictEvent,
+    ForgetCommand,
+    ForgottenEvent,
     LabelCommand,
     LabelledEvent,
     MergeCommand,
@@ -116,6 +118,14 @@ EXAMPLES = {
     ),
     "labelled.v1": LabelledEvent(space="hq", command_id="c-4", cluster=3, name="Ada Lovelace"),
     "conflict.v1": ConflictEvent(space="hq", command_id="c-5", reason="the clusters have different names"),
+    "command-forget.v1": ForgetCommand(command_id="c-6", space="hq", camera="lobby"),
+    "forgotten.v1": ForgottenEvent(
+        space="hq",
+        command_id="c-6",
+        faces=["lobby:42:0"],
+        parts=[SplitPart(cluster=3, faces=["door:1:0"])],
+        removed=[42],
+    ),
 }
 
 
@@ -245,6 +255,8 @@ def test_each_command_parses_to_its_correction(stem: str) -> None:
         (b'{"type": "merge", "command_id": "x", "space": "hq", "clusters": [1]}', "malformed"),
         (b'{"type": "label", "command_id": "x y\n", "space": "hq", "cluster": 1, "name": "a"}', "malformed"),
         (b'{"type": "split", "command_id": "x", "space": "hq", "faces": []}', "malformed"),
+        (b'{"type": "forget", "command_id": "x", "space": "hq", "camera": "a", "before": 1}', "malformed"),
+        (b'{"type": "forget", "command_id": "x", "space": "hq"}', "malformed"),
         (b'{"type": "reject", "command_id": "x", "space": "hq", "face": "a:1:0", "cluster": 1, "why": 1}', "malformed"),
     ],
 )

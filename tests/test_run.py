@@ -165,6 +165,7 @@ def test_corrections_of_one_run_are_respected_by_the_next(
     photo_of = {c["id"]: c["sources"][0] for c in clusters if c["size"] == 1}
     singles = [next(iter(photo_of))]
     singles.append(next(c for c, photo in photo_of.items() if photo != photo_of[singles[0]]))
+    erased = next(c["representatives"][0] for c in clusters if c["size"] == 1 and c["id"] not in singles)
     corrections = tmp_path / "corrections.jsonl"
     corrections.write_text(
         "# made from the first run's gallery\n"
@@ -174,12 +175,14 @@ def test_corrections_of_one_run_are_respected_by_the_next(
         + "\n\n"
         + json.dumps({"type": "merge", "clusters": singles})
         + "\n"
+        + json.dumps({"type": "forget", "faces": [erased]})
+        + "\n"
     )
 
     second = tmp_path / "second"
     lines = read_corrections(corrections)
     summary = run_pipeline(sources, second, _settings(cpu_models), analyzer=analyzer, progress=False, corrections=lines)
-    assert summary.corrections == {"applied": 3}
+    assert summary.corrections == {"applied": 4}
     assigned = {f["face_id"]: f["cluster"] for f in _lines(second / "faces.jsonl")}
     assert assigned[faces[-1]] != assigned[faces[0]] == group["id"]
     merged = {assigned[f["face_id"]] for f in _lines(first / "faces.jsonl") if f["cluster"] in singles}
@@ -189,6 +192,10 @@ def test_corrections_of_one_run_are_respected_by_the_next(
     gallery = (second / "index.html").read_text()
     assert f"Cluster {group['id']}: Guest of honour" in gallery
     assert f'title="{faces[0]}"' in gallery  # the face ids a user writes corrections with
+    assert f'title="{erased}"' not in gallery
+    assert f'"{erased}"' not in (second / "clusters.json").read_text()
+    assert f'"{erased}"' not in (second / "faces.jsonl").read_text()
+    assert not (second / "thumbs" / (erased.replace(":", "_") + ".jpg")).exists()
 
 
 def test_a_bad_corrections_file_is_refused_before_the_run_with_each_line(

@@ -8,6 +8,7 @@ through the commands topic.
     facestream identity split FACE... --space S
     facestream identity reject FACE --cluster ID --space S
     facestream identity label ID NAME --space S        (--clear instead of NAME)
+    facestream identity forget --faces F... | --cluster ID | --camera C | --before UNIX_TIME --space S
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from urllib.parse import quote
 
 from confluent_kafka import Producer
 
-from streaming.commands import Command, LabelCommand, MergeCommand, RejectCommand, SplitCommand
+from streaming.commands import Command, ForgetCommand, LabelCommand, MergeCommand, RejectCommand, SplitCommand
 from streaming.messages import FaceRecord
 from streaming.redact import read_secret
 from streaming.sources import BadInput, FrameSource
@@ -61,11 +62,17 @@ def add_identity_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     label.add_argument("id", type=int)
     label.add_argument("name", nargs="?")
     label.add_argument("--clear", action="store_true")
+    forget = actions.add_parser("forget", parents=[common], help="erase faces: every trace of them goes")
+    selection = forget.add_mutually_exclusive_group(required=True)
+    selection.add_argument("--faces", nargs="+", metavar="FACE")
+    selection.add_argument("--cluster", type=int)
+    selection.add_argument("--camera")
+    selection.add_argument("--before", type=float, metavar="UNIX_TIME", help="every face seen before this time")
 
 
 def run_identity(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Does what ``args`` asks; returns the JSON to print."""
-    if args.action in ("merge", "split", "reject", "label"):
+    if args.action in ("merge", "split", "reject", "label", "forget"):
         return _send(_command(args), settings)
     if args.action == "list":
         return _get(args, settings, f"identities?limit={args.limit}&offset={args.offset}")
@@ -82,6 +89,8 @@ def _command(args: argparse.Namespace) -> Command:
         return SplitCommand(faces=args.faces, **common)
     if args.action == "reject":
         return RejectCommand(face=args.face, cluster=args.cluster, **common)
+    if args.action == "forget":
+        return ForgetCommand(faces=args.faces, cluster=args.cluster, camera=args.camera, before=args.before, **common)
     if args.clear == (args.name is not None):
         raise IdentityCommandError("label: give a NAME, or --clear")
     return LabelCommand(cluster=args.id, name=args.name, **common)

@@ -29,13 +29,15 @@ class JsonLines:
     def flush(self) -> None:
         self._handle.flush()
 
-    def finalise(self, clusters: dict[str, int]) -> None:
-        """Rewrites every line with its final cluster, atomically."""
+    def finalise(self, clusters: dict[str, int], erased: frozenset[str] = frozenset()) -> None:
+        """Rewrites every line with its final cluster, atomically, leaving out the faces ``erased``."""
         self._handle.close()
         partial = self.path.with_suffix(".jsonl.tmp")
         with self.path.open(encoding="utf-8") as src, partial.open("w", encoding="utf-8") as dst:
             for line in src:
                 record = json.loads(line)
+                if record.get("face_id") in erased:
+                    continue
                 anchor = record.pop("_anchor", None)
                 if anchor is not None:
                     record["cluster"] = clusters.get(anchor)

@@ -154,6 +154,16 @@ class _Run:
             self.faces_file.write(face_line(frame, face, anchor, cluster))
         self.ended(result.appearances)
 
+    def erase_forgotten(self, labels: dict[str, int]) -> frozenset[str]:
+        """Drops the faces a `forget` correction erased, and their thumbnails; returns their ids."""
+        erased = frozenset(seen.face_id for seen in self.seen if seen.face_id not in labels)
+        for seen in self.seen:
+            if seen.face_id in erased:
+                (self.out_dir / seen.thumbnail).unlink(missing_ok=True)
+        self.seen = [seen for seen in self.seen if seen.face_id not in erased]
+        self.appearances = [item for item in self.appearances if item.anchor in labels]
+        return erased
+
     def ended(self, appearances: list[TrackSummary]) -> None:
         for summary in appearances:
             anchor = self.anchors.get(summary.track)
@@ -220,7 +230,8 @@ def run_pipeline(
         pending.apply_ready(run.engine, last_try=True)
         summary.corrections = pending.outcomes
         labels = run.engine.labels()
-        run.faces_file.finalise(labels)
+        erased = run.erase_forgotten(labels)
+        run.faces_file.finalise(labels, erased)
         run.appearances_file.finalise(labels)
         summary.clustered = len(run.seen)
         summary.clusters = len(set(labels.values()))

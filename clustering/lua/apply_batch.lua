@@ -3,13 +3,14 @@
 -- input offset and its outbox entry. One round trip for a whole batch of the cluster worker.
 -- KEYS: 1 faces (face or event id -> label, -1 for an event), 2 meta, 3 embeddings, 4 neighbours, 5 parents,
 --       6 clusters, 7 offsets, 8 count (faces applied), 9 outbox (events not yet published), 10 writer lease,
---       11 links (the links of unions), 12 marks (correction marks of faces), 13 commands (applied corrections)
+--       11 links (the links of unions), 12 marks (correction marks of faces), 13 commands (applied corrections),
+--       14 tombstones (SHA-1 of forgotten face ids -> label: a replayed record of one is not applied again)
 -- ARGV: writer token ("" when no lease is held), number of operations, then per operation:
 --   'F', face_id, label, meta, embedding, n_neighbours, (label, packed)*, n_parents, (label, parent)*,
 --        n_links, (label, packed)*, n_clusters, (root, summary or "" to delete)*, partition ("" for none),
 --        offset, outbox entry ("" for none)
 --   'E', event id, partition, offset, outbox entry
---   'C', command id, outcome, n_fields, (key number, field, value or "" to delete)*, partition, offset,
+--   'C', command id, value kept with the id, n_fields, (key number, field, value or "" to delete)*, partition, offset,
 --        outbox entry: a correction
 --   'O', partition, offset: every face of the space below offset + 1 on that partition is applied (a space
 --        with no face in the batches that read it); the recorded offset only ever grows
@@ -29,6 +30,7 @@ local i = 3
 for op = 1, tonumber(ARGV[2]) do
   local kind, id = ARGV[i], ARGV[i + 1]
   local fresh = kind ~= 'O' and redis.call('HEXISTS', kind == 'C' and KEYS[13] or KEYS[1], id) == 0
+  if fresh and kind == 'F' and redis.call('HEXISTS', KEYS[14], redis.sha1hex(id)) == 1 then fresh = false end
   if kind == 'C' then
     if fresh then redis.call('HSET', KEYS[13], id, ARGV[i + 2]) end
     local n = tonumber(ARGV[i + 3]); i = i + 4

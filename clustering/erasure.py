@@ -1,0 +1,88 @@
+"""`forget`: erasure that erases. The faces' embeddings leave the index (marked deleted, and zero in the next
+snapshot), their metadata, embedding, neighbour list, marks and every link to them leave the state (and
+Redis), their ids leave the neighbour lists of the faces that listed them, and the clusters they were in are
+regrouped from the faces that remain (like a split). Their labels stay taken, as holes, so no other face's
+label changes. The outcome names the faces, so consumers of the identities topic can delete them too.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+from clustering.clusters import components, members_of
+from clustering.corrections import (
+    Change,
+    CorrectionError,
+    CorrectionReason,
+    CorrectionView,
+    ForgetFaces,
+    regroup,
+)
+from clustering.events import Forgotten
+
+
+def forget(view: CorrectionView, command: ForgetFaces, *, keep: int, change: Change) -> Forgotten:
+    gone = _selected(view, command)
+    roots = sorted({view.sets.find(label) for label in gone})
+    for label in gone:
+        _leave_neighbour_lists(view, label, gone, change)
+    change.links.update(view.links.drop(gone))
+    parts: list[tuple[int, tuple[str, ...]]] = []
+    removed: list[int] = []
+    for root in roots:
+        members = members_of(view.sets, root)
+        remaining = [label for label in members if label not in gone]
+        cluster = view.clusters.pop(root)
+        change.clusters[root] = None
+        if not remaining:
+            removed.append(root)
+            continue
+        groups = components(remaining, view.links.within(remaining))
+        named = max(groups, key=lambda group: (len(group), -group[0]))
+        parts += regroup(view, groups, (named, cluster.name), keep=keep, change=change)
+    faces = []
+    for label in sorted(gone):
+        faces.append(view.ids[label])
+        change.forgotten[label] = view.ids[label]
+        view.sets.regroup([label])
+        change.parents[label] = label
+        if view.marks.pop(label, None) is not None:
+            change.marked.add(label)
+        del view.label_of[view.ids[label]]
+        view.ids[label] = ""
+    return Forgotten(command.command_id, tuple(faces), tuple(parts), tuple(removed))
+
+
+def _selected(view: CorrectionView, command: ForgetFaces) -> set[int]:
+    chosen = [command.faces != (), command.cluster is not None, command.camera is not None, command.before is not None]
+    if sum(chosen) != 1:
+        raise CorrectionError(
+            CorrectionReason.BAD_SELECTION, command.command_id, "forget names faces, a cluster, a camera or a time"
+        )
+    if command.faces:
+        labels = {view.label_of[face] for face in command.faces if face in view.label_of}
+        if not labels:
+            raise CorrectionError(CorrectionReason.UNKNOWN_FACE, command.command_id, "none of the faces is known")
+        return labels
+    if command.cluster is not None:
+        cluster = command.cluster
+        if not 0 <= cluster < len(view.ids) or not view.ids[cluster]:
+            raise CorrectionError(CorrectionReason.UNKNOWN_CLUSTER, command.command_id, f"no cluster {cluster}")
+        return set(members_of(view.sets, view.sets.find(cluster)))
+    return {label for label in view.select(command.camera, command.before) if view.ids[label]}
+
+
+def _leave_neighbour_lists(view: CorrectionView, label: int, gone: set[int], change: Change) -> None:
+    """Takes ``label`` out of the lists of the faces it listed (where nearly all lists naming it are; the
+    engine skips a stale entry anywhere else), and empties its own."""
+    for other in view.lists[label]:
+        if other in gone or label not in view.lists[other]:
+            continue
+        members, sims = view.lists[other], view.sims[other]
+        keep = [i for i, member in enumerate(members) if member != label]
+        view.lists[other] = array("i", [members[i] for i in keep])
+        view.sims[other] = array("f", [sims[i] for i in keep])
+        change.neighbours[other] = (tuple(view.lists[other]), tuple(view.sims[other]))
+    view.lists[label] = array("i")
+    view.sims[label] = array("f")
+    change.neighbours[label] = ((), ())
