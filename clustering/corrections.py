@@ -82,13 +82,16 @@ class LabelCluster:
 
 @dataclass(frozen=True)
 class ForgetFaces:
-    """Erases faces: these ``faces``, a ``cluster``'s, a ``camera``'s, or all seen ``before`` a Unix time (one)."""
+    """Erases faces: these ``faces``, a ``cluster``'s, a ``camera``'s, all seen ``before`` a Unix time, or all
+    stored before one (exactly one)."""
 
     command_id: str
     faces: tuple[str, ...] = ()
     cluster: int | None = None
     camera: str | None = None
     before: float | None = None
+    #: Faces the engine took before this Unix time (what retention forgets).
+    stored_before: float | None = None
 
 
 Correction = MergeClusters | SplitFaces | RejectFace | LabelCluster | ForgetFaces
@@ -117,8 +120,8 @@ class CorrectionView:
     ids: list[str]
     label_of: dict[str, int]
     metas: Callable[[list[int]], list[FaceMeta]]
-    #: The faces of a camera, or seen before a time (a scan of the store).
-    select: Callable[[str | None, float | None], list[int]]
+    #: The faces of a camera, seen or stored before a time (a scan of the store).
+    select: Callable[[str | None, float | None, float | None], list[int]]
     lists: list[array[int]]
     sims: list[array[float]]
 

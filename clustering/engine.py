@@ -15,6 +15,7 @@ face). The state is written to the store, one atomic delta per face, before the 
 from __future__ import annotations
 
 import logging
+import time
 from array import array
 from collections.abc import Sequence
 
@@ -154,6 +155,7 @@ class OnlineRankOrder:
             quality,
             track,
             tuple(cooccurring),
+            time.time(),
         )
         self._clusters[x] = Cluster(1, timestamp, timestamp, {camera} if camera else set(), [(quality, face_id)])
         self._clusters[x].note(meta)

@@ -54,8 +54,8 @@ def forget(view: CorrectionView, command: ForgetFaces, *, keep: int, change: Cha
 
 
 def _selected(view: CorrectionView, command: ForgetFaces) -> set[int]:
-    chosen = [command.faces != (), command.cluster is not None, command.camera is not None, command.before is not None]
-    if sum(chosen) != 1:
+    selections = (command.cluster, command.camera, command.before, command.stored_before)
+    if bool(command.faces) + sum(selection is not None for selection in selections) != 1:
         raise CorrectionError(
             CorrectionReason.BAD_SELECTION, command.command_id, "forget names faces, a cluster, a camera or a time"
         )
@@ -69,7 +69,8 @@ def _selected(view: CorrectionView, command: ForgetFaces) -> set[int]:
         if not 0 <= cluster < len(view.ids) or not view.ids[cluster]:
             raise CorrectionError(CorrectionReason.UNKNOWN_CLUSTER, command.command_id, f"no cluster {cluster}")
         return set(members_of(view.sets, view.sets.find(cluster)))
-    return {label for label in view.select(command.camera, command.before) if view.ids[label]}
+    selected = view.select(command.camera, command.before, command.stored_before)
+    return {label for label in selected if view.ids[label]}
 
 
 def _leave_neighbour_lists(view: CorrectionView, label: int, gone: set[int], change: Change) -> None:

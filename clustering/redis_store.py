@@ -209,11 +209,11 @@ class RedisStore:
             operation += [partition, offset, entry.to_json()]
         return self._queue_or_run(delta.command_id, operation)
 
-    def labels_where(self, camera: str | None, before: float | None) -> list[int]:
+    def labels_where(self, camera: str | None, before: float | None, stored_before: float | None) -> list[int]:
         return [
             int(label)
             for label, raw in self.client.hscan_iter(self._keys[1], count=5_000)
-            if selects(_meta(raw), camera, before)
+            if selects(_meta(raw), camera, before, stored_before)
         ]
 
     def forgotten(self) -> dict[int, str]:

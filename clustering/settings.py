@@ -61,3 +61,9 @@ class ClusteringSettings(_Frozen):
     )
     index: IndexSettings = IndexSettings()
     rank_order: RankOrderSettings = RankOrderSettings()
+    retention_days: float = Field(
+        0.0,
+        ge=0.0,
+        description="The cluster stage forgets (erases) faces it stored longer ago than this, continuously, as "
+        "forget commands of its own; 0: keep them until a forget command.",
+    )

@@ -38,6 +38,8 @@ class FaceMeta:
     track: str | None = None
     #: Tracks seen in the face's frame: other people (cannot-links).
     cooccurring: tuple[str, ...] = ()
+    #: When the engine took it (Unix time; 0: before this was recorded): what retention counts from.
+    stored_at: float = 0.0
 
 
 #: What stands in for the metadata and the embedding of a forgotten face (its label stays taken; nothing of it
@@ -165,8 +167,14 @@ def tombstone(face_id: str) -> str:
     return hashlib.sha1(face_id.encode(), usedforsecurity=False).hexdigest()
 
 
-def selects(meta: FaceMeta, camera: str | None, before: float | None) -> bool:
-    return (camera is None or meta.camera == camera) and (before is None or meta.timestamp < before)
+def selects(meta: FaceMeta, camera: str | None, before: float | None, stored_before: float | None = None) -> bool:
+    """Whether a face is of ``camera``, seen before ``before``, and stored before ``stored_before`` (each if
+    given; a face with no stored time is never selected by it)."""
+    return (
+        (camera is None or meta.camera == camera)
+        and (before is None or meta.timestamp < before)
+        and (stored_before is None or 0 < meta.stored_at < stored_before)
+    )
 
 
 class StateStore(Protocol):
@@ -182,8 +190,9 @@ class StateStore(Protocol):
         """The metadata of these faces."""
         ...
 
-    def labels_where(self, camera: str | None, before: float | None) -> list[int]:
-        """The faces of ``camera``, or seen before ``before`` (Unix time), forgotten ones left out."""
+    def labels_where(self, camera: str | None, before: float | None, stored_before: float | None) -> list[int]:
+        """The faces of ``camera``, seen before ``before`` or stored before ``stored_before`` (Unix times),
+        forgotten ones left out."""
         ...
 
     def load(self) -> StoredState: ...
@@ -259,8 +268,9 @@ class InMemoryStore:
     def metas(self, labels: list[int]) -> list[FaceMeta]:
         return [self._state.metas[label] for label in labels]
 
-    def labels_where(self, camera: str | None, before: float | None) -> list[int]:
-        return [label for label, meta in enumerate(self._state.metas) if meta.face_id and selects(meta, camera, before)]
+    def labels_where(self, camera: str | None, before: float | None, stored_before: float | None) -> list[int]:
+        metas = enumerate(self._state.metas)
+        return [label for label, meta in metas if meta.face_id and selects(meta, camera, before, stored_before)]
 
     def load(self) -> StoredState:
         state = self._state

@@ -87,17 +87,19 @@ class ForgetCommand(_Command):
     faces: list[str] | None = Field(None, min_length=1, max_length=100_000)
     cluster: int | None = None
     camera: str | None = Field(None, min_length=1, max_length=200)
-    before: float | None = Field(None, description="Unix time: faces seen before it")
+    before: float | None = Field(None, description="Unix time: faces seen (captured) before it")
+    stored_before: float | None = Field(None, description="Unix time: faces stored before it (retention)")
 
     @model_validator(mode="after")
     def _one_selection(self) -> Self:
-        if sum(v is not None for v in (self.faces, self.cluster, self.camera, self.before)) != 1:
-            raise ValueError("forget names exactly one of faces, cluster, camera, before")
+        selections = (self.faces, self.cluster, self.camera, self.before, self.stored_before)
+        if sum(selection is not None for selection in selections) != 1:
+            raise ValueError("forget names exactly one of faces, cluster, camera, before, stored_before")
         return self
 
     def correction(self) -> Correction:
         faces = tuple(self.faces or ())
-        return ForgetFaces(self.command_id, faces, self.cluster, self.camera, self.before)
+        return ForgetFaces(self.command_id, faces, self.cluster, self.camera, self.before, self.stored_before)
 
 
 Command = MergeCommand | SplitCommand | RejectCommand | LabelCommand | ForgetCommand
@@ -137,6 +139,14 @@ def parse_command(data: bytes | str | None) -> Command:
         return _COMMANDS.validate_python(raw, strict=False)
     except ValidationError as exc:
         raise _invalid(f"{raw['type']} command", exc) from exc
+
+
+def command_or_error(data: bytes | None) -> Command | MessageError:
+    """The command, or why it is refused."""
+    try:
+        return parse_command(data)
+    except MessageError as exc:
+        return exc
 
 
 def parse_cluster_input(data: bytes | None) -> FaceRecord | TrackRecord | Command:

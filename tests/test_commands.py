@@ -12,6 +12,7 @@ from confluent_kafka import Producer
 
 from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
+from clustering.settings import ClusteringSettings
 from streaming.commands import ForgottenEvent, LabelledEvent, SplitEvent
 from streaming.messages import DeadLetter, FaceQuality, FaceRecord
 from tests.streams import identities_view, read_all, redis_traces, running
@@ -143,3 +144,25 @@ def test_commands_apply_once_in_order_and_later_faces_obey_them(kafka_bootstrap:
     assert not set(everyone_bob) & set(identities_view(events())[1])
     traces = redis_traces(connect(redis_url), space)
     assert not [face for face in everyone_bob if face.encode() in traces]
+
+
+def test_retention_forgets_faces_stored_longer_ago_than_it_allows(kafka_bootstrap: str, redis_url: str) -> None:
+    kafka = fresh_kafka(kafka_bootstrap)
+    space = "r" + uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka=kafka,
+        worker=WorkerSettings(cluster_group=f"cluster-{space}", redis_url=redis_url, metrics_port=0),
+        clustering=ClusteringSettings(retention_days=3 / 86_400),  # three seconds
+    )
+    faces, _ = _look_alikes(space, 0, 5, seed=4)
+    _produce(kafka_bootstrap, kafka.faces_topic, space, [f.to_json() for f in faces])
+
+    def forgotten() -> set[str]:
+        values = [v for _, v in read_all(kafka_bootstrap, kafka.identities_topic, 1.0) if b'"forgotten"' in v]
+        return {face for value in values for face in ForgottenEvent.from_json(value).faces}
+
+    with running(ClusterWorker(settings, connect(redis_url))):
+        wait_for(lambda: forgotten() == {f.face_id for f in faces}, 60, "every face forgotten")
+    traces = redis_traces(connect(redis_url), space)
+    assert not [f.face_id for f in faces if f.face_id.encode() in traces]
+    assert RedisStore(connect(redis_url), space).load().forgotten == set(range(len(faces)))

@@ -31,7 +31,7 @@ from clustering.engine import OnlineRankOrder
 from clustering.lease import WriterLease
 from clustering.redis_client import RedisClient
 from clustering.store import StoreError
-from streaming.commands import Command, parse_cluster_input, parse_command
+from streaming.commands import Command, command_or_error, parse_cluster_input
 from streaming.kafka_io import consume_batch, next_offsets
 from streaming.messages import MessageError
 from workers import metrics
@@ -39,6 +39,7 @@ from workers.cluster_counters import ClusterCounters, ClusterInput
 from workers.consumer_errors import BrokerWatch, on_consumer_error
 from workers.lifecycle import Backoff, pause
 from workers.positions import Positions
+from workers.retention import Retention
 from workers.settings import Settings
 from workers.space_writer import LeaseLostError, SpaceWriter
 from workers.transactions import KafkaCallTimeoutError, TransactionalPublisher, transactional_id
@@ -47,13 +48,6 @@ log = logging.getLogger(__name__)
 
 #: Failures the worker recovers from by stepping down and rebuilding its position from Redis.
 RECOVERABLE = (RedisError, StoreError, KafkaException, LeaseLostError, KafkaCallTimeoutError)
-
-
-def _parsed_command(value: bytes | None) -> Command | MessageError:
-    try:
-        return parse_command(value)
-    except MessageError as exc:
-        return exc
 
 
 class WrongPartitionError(ValueError):
@@ -92,6 +86,7 @@ class ClusterWorker:
         #: The spaces this worker writes now, by name.
         self.writers: dict[str, SpaceWriter] = {}
         self._leases: dict[str, WriterLease] = {}
+        self.retention = Retention(settings.clustering.retention_days)
         #: Held while a batch changes the engines, so that the identity API reads none half-changed.
         self.state_lock = threading.Lock()
         #: A failure made this worker step down, and it has not been working since.
@@ -113,6 +108,7 @@ class ClusterWorker:
                     if messages:
                         with self.state_lock:
                             self.process(messages)
+                    self.retention.forward(self.publisher, list(self.writers))
                     for writer in self.writers.values():
                         writer.snapshot_if_due()
                     self.positions.mark_quiet_spaces(self.writers.values())
@@ -201,7 +197,7 @@ class ClusterWorker:
                 on_consumer_error(error, self.health)
                 continue
             if message.topic() != self.kafka.faces_topic:
-                commands.append((message, _parsed_command(message.value())))
+                commands.append((message, command_or_error(message.value())))
                 continue
             partition, offset = message.partition() or 0, message.offset() or 0
             if not self.positions.reading(partition):
