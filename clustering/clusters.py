@@ -11,8 +11,10 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from clustering.store import ClusterSummary, FaceMeta, Link, Marks
 from clustering.union_find import UnionFind
@@ -154,9 +156,8 @@ class LinkLog:
         changed = set(owner[touching].tolist())
         keep = ~touching
         similarity = np.frombuffer(self._similarity, np.float32)
-        columns = [array(code, column[keep].tolist()) for code, column in (("i", a), ("i", b), ("f", similarity))]
-        self._a, self._b, self._similarity = columns
-        self._owner = array("i", owner[keep].tolist())
+        self._a, self._b, self._owner = (_packed("i", column[keep]) for column in (a, b, owner))
+        self._similarity = _packed("f", similarity[keep])
         kept_owner = np.frombuffer(self._owner, np.int32)
         result: dict[str, tuple[Link, ...]] = {}
         for field_owner in sorted(changed):
@@ -164,6 +165,12 @@ class LinkLog:
             field = str(field_owner) if field_owner >= 0 else self._command_fields[-field_owner - 1]
             result[field] = tuple((self._a[i], self._b[i], self._similarity[i]) for i in rows)
         return result
+
+
+def _packed(code: str, values: NDArray[np.int32] | NDArray[np.float32]) -> array[Any]:
+    packed = array(code)
+    packed.frombytes(values.tobytes())
+    return packed
 
 
 def components(members: Sequence[int], links: Iterable[Link]) -> list[list[int]]:

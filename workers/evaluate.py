@@ -228,6 +228,23 @@ class EvalReport:
         return "\n".join(lines)
 
 
+def embedded_dataset(
+    root: Path, settings: Settings, cache: Path | None, analyzer: FaceAnalyzer | None = None, progress: bool = True
+) -> tuple[EmbeddedSet, bool]:
+    """The embeddings of a labeled folder: from ``cache`` when it was made for the same images and models,
+    else computed (and saved there). Also returns whether they came from the cache."""
+    images = labeled_images(root)
+    if cache is not None and cache.is_file():
+        candidate = EmbeddedSet.load(cache)
+        if candidate.paths == [str(i.path) for i in images] and candidate.model_key == model_key(settings):
+            return candidate, True
+        log.warning("%s was made for other images or models; embedding again", cache)
+    embedded = embed_dataset(images, analyzer or FaceAnalyzer.from_settings(settings.models), settings, progress)
+    if cache is not None:
+        embedded.save(cache)
+    return embedded, False
+
+
 def evaluate(
     root: Path,
     settings: Settings,
@@ -239,20 +256,7 @@ def evaluate(
     analyzer: FaceAnalyzer | None = None,
     progress: bool = True,
 ) -> EvalReport:
-    images = labeled_images(root)
-    key = model_key(settings)
-    embedded: EmbeddedSet | None = None
-    if cache is not None and cache.is_file():
-        candidate = EmbeddedSet.load(cache)
-        if candidate.paths == [str(i.path) for i in images] and candidate.model_key == key:
-            embedded = candidate
-        else:
-            log.warning("%s was made for other images or models; embedding again", cache)
-    from_cache = embedded is not None
-    if embedded is None:
-        embedded = embed_dataset(images, analyzer or FaceAnalyzer.from_settings(settings.models), settings, progress)
-        if cache is not None:
-            embedded.save(cache)
+    embedded, from_cache = embedded_dataset(root, settings, cache, analyzer, progress)
     truth = embedded.face_labels
     if not truth:
         raise ValueError(f"no face was found in any image of {root}")
@@ -273,8 +277,8 @@ def evaluate(
         failures = {"no_face": int((~embedded.has_face).sum())} if (~embedded.has_face).any() else {}
     return EvalReport(
         dataset=str(root),
-        images=len(images),
-        identities=len({i.identity for i in images}),
+        images=len(embedded.paths),
+        identities=len(set(embedded.labels)),
         embedded=len(truth),
         failures=failures,
         seconds=embedded.seconds,

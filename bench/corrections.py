@@ -1,0 +1,165 @@
+"""Corrections that stick: an oracle user corrects the online clustering of LFW DevTrain as the faces stream in.
+
+After each tenth of the stream (faces in a shuffled order, embeddings cached), the oracle makes the most
+useful corrections it can see against the true identities: split the impure faces off the cluster with most
+of them, or merge the two largest pieces of one person, whichever fixes more faces. BCubed F is printed after
+each correction and at the end of the stream, and every correction is checked again at each checkpoint and at
+the end: a regression is a correction some later face, merge or correction undid (the two sides of a split
+together again, a merge's clusters apart). Then the cost of one command, in faces' worth of cluster-stage
+time, on a 100,000-face synthetic space (bench/clustering.py's faces), per command type.
+
+    uv run python -m bench.corrections [--embeddings .cache/lfw_devtrain.npz] [--per-checkpoint 2] [--scale 100000]
+
+Targets (issue #10): 0 regressions, BCubed F >= 0.999 after 20 corrections, a command <= 10 faces' worth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bench.clustering import synthetic_faces
+from bench.common import DATA, require
+from clustering.corrections import Correction, ForgetFaces, LabelCluster, MergeClusters, SplitFaces
+from clustering.engine import OnlineRankOrder
+from clustering.events import Conflict
+from clustering.metrics import score_clustering
+from clustering.settings import ClusteringSettings
+from workers.evaluate import embedded_dataset
+from workers.settings import Settings
+
+#: A correction to check again later: ("apart", faces of two sides) or ("together", faces of two clusters).
+Promise = tuple[str, str, str]
+
+
+def _candidates(engine: OnlineRankOrder, truth: dict[str, str], number: int) -> list[tuple[Correction, Promise]]:
+    """The corrections the oracle sees now, the one that fixes the most faces first: split the faces of other
+    people off a cluster, or merge the two largest pieces of one person."""
+    members: dict[int, list[str]] = {}
+    for face, cluster in engine.labels().items():
+        members.setdefault(cluster, []).append(face)
+    ranked: list[tuple[int, Correction, Promise]] = []
+    pieces: dict[str, list[tuple[int, int]]] = {}
+    for cluster, faces in members.items():
+        majority, count = Counter(truth[face] for face in faces).most_common(1)[0]
+        pieces.setdefault(majority, []).append((count, cluster))
+        impure = [face for face in faces if truth[face] != majority]
+        if impure:
+            kept = next(face for face in faces if truth[face] == majority)
+            command: Correction = SplitFaces(f"oracle-{number}-split-{cluster}", tuple(impure))
+            ranked.append((len(impure), command, ("apart", impure[0], kept)))
+    for parts in pieces.values():
+        if len(parts) >= 2:
+            (_, first), (second_size, second) = sorted(parts, reverse=True)[:2]
+            command = MergeClusters(f"oracle-{number}-merge-{first}", (first, second))
+            ranked.append((second_size, command, ("together", members[first][0], members[second][0])))
+    ranked.sort(key=lambda item: -item[0])
+    return [(command, promise) for _, command, promise in ranked[:50]]
+
+
+def _kept(engine: OnlineRankOrder, promise: Promise) -> bool:
+    kind, one, other = promise
+    same = engine.cluster_of(one) == engine.cluster_of(other)
+    return same if kind == "together" else not same
+
+
+def oracle_run(embeddings: NDArray[np.float32], identities: list[str], per_checkpoint: int, seed: int) -> None:
+    order = list(range(len(embeddings)))
+    random.Random(seed).shuffle(order)
+    engine = OnlineRankOrder(embeddings.shape[1], ClusteringSettings())
+    truth: dict[str, str] = {}
+    promises: list[Promise] = []
+    regressions = corrections = conflicts = 0
+    checkpoints = {len(order) * k // 10 for k in range(1, 11)}
+
+    def bcubed_f() -> float:
+        labels = engine.labels()
+        faces = sorted(labels)
+        return score_clustering([truth[f] for f in faces], [labels[f] for f in faces]).bcubed_f
+
+    print(f"{'faces':>7} {'correction':<44}{'BCubed F':>10}")
+    for position, index in enumerate(order, 1):
+        face = f"lfw:{index}:0"
+        truth[face] = identities[index]
+        engine.add(face, embeddings[index], camera="lfw", frame=index)
+        if position not in checkpoints:
+            continue
+        broken = [p for p in promises if not _kept(engine, p)]
+        regressions += len(broken)
+        promises = [p for p in promises if p not in broken]
+        print(f"{position:>7} {'(checkpoint)':<44}{bcubed_f():>10.4f}")
+        made = 0
+        for command, promise in _candidates(engine, truth, corrections):
+            if made == per_checkpoint:
+                break
+            if isinstance(engine.correct(command), Conflict):
+                conflicts += 1  # it contradicts an earlier correction: the oracle takes the next
+                continue
+            made += 1
+            corrections += 1
+            promises.append(promise)
+            what = type(command).__name__ + (
+                f" of {len(command.faces)} faces" if isinstance(command, SplitFaces) else ""
+            )
+            print(f"{position:>7} {f'{corrections}: {what}':<44}{bcubed_f():>10.4f}", flush=True)
+    regressions += sum(not _kept(engine, p) for p in promises)
+    print(
+        f"end of stream: {corrections} corrections ({conflicts} more refused as conflicts), "
+        f"BCubed F {bcubed_f():.4f}, regressions {regressions}"
+    )
+
+
+def command_cost(scale: int) -> None:
+    """Seconds of one command of each type against the median seconds of one face, on ``scale`` faces."""
+    faces = synthetic_faces(scale)
+    engine = OnlineRankOrder(faces.shape[1], ClusteringSettings())
+    per_face = []
+    for i, vector in enumerate(faces):
+        started = time.perf_counter()
+        engine.add(f"s:{i}:0", vector, camera="s", frame=i)
+        per_face.append(time.perf_counter() - started)
+    face_s = statistics.median(per_face[-10_000:])
+    labels = engine.labels()
+    sizes = Counter(labels.values())
+    (big, _), (other, _) = sizes.most_common(2)
+    members = [face for face, cluster in labels.items() if cluster == big]
+    commands: list[Correction] = [
+        LabelCluster("label", big, "someone"),
+        SplitFaces("split", tuple(members[: len(members) // 2])),
+        MergeClusters("merge", (big, other)),
+        ForgetFaces("forget", faces=(members[-1],)),
+    ]
+    print(f"\ncommand cost at {scale} faces (one face: median {face_s * 1000:.2f} ms of engine time)")
+    for command in commands:
+        started = time.perf_counter()
+        engine.correct(command)
+        seconds = time.perf_counter() - started
+        print(f"  {type(command).__name__:<14}{seconds * 1000:>9.2f} ms = {seconds / face_s:>7.1f} faces")
+    print("target: <= 10 faces' worth")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=Path, default=DATA / "lfw_devtrain")
+    parser.add_argument(
+        "--embeddings", type=Path, default=Path(".cache/lfw_devtrain.npz"), help="cache (made if absent)"
+    )
+    parser.add_argument("--per-checkpoint", type=int, default=2, help="corrections after each tenth")
+    parser.add_argument("--seed", type=int, default=0, help="arrival order")
+    parser.add_argument("--scale", type=int, default=100_000, help="faces of the command-cost run (0: none)")
+    args = parser.parse_args()
+    embedded, _ = embedded_dataset(require(args.dataset), Settings(), args.embeddings)
+    oracle_run(embedded.embeddings, embedded.face_labels, args.per_checkpoint, args.seed)
+    if args.scale:
+        command_cost(args.scale)
+
+
+if __name__ == "__main__":
+    main()
