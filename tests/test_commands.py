@@ -5,7 +5,12 @@ bad ones are dead letters, later faces obey them, and names survive a restart of
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tempfile
 import uuid
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from confluent_kafka import Producer
@@ -15,9 +20,9 @@ from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from streaming.commands import ForgottenEvent, LabelledEvent, SplitEvent
 from streaming.messages import DeadLetter, FaceQuality, FaceRecord
-from tests.streams import identities_view, read_all, redis_traces, running
+from tests.streams import identities_view, read_all, redis_traces, running, synthetic_faces
 from workers.cluster_worker import ClusterWorker
-from workers.local_services import fresh_kafka, wait_for
+from workers.local_services import fresh_kafka, settings_env, wait_for
 from workers.settings import Settings, WorkerSettings
 
 DIM = 512
@@ -166,3 +171,57 @@ def test_retention_forgets_faces_stored_longer_ago_than_it_allows(kafka_bootstra
     traces = redis_traces(connect(redis_url), space)
     assert not [f.face_id for f in faces if f.face_id.encode() in traces]
     assert RedisStore(connect(redis_url), space).load().forgotten == set(range(len(faces)))
+
+
+def test_one_event_per_command_through_a_sigkill_of_the_writer(kafka_bootstrap: str, redis_url: str) -> None:
+    kafka = fresh_kafka(kafka_bootstrap)
+    space = "k" + uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka=kafka,
+        worker=WorkerSettings(cluster_group=f"cluster-{space}", redis_url=redis_url, lease_ttl_s=2.0),
+    )
+    faces = synthetic_faces(1500, identities=60, space=space, seed=11)
+    _produce(kafka_bootstrap, kafka.faces_topic, space, [f.to_json() for f in faces])
+    # Names for the first faces' clusters, interleaved with the stream: 40 commands, 5 of them repeated.
+    labels = [
+        {"type": "label", "command_id": f"name-{i}", "space": space, "cluster": i * 20, "name": f"person {i}"}
+        for i in range(40)
+    ]
+    commands = [json.dumps(label).encode() for label in labels + labels[:5]]
+    store = RedisStore(connect(redis_url), space)
+    command = [sys.executable, "-m", "workers.cli", "worker", "--role", "cluster"]
+    env = settings_env(settings, FACESTREAM_WORKER__METRICS_PORT="0")
+    with (Path(tempfile.mkdtemp()) / "worker.log").open("wb") as log:
+        first = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        try:
+            wait_for(lambda: store.count() >= 300, 120, "the first worker to cluster 300 faces")
+            _produce(kafka_bootstrap, kafka.commands_topic, space, commands)
+            wait_for(lambda: len(store.load().commands) >= 10, 60, "some commands applied")
+            first.kill()  # SIGKILL, possibly between the Redis step and the Kafka commit
+            first.wait(timeout=10)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        second = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        try:
+            wait_for(lambda: store.count() == len(faces) and len(store.load().commands) == 40, 120, "all applied")
+            wait_for(
+                lambda: (
+                    sum(b'"labelled"' in v for _, v in read_all(kafka_bootstrap, kafka.identities_topic, 1.0)) >= 40
+                ),
+                60,
+                "every labelled event published",
+            )
+        finally:
+            second.kill()
+            second.wait(timeout=10)
+    published = Counter(
+        LabelledEvent.from_json(v).command_id
+        for _, v in read_all(kafka_bootstrap, kafka.identities_topic)
+        if b'"type":"labelled"' in v
+    )
+    assert published == Counter({f"name-{i}": 1 for i in range(40)})
+    names = {summary.name for summary in store.load().clusters.values() if summary.name}
+    # Some commands named one cluster twice (the later name wins): every name kept is one a command gave.
+    assert names
+    assert names <= {f"person {i}" for i in range(40)}
