@@ -27,11 +27,10 @@ from typing import Any
 
 from clustering.clusters import Cluster, LinkLog, cluster_of_faces, components, members_of
 from clustering.events import Conflict, CorrectionOutcome, Forgotten, Labelled, Merged, Split
+from clustering.rank_order import MUST_LINK
 from clustering.store import ClusterSummary, CorrectionDelta, FaceMeta, Link, Marks, Neighbours
 from clustering.union_find import UnionFind
 
-#: The similarity recorded for a merge's must-link (above any real similarity, like a track's).
-MUST_LINK = 2.0
 MAX_NAME_LENGTH = 200
 
 

@@ -27,7 +27,7 @@ from clustering.corrections import Correction, CorrectionView, apply_correction
 from clustering.events import Assignment, CorrectionOutcome, Merge
 from clustering.hnsw_format import with_vectors
 from clustering.index import HnswIndex
-from clustering.rank_order import rank_order_distance
+from clustering.rank_order import candidate_links, enter
 from clustering.settings import ClusteringSettings
 from clustering.store import (
     EMBEDDING_DTYPE,
@@ -46,9 +46,6 @@ from clustering.store import (
 from clustering.union_find import UnionFind
 
 log = logging.getLogger(__name__)
-
-#: Sorts before any similarity: a track's must-link is tried first.
-_MUST_LINK = 2.0
 
 
 class OnlineRankOrder:
@@ -145,7 +142,7 @@ class OnlineRankOrder:
         self._sims.append(array("f", candidate_sims[:k]))
         changed = [x]
         for y, similarity in zip(candidates, candidate_sims, strict=True):
-            if self._enter(y, x, similarity):
+            if enter(self._lists[y], self._sims[y], x, similarity, k):
                 changed.append(y)
         meta = FaceMeta(
             face_id,
@@ -164,9 +161,20 @@ class OnlineRankOrder:
         touched: set[int] = {x}
         merges: list[Merge] = []
         joined_by: list[Link] = []
-        direct = {y: s for y, s in zip(candidates, candidate_sims, strict=True) if s >= self.params.direct_link}
+        direct = {(y, x): s for y, s in zip(candidates, candidate_sims, strict=True) if s >= self.params.direct_link}
         anchor = self._track_anchor.get(track) if track else None
-        for negative_similarity, a, b in self._candidate_links(x, direct, changed, anchor):
+        must = {(anchor, x)} if anchor is not None else set()
+        links = candidate_links(
+            self._lists,
+            self._sims,
+            direct=direct,
+            must=must,
+            changed=changed,
+            find=self._sets.find,
+            ids=self._ids,
+            params=self.params,
+        )
+        for negative_similarity, a, b in links:
             root_a, root_b = self._sets.find(a), self._sets.find(b)
             if root_a == root_b:
                 continue
@@ -200,44 +208,6 @@ class OnlineRankOrder:
         )
         self._persist(delta)
         return Assignment(face_id, delta.cluster, delta.merges)
-
-    def _enter(self, y: int, x: int, similarity: float) -> bool:
-        """Puts x into y's neighbour list if it belongs there; True when the list changed."""
-        members, sims = self._lists[y], self._sims[y]
-        k = self.params.k
-        if len(members) >= k and similarity <= sims[-1]:
-            return False
-        position = len(sims)
-        while position > 0 and sims[position - 1] < similarity:
-            position -= 1
-        members.insert(position, x)
-        sims.insert(position, similarity)
-        if len(members) > k:
-            members.pop()
-            sims.pop()
-        return True
-
-    def _candidate_links(
-        self, x: int, direct: dict[int, float], changed: list[int], anchor: int | None
-    ) -> list[tuple[float, int, int]]:
-        """(-similarity, a, b) of the links this face allows, the track's must-link first, then most similar."""
-        params = self.params
-        links: dict[tuple[int, int], float] = {(y, x): s for y, s in direct.items()}
-        if anchor is not None:
-            links[(anchor, x)] = _MUST_LINK
-        find = self._sets.find
-        for c in changed:
-            list_c = self._lists[c]
-            for z, similarity in zip(list_c, self._sims[c], strict=True):
-                if similarity < params.cosine_gate:
-                    break  # lists are sorted: no later neighbour passes the gate
-                pair = (min(c, z), max(c, z))
-                if pair in links or find(c) == find(z) or not self._ids[z]:  # "": a forgotten face
-                    continue
-                distance = rank_order_distance(c, list_c, z, self._lists[z])
-                if distance is not None and distance <= params.threshold:
-                    links[pair] = similarity
-        return sorted((-s, a, b) for (a, b), s in links.items())
 
     def _persist(self, delta: FaceDelta) -> None:
         try:

@@ -9,7 +9,8 @@ or when they are neighbours at least ``direct_link`` similar.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from array import array
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +30,55 @@ def rank_order_distance(a: int, list_a: Sequence[int], b: int, list_b: Sequence[
     d_ab = sum(1 for x in list_a[:rank_ab] if x not in members_b)
     d_ba = sum(1 for x in list_b[:rank_ba] if x not in members_a)
     return (d_ab + d_ba) / (min(rank_ab, rank_ba) + 1)
+
+
+#: Sorts before any similarity: a must-link (a track's) is tried first.
+MUST_LINK = 2.0
+
+
+def enter(members: array[int], sims: array[float], x: int, similarity: float, k: int) -> bool:
+    """Puts x into a neighbour list (most similar first, at most k) if it belongs there; True when it changed."""
+    if len(members) >= k and similarity <= sims[-1]:
+        return False
+    position = len(sims)
+    while position > 0 and sims[position - 1] < similarity:
+        position -= 1
+    members.insert(position, x)
+    sims.insert(position, similarity)
+    if len(members) > k:
+        members.pop()
+        sims.pop()
+    return True
+
+
+def candidate_links(
+    lists: Sequence[array[int]],
+    sims: Sequence[array[float]],
+    *,
+    direct: dict[tuple[int, int], float],
+    must: set[tuple[int, int]],
+    changed: list[int],
+    find: Callable[[int], int],
+    ids: Sequence[str],
+    params: RankOrderSettings,
+) -> list[tuple[float, int, int]]:
+    """(-similarity, a, b) of the links a new face allows, its must-links first, then most similar: the direct
+    ones, and the rank-order ones among the lists that changed (between faces not yet together; an empty id
+    is a forgotten face)."""
+    links = dict(direct)
+    links.update(dict.fromkeys(must, MUST_LINK))
+    for c in changed:
+        list_c = lists[c]
+        for z, similarity in zip(list_c, sims[c], strict=True):
+            if similarity < params.cosine_gate:
+                break  # lists are sorted: no later neighbour passes the gate
+            pair = (min(c, z), max(c, z))
+            if pair in links or find(c) == find(z) or not ids[z]:
+                continue
+            distance = rank_order_distance(c, list_c, z, lists[z])
+            if distance is not None and distance <= params.threshold:
+                links[pair] = similarity
+    return sorted((-s, a, b) for (a, b), s in links.items())
 
 
 def exact_neighbours(
