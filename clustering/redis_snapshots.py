@@ -14,6 +14,7 @@ from redis.exceptions import ResponseError
 
 from clustering.lua_scripts import lua
 from clustering.redis_client import RedisClient
+from clustering.redis_records import as_text
 from clustering.store import StoreError
 
 #: One Redis string holds at most 512 MB, and Redis serves one command at a time: small parts keep the
@@ -21,10 +22,6 @@ from clustering.store import StoreError
 SNAPSHOT_PART_BYTES = 8 << 20
 #: Parts read per round trip when restoring.
 _PARTS_PER_READ = 8
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 class SnapshotParts:
@@ -50,15 +47,15 @@ class SnapshotParts:
         except ResponseError as exc:
             self._delete(generation, len(parts))
             raise StoreError(f"Redis refused the index snapshot of {count} faces: {exc}") from exc
-        if _text(old):
-            self._delete(_text(old), int(old_parts))
+        if as_text(old):
+            self._delete(as_text(old), int(old_parts))
 
     def load(self) -> tuple[bytes | None, int]:
         """The current snapshot and the number of faces it covers; (None, 0) when there is none."""
         generation, parts, count = self.client.hmget(self.key, "generation", "parts", "count")
         if generation is None or parts is None:
             return None, 0
-        keys = [self._part_key(_text(generation), n) for n in range(int(parts))]
+        keys = [self._part_key(as_text(generation), n) for n in range(int(parts))]
         chunks = [
             piece
             for first in range(0, len(keys), _PARTS_PER_READ)
@@ -72,7 +69,7 @@ class SnapshotParts:
     def clear(self) -> None:
         generation, parts = self.client.hmget(self.key, "generation", "parts")
         if generation is not None:
-            self._delete(_text(generation), int(parts or 0))
+            self._delete(as_text(generation), int(parts or 0))
         self.client.delete(self.key)
 
     def _part_key(self, generation: str, number: int) -> str:

@@ -2,8 +2,9 @@
 
 Keys, all under ``{fs:<space>}:``: faces (face id -> label), meta, embeddings, neighbours, parents, clusters
 (hashes keyed by label or root), offsets (partition -> last applied offset), count, the index snapshot
-(clustering/redis_snapshots.py), outbox (events of applied faces not yet published) and writer (the lease of
-the one active writer). A batch of faces and events is applied by one Lua script in one round trip, so each
+(clustering/redis_snapshots.py), outbox (events of applied faces not yet published), writer (the lease of
+the one active writer), and what corrections keep: links (of unions), marks (of split sides), commands
+(applied ids) and tombstones (SHA-1 of forgotten face ids). Records: clustering/redis_records.py. A batch of faces and events is applied by one Lua script in one round trip, so each
 face, its neighbour-list and union-find changes, its cluster summaries, its input offset and its outgoing
 events become durable together or not at all; a writer that lost its lease is refused by that same script
 (fencing).
@@ -15,16 +16,16 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from redis.exceptions import ResponseError
 
-from clustering.events import Merge
 from clustering.lua_scripts import lua
 from clustering.redis_client import RedisClient
+from clustering.redis_records import OutboxEntry, as_text, parse_meta, parse_summary, summary_json
 from clustering.redis_snapshots import SnapshotParts
 from clustering.store import (
     EMBEDDING_DTYPE,
@@ -44,67 +45,11 @@ from clustering.store import (
     unpack_neighbours,
 )
 
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 _HASHES = ("faces", "meta", "embeddings", "neighbours", "parents", "clusters", "offsets")
 #: The apply script's KEYS after the hashes and count, outbox and writer (apply_batch.lua).
 _CORRECTION_HASHES = ("links", "marks", "commands", "tombstones")
 #: KEYS numbers (1-based, as the script counts) of what a correction changes.
 _FACES, _META, _EMBEDDINGS, _NEIGHBOURS, _PARENTS, _CLUSTERS, _LINKS, _MARKS, _TOMBSTONES = 1, 2, 3, 4, 5, 6, 11, 12, 14
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    """The events of one applied face, kept in Redis until they are published."""
-
-    partition: int
-    offset: int
-    face_id: str
-    cluster: int
-    merges: tuple[Merge, ...]
-    camera: str
-    timestamp: float
-    #: A track's appearance event (JSON) to publish instead of an assignment.
-    appearance: str | None = None
-    #: A correction's outcome (clustering/corrections.py, JSON) to publish instead; face_id is its command id.
-    correction: str | None = None
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data["merges"] = [[m.survivor, list(m.absorbed)] for m in self.merges]
-        return json.dumps(data, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> OutboxEntry:
-        data: dict[str, Any] = json.loads(raw)
-        data["merges"] = tuple(Merge(int(s), tuple(int(a) for a in absorbed)) for s, absorbed in data["merges"])
-        return cls(**data)
-
-
-def _summary_json(summary: ClusterSummary) -> str:
-    return json.dumps(asdict(summary), separators=(",", ":"))
-
-
-def _summary(raw: bytes) -> ClusterSummary:
-    data: dict[str, Any] = json.loads(raw)
-    return ClusterSummary(
-        data["id"],
-        data["size"],
-        data["first_seen"],
-        data["last_seen"],
-        tuple(data["cameras"]),
-        tuple((float(q), str(f)) for q, f in data["representatives"]),
-        data.get("name"),
-    )
-
-
-def _meta(raw: bytes) -> FaceMeta:
-    data: dict[str, Any] = json.loads(raw)
-    data["cooccurring"] = tuple(data.get("cooccurring", ()))
-    return FaceMeta(**data)
 
 
 class RedisStore:
@@ -170,7 +115,7 @@ class RedisStore:
         operation += [1, delta.label, pack_links(delta.links)] if delta.links else [0]
         operation.append(len(delta.clusters))
         for root, summary in delta.clusters.items():
-            operation += [root, "" if summary is None else _summary_json(summary)]
+            operation += [root, "" if summary is None else summary_json(summary)]
         if delta.offset is None:
             operation += ["", "", ""]  # no input offset, no outbox entry
         else:
@@ -186,7 +131,7 @@ class RedisStore:
         fields: list[tuple[int, str, str | bytes]] = [
             (_PARENTS, str(label), "" if parent == label else str(parent)) for label, parent in delta.parents.items()
         ]
-        fields += [(_CLUSTERS, str(r), "" if s is None else _summary_json(s)) for r, s in delta.clusters.items()]
+        fields += [(_CLUSTERS, str(r), "" if s is None else summary_json(s)) for r, s in delta.clusters.items()]
         fields += [(_MARKS, str(label), json.dumps(marks) if marks else "") for label, marks in delta.marks.items()]
         fields += [(_LINKS, name, pack_links(links) if links else "") for name, links in delta.links.items()]
         fields += [
@@ -213,16 +158,16 @@ class RedisStore:
         return [
             int(label)
             for label, raw in self.client.hscan_iter(self._keys[1], count=5_000)
-            if selects(_meta(raw), camera, before, stored_before)
+            if selects(parse_meta(raw), camera, before, stored_before)
         ]
 
     def forgotten(self) -> dict[int, str]:
         """Label -> tombstone of every forgotten face."""
-        return {int(label): _text(mark) for mark, label in self.client.hscan_iter(self._keys[13], count=5_000)}
+        return {int(label): as_text(mark) for mark, label in self.client.hscan_iter(self._keys[13], count=5_000)}
 
     def metas(self, labels: list[int]) -> list[FaceMeta]:
         raw = self.client.hmget(self._keys[1], [str(label) for label in labels])
-        metas = [_meta(r) for r in raw if isinstance(r, bytes)]
+        metas = [parse_meta(r) for r in raw if isinstance(r, bytes)]
         if len(metas) != len(labels):
             raise StoreError(f"identity space {self.space}: a face's metadata is missing")
         return metas
@@ -273,7 +218,7 @@ class RedisStore:
 
     def cluster_summaries(self) -> list[ClusterSummary]:
         """Every cluster's summary, read by pages (for readers that hold no engine)."""
-        return [_summary(raw) for _, raw in self.client.hscan_iter(self._keys[5], count=5_000)]
+        return [parse_summary(raw) for _, raw in self.client.hscan_iter(self._keys[5], count=5_000)]
 
     def cluster(self, cluster_id: int) -> ClusterSummary | None:
         """The summary of the cluster that ``cluster_id`` is in now (it may have been merged away since)."""
@@ -285,7 +230,7 @@ class RedisStore:
                 break
             root = int(parent)
         raw = self.client.hget(clusters_key, str(root))
-        return None if not isinstance(raw, bytes) else _summary(raw)
+        return None if not isinstance(raw, bytes) else parse_summary(raw)
 
     def offsets(self) -> dict[int, int]:
         """Partition -> offset of the last face applied from it."""
@@ -346,17 +291,17 @@ class RedisStore:
                         continue
                     if meta is None or vector is None or listed is None:
                         raise StoreError(f"identity space {self.space}: face {label} is incomplete")
-                    state.metas.append(_meta(meta))
+                    state.metas.append(parse_meta(meta))
                     state.embeddings.append(np.frombuffer(vector, EMBEDDING_DTYPE).astype(np.float32))
                     state.neighbours[label] = unpack_neighbours(listed)
                 if progress is not None:
                     progress(len(state.metas), total)
             state.parents = {int(k): int(v) for k, v in self.client.hscan_iter(parents_key, count=page)}
-            state.clusters = {int(k): _summary(v) for k, v in self.client.hscan_iter(clusters_key, count=page)}
+            state.clusters = {int(k): parse_summary(v) for k, v in self.client.hscan_iter(clusters_key, count=page)}
             links_key, marks_key, commands_key = self._keys[10:13]
-            state.links = {_text(k): unpack_links(v) for k, v in self.client.hscan_iter(links_key, count=page)}
+            state.links = {as_text(k): unpack_links(v) for k, v in self.client.hscan_iter(links_key, count=page)}
             state.marks = {int(k): json.loads(v) for k, v in self.client.hscan_iter(marks_key, count=page)}
-            state.commands = {_text(k) for k, _ in self.client.hscan_iter(commands_key, count=page)}
+            state.commands = {as_text(k) for k, _ in self.client.hscan_iter(commands_key, count=page)}
         return state
 
     def clear(self) -> None:

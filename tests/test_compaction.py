@@ -17,7 +17,8 @@ from clustering.index import HnswIndex
 from clustering.lease import LeaseKeeper, WriterLease
 from clustering.metrics import score_clustering
 from clustering.redis_client import RedisAddress, RedisClient, connect
-from clustering.redis_store import OutboxEntry, RedisStore
+from clustering.redis_records import OutboxEntry
+from clustering.redis_store import RedisStore
 from clustering.store import StoreError
 from tests.test_engine import DIM, identities, settings
 

@@ -24,7 +24,8 @@ from clustering.corrections import CorrectionError, outcome_json
 from clustering.engine import OnlineRankOrder
 from clustering.lease import LeaseKeeper, WriterLease
 from clustering.redis_client import RedisClient
-from clustering.redis_store import OutboxEntry, RedisStore
+from clustering.redis_records import OutboxEntry
+from clustering.redis_store import RedisStore
 from streaming.commands import Command
 from streaming.messages import FaceRecord, MessageError, TrackRecord
 from workers import metrics
