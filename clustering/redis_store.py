@@ -4,10 +4,11 @@ Keys, all under ``{fs:<space>}:``: faces (face id -> label), meta, embeddings, n
 (hashes keyed by label or root), offsets (partition -> last applied offset), count, the index snapshot
 (clustering/redis_snapshots.py), outbox (events of applied faces not yet published), writer (the lease of
 the one active writer), and what corrections keep: links (of unions), marks (of split sides), commands
-(applied ids) and tombstones (SHA-1 of forgotten face ids). Records: clustering/redis_records.py. A batch of faces and events is applied by one Lua script in one round trip, so each
-face, its neighbour-list and union-find changes, its cluster summaries, its input offset and its outgoing
-events become durable together or not at all; a writer that lost its lease is refused by that same script
-(fencing).
+(applied ids) and tombstones (SHA-1 of forgotten face ids). Records: clustering/redis_records.py.
+
+A batch of faces, events and corrections is applied by one Lua script in one round trip, so each face, its
+neighbour-list and union-find changes, its cluster summaries, its input offset and its outgoing events become
+durable together or not at all; a writer that lost its lease is refused by that same script (fencing).
 """
 
 from __future__ import annotations
