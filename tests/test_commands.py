@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -225,3 +226,58 @@ def test_one_event_per_command_through_a_sigkill_of_the_writer(kafka_bootstrap: 
     # Some commands named one cluster twice (the later name wins): every name kept is one a command gave.
     assert names
     assert names <= {f"person {i}" for i in range(40)}
+
+
+def test_names_and_constraints_survive_a_standby_take_over(kafka_bootstrap: str, redis_url: str) -> None:
+    kafka = fresh_kafka(kafka_bootstrap)
+    space = "t" + uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka=kafka,
+        worker=WorkerSettings(cluster_group=f"cluster-{space}", redis_url=redis_url, metrics_port=0, lease_ttl_s=2.0),
+    )
+    faces, bob = _look_alikes(space, 0, 4, seed=5)
+    _produce(kafka_bootstrap, kafka.faces_topic, space, [f.to_json() for f in faces])
+
+    def events() -> list[bytes]:
+        return [v for _, v in read_all(kafka_bootstrap, kafka.identities_topic, 1.0)]
+
+    writer, standby = ClusterWorker(settings, connect(redis_url)), ClusterWorker(settings, connect(redis_url))
+    stop_writer, stop_standby = threading.Event(), threading.Event()
+    threads = [
+        threading.Thread(target=writer.run, args=(stop_writer.is_set,), daemon=True),
+        threading.Thread(target=standby.run, args=(stop_standby.is_set,), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(identities_view(events())[0]) == len(faces), 60, "every face assigned")
+        (together,) = set(identities_view(events())[1].values())
+        split = {"type": "split", "command_id": "split-t", "space": space, "faces": bob, "version": 1}
+        _produce(kafka_bootstrap, kafka.commands_topic, space, [json.dumps(split).encode()])
+        wait_for(lambda: b'"type":"split"' in b"".join(events()), 60, "the split")
+        view = identities_view(events())[1]
+        bob_cluster = view[bob[0]]
+        names = [(together, "Ann"), (bob_cluster, "Bob")]
+        labels = [
+            {"type": "label", "command_id": f"name-{n}", "space": space, "cluster": c, "name": n} for c, n in names
+        ]
+        _produce(kafka_bootstrap, kafka.commands_topic, space, [json.dumps(label).encode() for label in labels])
+        wait_for(lambda: b"".join(events()).count(b'"type":"labelled"') == 2, 60, "the names")
+        who = writer if writer.writers else standby
+        (stop_writer if who is writer else stop_standby).set()  # the space's writer stops; the other takes over
+        threads[0 if who is writer else 1].join(timeout=60)
+        merge = {"type": "merge", "command_id": "merge-t", "space": space, "clusters": [together, bob_cluster]}
+        later, later_bob = _look_alikes(space, 100, 2, seed=6)
+        _produce(kafka_bootstrap, kafka.faces_topic, space, [f.to_json() for f in later])
+        _produce(kafka_bootstrap, kafka.commands_topic, space, [json.dumps({**merge, "version": 1}).encode()])
+        wait_for(lambda: b'"type":"conflict"' in b"".join(events()), 90, "the merge refused by the new writer")
+        wait_for(lambda: len(identities_view(events())[0]) == len(faces) + len(later), 60, "the later faces")
+    finally:
+        stop_writer.set()
+        stop_standby.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    view = identities_view(events())[1]
+    assert {view[f] for f in later_bob} == {bob_cluster}
+    clusters = RedisStore(connect(redis_url), space).load().clusters
+    assert (clusters[together].name, clusters[bob_cluster].name) == ("Ann", "Bob")
