@@ -17,16 +17,14 @@ away since: it means the cluster that face is in now.
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from array import array
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from clustering.clusters import Cluster, LinkLog, cluster_of_faces, components, members_of
-from clustering.events import Conflict, CorrectionOutcome, Forgotten, Labelled, Merged, Split
+from clustering.events import Conflict, CorrectionOutcome, Labelled, Merged, Split, outcome_json
 from clustering.rank_order import MUST_LINK
 from clustering.store import ClusterSummary, CorrectionDelta, FaceMeta, Link, Marks, Neighbours
 from clustering.union_find import UnionFind
@@ -125,28 +123,6 @@ class CorrectionView:
     sims: list[array[float]]
 
 
-def outcome_json(outcome: CorrectionOutcome) -> str:
-    kinds = {Merged: "merged", Split: "split", Labelled: "labelled", Forgotten: "forgotten", Conflict: "conflict"}
-    kind = kinds[type(outcome)]
-    return json.dumps({"type": kind, **asdict(outcome)}, separators=(",", ":"))
-
-
-def outcome_from_json(raw: str) -> CorrectionOutcome:
-    data: dict[str, Any] = json.loads(raw)
-    kind = data.pop("type")
-    if kind == "merged":
-        return Merged(data["command_id"], data["survivor"], tuple(data["absorbed"]))
-    if kind == "split":
-        parts = tuple((cluster, tuple(faces)) for cluster, faces in data["parts"])
-        return Split(data["command_id"], data["cluster"], parts)
-    if kind == "labelled":
-        return Labelled(data["command_id"], data["cluster"], data["name"])
-    if kind == "forgotten":
-        parts = tuple((cluster, tuple(faces)) for cluster, faces in data["parts"])
-        return Forgotten(data["command_id"], tuple(data["faces"]), parts, tuple(data["removed"]))
-    return Conflict(data["command_id"], data["reason"])
-
-
 def apply_correction(
     view: CorrectionView, correction: Correction, keep: int, offset: tuple[int, int] | None
 ) -> tuple[CorrectionOutcome, CorrectionDelta]:
@@ -217,18 +193,18 @@ def _face(view: CorrectionView, face_id: str, command_id: str) -> int:
     return label
 
 
-def _root(view: CorrectionView, cluster: int, command_id: str) -> int:
+def cluster_root(view: CorrectionView, cluster: int, command_id: str) -> int:
     if not 0 <= cluster < len(view.ids) or not view.ids[cluster]:  # "": a forgotten face's label
         raise CorrectionError(CorrectionReason.UNKNOWN_CLUSTER, command_id, f"no cluster {cluster} in this space")
     return view.sets.find(cluster)
 
 
 def _cluster(view: CorrectionView, correction: RejectFace | LabelCluster) -> int:
-    return _root(view, correction.cluster, correction.command_id)
+    return cluster_root(view, correction.cluster, correction.command_id)
 
 
 def _merge(view: CorrectionView, merge: MergeClusters, keep: int, change: Change) -> CorrectionOutcome:
-    roots = sorted({_root(view, cluster, merge.command_id) for cluster in merge.clusters})
+    roots = sorted({cluster_root(view, cluster, merge.command_id) for cluster in merge.clusters})
     if len(roots) < 2:
         raise CorrectionError(CorrectionReason.NOTHING_TO_MERGE, merge.command_id, "the clusters named are one")
     clusters = [view.clusters[root] for root in roots]

@@ -16,6 +16,7 @@ from clustering.corrections import (
     CorrectionReason,
     CorrectionView,
     ForgetFaces,
+    cluster_root,
     regroup,
 )
 from clustering.events import Forgotten
@@ -65,10 +66,7 @@ def _selected(view: CorrectionView, command: ForgetFaces) -> set[int]:
             raise CorrectionError(CorrectionReason.UNKNOWN_FACE, command.command_id, "none of the faces is known")
         return labels
     if command.cluster is not None:
-        cluster = command.cluster
-        if not 0 <= cluster < len(view.ids) or not view.ids[cluster]:
-            raise CorrectionError(CorrectionReason.UNKNOWN_CLUSTER, command.command_id, f"no cluster {cluster}")
-        return set(members_of(view.sets, view.sets.find(cluster)))
+        return set(members_of(view.sets, cluster_root(view, command.cluster, command.command_id)))
     selected = view.select(command.camera, command.before, command.stored_before)
     return {label for label in selected if view.ids[label]}
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -65,3 +67,25 @@ class Conflict:
 
 
 CorrectionOutcome = Merged | Split | Labelled | Forgotten | Conflict
+
+
+def outcome_json(outcome: CorrectionOutcome) -> str:
+    kinds = {Merged: "merged", Split: "split", Labelled: "labelled", Forgotten: "forgotten", Conflict: "conflict"}
+    kind = kinds[type(outcome)]
+    return json.dumps({"type": kind, **asdict(outcome)}, separators=(",", ":"))
+
+
+def outcome_from_json(raw: str) -> CorrectionOutcome:
+    data: dict[str, Any] = json.loads(raw)
+    kind = data.pop("type")
+    if kind == "merged":
+        return Merged(data["command_id"], data["survivor"], tuple(data["absorbed"]))
+    if kind == "split":
+        parts = tuple((cluster, tuple(faces)) for cluster, faces in data["parts"])
+        return Split(data["command_id"], data["cluster"], parts)
+    if kind == "labelled":
+        return Labelled(data["command_id"], data["cluster"], data["name"])
+    if kind == "forgotten":
+        parts = tuple((cluster, tuple(faces)) for cluster, faces in data["parts"])
+        return Forgotten(data["command_id"], tuple(data["faces"]), parts, tuple(data["removed"]))
+    return Conflict(data["command_id"], data["reason"])

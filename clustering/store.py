@@ -233,10 +233,11 @@ class InMemoryStore:
         state = self._state
         if delta.command_id in state.commands:
             return False
-        state.parents.update((label, parent) for label, parent in delta.parents.items() if label != parent)
         for label, parent in delta.parents.items():
             if label == parent:
-                state.parents.pop(label, None)
+                state.parents.pop(label, None)  # a root is stored as no parent, as Redis does
+            else:
+                state.parents[label] = parent
         for root, summary in delta.clusters.items():
             if summary is None:
                 state.clusters.pop(root, None)

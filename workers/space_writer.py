@@ -20,8 +20,9 @@ from numpy.typing import NDArray
 from redis.exceptions import RedisError
 
 from clustering.compaction import Compactor, SnapshotJob
-from clustering.corrections import CorrectionError, outcome_json
+from clustering.corrections import CorrectionError
 from clustering.engine import OnlineRankOrder
+from clustering.events import outcome_json
 from clustering.lease import LeaseKeeper, WriterLease
 from clustering.redis_client import RedisClient
 from clustering.redis_records import OutboxEntry

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from clustering.corrections import outcome_from_json
+from clustering.events import outcome_from_json
 from clustering.redis_records import OutboxEntry
 from streaming.commands import outcome_event
 from streaming.kafka_io import dead_letter, log_context, where
