@@ -117,3 +117,11 @@ class FaceAnalyzer:
                 )
             results.append(faces)
         return results
+
+
+def largest_accepted(faces: Sequence[AnalyzedFace]) -> AnalyzedFace | None:
+    """The largest face that passed the quality gate: the person a photo used as a query is of."""
+    accepted = [face for face in faces if face.embedding is not None]
+    if not accepted:
+        return None
+    return max(accepted, key=lambda face: float((face.box[2] - face.box[0]) * (face.box[3] - face.box[1])))

@@ -3,6 +3,7 @@ never logged), identities listed and shown from Redis by any worker, search by e
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import urllib.error
@@ -11,6 +12,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY
@@ -140,7 +143,7 @@ def test_the_identity_api_does_not_start_without_a_token(redis_url: str, kafka_b
         identity_api(settings, connect(redis_url), worker)
 
 
-def test_the_identity_cli_searches_by_photo_lists_and_labels(
+def test_the_identity_api_and_cli_search_by_photo_list_and_label(
     kafka_bootstrap: str,
     redis_url: str,
     tmp_path: Path,
@@ -156,7 +159,7 @@ def test_the_identity_cli_searches_by_photo_lists_and_labels(
         cluster_group=f"cluster-{space}", redis_url=redis_url, metrics_port=0, api_port=free_port(),
         api_token_file=tmp_path / "token",
     )  # fmt: skip
-    settings = Settings(kafka=kafka, worker=config)
+    settings = Settings(kafka=kafka, worker=config, models=cpu_models)
     photos = sample_images()
     records = []
     for number, photo in enumerate(photos):
@@ -199,6 +202,19 @@ def test_the_identity_cli_searches_by_photo_lists_and_labels(
             found = cli("search", str(photos[0]), "-k", "2")["matches"]
             assert found[0]["similarity"] > 0.95  # the photo's own face
             cluster = found[0]["identity"]["id"]
+            # The API takes the photo itself too, and says clearly what it cannot use.
+            query = base64.b64encode(photos[0].read_bytes()).decode()
+            status, by_image = _call(api.port, f"/v1/spaces/{space}/search", {"image": query, "k": 2})
+            assert status == 200
+            assert by_image["matches"][0]["identity"]["id"] == cluster
+            assert by_image["matches"][0]["similarity"] == pytest.approx(found[0]["similarity"], abs=1e-3)
+            blank = base64.b64encode(cv2.imencode(".png", np.full((200, 200, 3), 127, np.uint8))[1].tobytes())
+            status, faceless = _call(api.port, f"/v1/spaces/{space}/search", {"image": blank.decode()})
+            assert (status, faceless["error"]) == (422, "no face in the image passed the quality gate")
+            for bad in ({"image": "not base64!"}, {"image": base64.b64encode(b"GIF89a broken").decode()}, {"image": 3}):
+                assert _call(api.port, f"/v1/spaces/{space}/search", bad)[0] == 400
+            both = {"image": query, "embedding": [0.1] * 512}
+            assert _call(api.port, f"/v1/spaces/{space}/search", both)[0] == 400
             assert cli("list")["total"] == len(RedisStore(connect(redis_url), space).load().clusters)
             sent = cli("label", str(cluster), "Guest")["sent"]
             assert sent["type"] == "label"

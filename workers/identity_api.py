@@ -3,9 +3,12 @@
     GET  /v1/spaces/<space>/identities[?limit=100&offset=0]   largest first
     GET  /v1/spaces/<space>/identities/<id>                   (an id merged away since names its cluster now)
     POST /v1/spaces/<space>/search   {"embedding": [512 floats] or base64 float32, "k": 5}
+                                     or {"image": base64 of a JPEG, PNG, ... photo, "k": 5}
 
 Identities are read from Redis, so any cluster worker answers them, writer or standby. A search needs the
-space's index, which only its writer holds: another worker answers 409, saying so. These are biometric data:
+space's index, which only its writer holds: another worker answers 409, saying so. An image is searched by its
+largest face that passes the quality gate (422 when none does), with the detector and embedder of the
+worker's model settings, loaded at the first image search. These are biometric data:
 every request needs ``Authorization: Bearer <token>`` (the token read from a file); one without it, or with
 another, gets 401 and is counted (``facestream_api_unauthorized_total``). Neither the token nor any request
 header is ever logged.
@@ -21,7 +24,7 @@ import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -31,11 +34,16 @@ from clustering.engine import OnlineRankOrder
 from clustering.redis_client import RedisClient
 from clustering.redis_store import RedisStore
 from clustering.store import ClusterSummary
+from streaming.decode import ImageDecodeError, decode_image
 from workers import metrics
+
+if TYPE_CHECKING:
+    from models.analyzer import FaceAnalyzer
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1 << 20
+#: A photo as base64 fits (a 12 MB photo); an embedding needs far less.
+MAX_BODY_BYTES = 16 << 20
 MAX_K = 100
 
 
@@ -48,15 +56,29 @@ class IdentityReader(Protocol):
         """None when this worker does not write ``space``."""
         ...
 
+    def face_embedding(self, image: NDArray[np.uint8]) -> NDArray[np.float32] | None:
+        """The embedding of the largest face of ``image`` that passes the quality gate; None when none does."""
+        ...
+
 
 class WorkerIdentities:
     """What the API reads: identities from Redis (any worker), searches from the engines this worker writes."""
 
-    def __init__(self, client: RedisClient, engines: Callable[[str], OnlineRankOrder | None], lock: threading.Lock):
-        """``engines``: the engine of a space this worker writes, or None; ``lock``: held while engines change."""
+    def __init__(
+        self,
+        client: RedisClient,
+        engines: Callable[[str], OnlineRankOrder | None],
+        lock: threading.Lock,
+        analyzer: Callable[[], FaceAnalyzer],
+    ):
+        """``engines``: the engine of a space this worker writes, or None; ``lock``: held while engines change;
+        ``analyzer``: loads the models for image searches (called once, at the first)."""
         self.client = client
         self.engines = engines
         self.lock = lock
+        self._load_analyzer = analyzer
+        self._analyzer: FaceAnalyzer | None = None
+        self._analyzer_lock = threading.Lock()
 
     def identities(self, space: str) -> list[ClusterSummary]:
         return RedisStore(self.client, space).cluster_summaries()
@@ -68,6 +90,15 @@ class WorkerIdentities:
         with self.lock:
             engine = self.engines(space)
             return None if engine is None else engine.nearest_clusters(embedding, k)
+
+    def face_embedding(self, image: NDArray[np.uint8]) -> NDArray[np.float32] | None:
+        from models.analyzer import largest_accepted  # noqa: PLC0415 - a worker without image searches loads no model
+
+        with self._analyzer_lock:  # one model load, and one inference at a time beside the writer's work
+            if self._analyzer is None:
+                self._analyzer = self._load_analyzer()
+            face = largest_accepted(self._analyzer.analyze([image])[0])
+        return None if face is None else face.embedding
 
 
 class RequestError(ValueError):
@@ -105,6 +136,18 @@ def _embedding(value: object, dimension: int) -> NDArray[np.float32]:
     if not np.isfinite(norm) or norm < 1e-6:
         raise RequestError(400, "embedding: a finite, non-zero vector is expected")
     return (vector / norm).astype(np.float32)
+
+
+def _image(value: object) -> NDArray[np.uint8]:
+    """Pixels from base64 of an encoded image; a bad one is a 400 with the decoder's reason."""
+    if not isinstance(value, str):
+        raise RequestError(400, "image: base64 of an encoded image (JPEG, PNG, ...)")
+    try:
+        return decode_image(base64.b64decode(value, validate=True))
+    except binascii.Error as exc:
+        raise RequestError(400, f"image: not base64: {exc}") from exc
+    except ImageDecodeError as exc:
+        raise RequestError(400, f"image: {exc}") from exc
 
 
 class IdentityApi:
@@ -207,12 +250,18 @@ class _Routes:
         if len(segments) != 4 or segments[:2] != ["v1", "spaces"] or segments[3] != "search":
             raise RequestError(404, "not found: POST /v1/spaces/<space>/search")
         space = _space(segments[2])
-        if not isinstance(body, dict) or "embedding" not in body:
-            raise RequestError(400, 'the body is {"embedding": ..., "k": 5}')
+        if not isinstance(body, dict) or len({"embedding", "image"} & body.keys()) != 1:
+            raise RequestError(400, 'the body is {"embedding": ..., "k": 5} or {"image": ..., "k": 5}')
         k = body.get("k", 5)
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise RequestError(400, f"k is an integer from 1 to {MAX_K}")
-        matches = self.reader.search(space, _embedding(body["embedding"], self.dimension), k)
+        if "image" in body:
+            embedding = self.reader.face_embedding(_image(body["image"]))
+            if embedding is None:
+                raise RequestError(422, "no face in the image passed the quality gate")
+        else:
+            embedding = _embedding(body["embedding"], self.dimension)
+        matches = self.reader.search(space, embedding, k)
         if matches is None:
             raise RequestError(409, f"this worker does not write space {space}: search on its writer")
         return {

@@ -141,15 +141,13 @@ def _get(args: argparse.Namespace, settings: Settings, path: str, body: object =
 
 def _photo_embedding(photo: Path, settings: Settings) -> str:
     """The embedding (base64) of the largest face of ``photo`` that passes the quality gate."""
-    from models.analyzer import FaceAnalyzer  # noqa: PLC0415 - only search loads the models
+    from models.analyzer import FaceAnalyzer, largest_accepted  # noqa: PLC0415 - only search loads the models
 
     frames = [item for item in FrameSource(str(photo)) if not isinstance(item, BadInput)]
     if not frames:
         raise IdentityCommandError(f"{photo} is not an image this can read")
     faces = FaceAnalyzer.from_settings(settings.models).analyze([frames[0].image])[0]
-    accepted = [face for face in faces if face.embedding is not None]
-    if not accepted:
+    largest = largest_accepted(faces)
+    if largest is None or largest.embedding is None:
         raise IdentityCommandError(f"no face of {photo} passed the quality gate ({len(faces)} detected)")
-    largest = max(accepted, key=lambda face: float((face.box[2] - face.box[0]) * (face.box[3] - face.box[1])))
-    assert largest.embedding is not None
     return FaceRecord.encode_embedding(largest.embedding)

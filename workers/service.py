@@ -53,7 +53,11 @@ def identity_api(settings: Settings, client: RedisClient, cluster: ClusterWorker
     config = settings.worker
     if config.api_token_file is None:
         raise ValueError("the identity API (FACESTREAM_WORKER__API_PORT) needs FACESTREAM_WORKER__API_TOKEN_FILE")
-    reader = WorkerIdentities(client, cluster.engine_of, cluster.state_lock)
+    from models.analyzer import FaceAnalyzer  # noqa: PLC0415 - only when it is on
+
+    reader = WorkerIdentities(
+        client, cluster.engine_of, cluster.state_lock, lambda: FaceAnalyzer.from_settings(settings.models)
+    )
     token = read_secret(config.api_token_file) or ""
     return IdentityApi(reader, config.api_host, config.api_port, token, config.dimension).start()
 
