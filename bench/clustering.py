@@ -66,14 +66,11 @@ def measure(count: int, store_kind: str) -> dict[str, float]:
                 store = RedisStore(client, "bench")
                 # As the cluster worker does: index snapshots built by a child process, off the hot path.
                 every = ClusteringSettings().rank_order.snapshot_every
-                compactor = Compactor(
-                    SnapshotJob(RedisAddress(server.url), "bench", "", DIM, ClusteringSettings().index), every, 0
-                )
+                compactor = Compactor(SnapshotJob(RedisAddress(server.url), "bench", "", DIM), every, 0)
                 result = _run(faces, store, client, compactor)
                 started = time.perf_counter()
                 while compactor.running():
                     time.sleep(0.1)
-                    compactor.after(len(faces))
                 result["snapshot_wait_s"] = time.perf_counter() - started
                 started = time.perf_counter()
                 restored = OnlineRankOrder.restore(store, DIM, ClusteringSettings())
@@ -103,7 +100,7 @@ def _run(
         latencies[last] += time.perf_counter() - t0  # the batch's round trip, charged to its last face
         gc.freeze()  # as the cluster worker does after each batch: full collections skip the engine's objects
         if compactor is not None:
-            compactor.after(last + 1)
+            compactor.after(engine.index)
     seconds = time.perf_counter() - start
     grown = _rss_bytes() - before
     result = {

@@ -1,121 +1,136 @@
-"""Index snapshots built off the writer's hot path, in a child process, from the state in Redis.
+"""Index snapshots of the writer's running index, stored by a forked child, off the writer's hot path.
 
 A restarting writer loads the latest snapshot and adds the faces after it, so snapshots bound restart time.
-Serialising hnswlib's index holds the GIL (about 5 ms per 1,000 faces) and writing it to Redis takes longer
-still, so the writer never does either: every ``snapshot_every`` faces it starts a child process that loads
-the previous snapshot, adds the embeddings applied since (read from Redis by pages), and stores the graph
-without its copy of the vectors (they are in Redis already; clustering/hnsw_format.py), fenced by the writer
-lease. The writer's own index is never touched or replaced.
+Serialising hnswlib's index holds the GIL (about 5 ms per 1,000 faces) and storing it in Redis takes longer
+still, so the writer does neither: every ``snapshot_every`` faces it forks (a millisecond or two whatever the
+index's size: only page tables are copied). The child holds the index exactly as it was after that face (copy
+on write: the writer goes on inserting into its own pages), saves it to a temporary file, stores its graph
+without the vectors (they are in Redis already; clustering/hnsw_format.py), fenced by the writer lease, and
+exits. The writer reaps it without waiting.
 
-What restarts keep, exactly: every face applied before keeps its cluster (the clustering state is in Redis).
-What they may change: a restarted index is a graph built by different random level draws after the snapshot,
-so later approximate nearest-neighbour answers can differ where HNSW is approximate (docs/architecture.md).
+The child runs hnswlib's save, numpy and a Redis connection of its own, nothing else: it takes no lock another
+thread of the writer may have held at the fork (the index gets a new lock in the child; logging re-creates its
+locks at fork) and leaves through ``os._exit``, so nothing of the parent's Kafka clients or threads runs there.
+
+What restarts keep, exactly: every face applied before keeps its cluster (the clustering state is in Redis),
+and the index is the writer's own graph as it was at the snapshot. The faces after the snapshot are inserted
+again with other random level draws (hnswlib does not save its generator), so later approximate answers can
+differ (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import mmap
+import os
+import signal
+import tempfile
 import time
 from dataclasses import dataclass
-from multiprocessing.process import BaseProcess
+from pathlib import Path
 
-from clustering.hnsw_format import strip_vectors, with_vectors
+from clustering.hnsw_format import strip_vectors
 from clustering.index import HnswIndex
 from clustering.redis_client import RedisAddress, connect
 from clustering.redis_store import RedisStore
-from clustering.settings import IndexSettings
-from clustering.store import stand_ins_filled
-from streaming.redact import RedactingFilter
 
 log = logging.getLogger(__name__)
 
+#: A child that has not stored its snapshot by then is stuck (one at a million faces takes seconds).
+CHILD_DEADLINE_S = 600.0
 
-def build_snapshot(store: RedisStore, dimension: int, settings: IndexSettings, upto: int) -> int:
-    """Stores the index snapshot of the first ``upto`` faces: the current one plus the faces after it.
-    Returns the faces the current snapshot covers afterwards."""
-    previous, covered = store.snapshot()
-    if covered >= upto:
-        return covered
-    vectors = stand_ins_filled(list(store.embeddings(0, upto)), dimension)
-    index = HnswIndex(dimension, settings, snapshot=None if previous is None else with_vectors(previous, vectors))
-    for label in range(covered, upto):
-        index.add(label, vectors[label])
-    forgotten = sorted(label for label in store.forgotten() if label < upto)
-    if forgotten:
-        index.delete(forgotten)  # their vectors are zeros now; the graph keeps them as deleted nodes
-    store.save_snapshot(strip_vectors(index.snapshot(), dimension), upto)
-    return upto
+
+def store_snapshot(index: HnswIndex, store: RedisStore, dimension: int, faces: int) -> None:
+    """Stores ``index``, which holds the first ``faces`` faces, as the space's snapshot, without its vectors
+    (an older snapshot than the current one is dropped)."""
+    with tempfile.TemporaryDirectory(prefix="facestream-snapshot-") as folder:
+        path = Path(folder) / "index.bin"
+        index.save(path)
+        with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as saved:
+            graph = strip_vectors(saved, dimension)
+    store.save_snapshot(graph, faces)
 
 
 @dataclass(frozen=True)
 class SnapshotJob:
-    """What a snapshot child needs: where the space is, the writer's lease token, and the index's shape."""
+    """What a snapshot child needs besides the index: where the space is, the writer's lease token, and the
+    vectors' dimension."""
 
     redis: RedisAddress
     space: str
     token: str
     dimension: int
-    settings: IndexSettings
 
 
-def _child(job: SnapshotJob, upto: int) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s compaction: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter())
-    started = time.perf_counter()
-    client = connect(job.redis)
-    store = RedisStore(client, job.space, job.token)
-    build_snapshot(store, job.dimension, job.settings, upto)
-    log.info("index snapshot of %d faces of space %s in %.1f s", upto, job.space, time.perf_counter() - started)
+def _child(job: SnapshotJob, index: HnswIndex, faces: int) -> int:
+    """The forked child's whole life; returns its exit status."""
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's stop flag is not the child's business
+        started = time.perf_counter()
+        store_snapshot(index, RedisStore(connect(job.redis), job.space, job.token), job.dimension, faces)
+        log.info("index snapshot of %d faces of space %s in %.1f s", faces, job.space, time.perf_counter() - started)
+        return 0
+    except BaseException:
+        log.exception("the index snapshot of %d faces of space %s failed", faces, job.space)
+        return 1
 
 
 class Compactor:
-    """Starts a snapshot child every ``every`` faces, one at a time, and reaps it without waiting."""
+    """Forks a snapshot child every ``every`` faces, one at a time, and reaps it without waiting."""
 
     def __init__(self, job: SnapshotJob, every: int, covered: int) -> None:
         """``covered``: the faces the stored snapshot covers now."""
         self.job = job
         self.every = every
-        self._child: BaseProcess | None = None
-        self._upto = 0
+        self._child: int | None = None
+        self._faces = 0
         self._started = 0.0
         self._due_at = covered + every
         #: (faces, seconds) of each snapshot stored, for metrics.
         self.finished: list[tuple[int, float]] = []
 
-    def after(self, faces: int) -> None:
-        """Called with the faces applied so far: reaps a finished child, starts one when a snapshot is due."""
+    def after(self, index: HnswIndex) -> None:
+        """Called when ``index`` holds every face applied so far: reaps a finished child, and forks one when a
+        snapshot is due."""
         self._reap()
-        if self._child is None and self.every and faces >= self._due_at:
-            self._upto, self._started, self._due_at = faces, time.monotonic(), faces + self.every
-            self._child = multiprocessing.get_context("spawn").Process(
-                target=_child, args=(self.job, faces), name=f"compaction-{self.job.space}", daemon=True
-            )
-            self._child.start()
+        faces = len(index)
+        if self._child is not None or not self.every or faces < self._due_at:
+            return
+        self._faces, self._started, self._due_at = faces, time.monotonic(), faces + self.every
+        pid = index.fork()
+        if pid == 0:
+            os._exit(_child(self.job, index, faces))
+        self._child = pid
 
     def running(self) -> bool:
-        return self._child is not None and self._child.is_alive()
+        self._reap()
+        return self._child is not None
 
     def _reap(self) -> None:
-        child = self._child
-        if child is None or child.is_alive():
+        if self._child is None:
             return
-        child.join()
+        pid, status = os.waitpid(self._child, os.WNOHANG)
+        if pid == 0:
+            if time.monotonic() - self._started > CHILD_DEADLINE_S:
+                log.error(
+                    "the index snapshot of %d faces has run for %.0f s: stopping it", self._faces, CHILD_DEADLINE_S
+                )
+                self.stop()
+            return
         self._child = None
-        if child.exitcode == 0:
-            self.finished.append((self._upto, time.monotonic() - self._started))
+        if os.waitstatus_to_exitcode(status) == 0:
+            self.finished.append((self._faces, time.monotonic() - self._started))
         else:
             log.error(
                 "the index snapshot of %d faces failed (exit %s; its log is above); the next is due at %d faces",
-                self._upto,
-                child.exitcode,
+                self._faces,
+                os.waitstatus_to_exitcode(status),
                 self._due_at,
             )
 
     def stop(self) -> None:
         """Ends a running child: the snapshot it was building is simply not stored."""
         child, self._child = self._child, None
-        if child is not None and child.is_alive():
-            child.terminate()
-            child.join(timeout=10)
+        if child is not None:
+            os.kill(child, signal.SIGKILL)  # a child that has exited is a zombie until reaped: this cannot miss
+            os.waitpid(child, 0)

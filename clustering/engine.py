@@ -76,6 +76,11 @@ class OnlineRankOrder:
         return len(self._ids)
 
     @property
+    def index(self) -> HnswIndex:
+        """The HNSW index of the faces (what an index snapshot stores)."""
+        return self._index
+
+    @property
     def cluster_count(self) -> int:
         return len(self._clusters)
 
@@ -253,7 +258,7 @@ class OnlineRankOrder:
         cls, store: StateStore, dimension: int, settings: ClusteringSettings, state: StoredState | None = None
     ) -> OnlineRankOrder:
         """An engine rebuilt from its store (or from ``state``, loaded from it): the index from the snapshot
-        plus the faces applied after it (clustering/compaction.py builds the snapshots)."""
+        plus the faces applied after it (clustering/compaction.py stores the snapshots)."""
         state = store.load() if state is None else state
         engine = cls(dimension, settings, store)
         start = 0

@@ -8,6 +8,7 @@ Pure numpy on the bytes; the header's fields are read, never assumed.
 
 from __future__ import annotations
 
+import mmap
 import struct
 
 import numpy as np
@@ -23,7 +24,7 @@ class SnapshotFormatError(ValueError):
     """Bytes that are not an hnswlib index of the expected shape."""
 
 
-def _header(data: bytes) -> tuple[int, int, int, int]:
+def _header(data: bytes | mmap.mmap) -> tuple[int, int, int, int]:
     """(element count, bytes per element, offset of the vector, offset of the label) of an hnswlib file."""
     if len(data) < _HEADER.size:
         raise SnapshotFormatError(f"an hnswlib index has a {_HEADER.size}-byte header; got {len(data)} bytes")
@@ -34,8 +35,9 @@ def _header(data: bytes) -> tuple[int, int, int, int]:
     return count, size, data_offset, label_offset
 
 
-def strip_vectors(index: bytes, dimension: int) -> bytes:
-    """The saved index without its float32 vectors (restore them with ``with_vectors``)."""
+def strip_vectors(index: bytes | mmap.mmap, dimension: int) -> bytes:
+    """The saved index (its bytes, or the file mapped) without its float32 vectors (restore them with
+    ``with_vectors``)."""
     count, size, data_offset, label_offset = _header(index)
     width = dimension * 4
     if label_offset - data_offset != width:

@@ -45,18 +45,24 @@ class ReadWriteLock:
 
     @contextmanager
     def write(self) -> Iterator[None]:
+        self.acquire_write()
+        try:
+            yield
+        finally:
+            self.release_write()
+
+    def acquire_write(self) -> None:
         with self._cond:
             self._writers_waiting += 1
             while self._writing or self._readers:
                 self._cond.wait()
             self._writers_waiting -= 1
             self._writing = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
+
+    def release_write(self) -> None:
+        with self._cond:
+            self._writing = False
+            self._cond.notify_all()
 
 
 class HnswIndex:
@@ -132,7 +138,28 @@ class HnswIndex:
 
     def snapshot(self) -> bytes:
         """The whole index as bytes (hnswlib's own file format, not a pickle)."""
-        with self._lock.read(), tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "index.bin"
-            self._index.save_index(str(path))
+            self.save(path)
             return path.read_bytes()
+
+    def save(self, path: Path) -> None:
+        """Writes the whole index to ``path`` in hnswlib's own file format."""
+        with self._lock.read():
+            self._index.save_index(str(path))
+
+    def fork(self) -> int:
+        """``os.fork()`` while no thread is inside hnswlib, so the child's copy of the index is whole and
+        stays as it is now (copy on write) however the parent goes on. Returns 0 in the child, whose lock is a
+        new one: the parent's threads are not there to release the old one."""
+        self._lock.acquire_write()
+        try:
+            pid = os.fork()
+        except BaseException:
+            self._lock.release_write()
+            raise
+        if pid == 0:
+            self._lock = ReadWriteLock()
+        else:
+            self._lock.release_write()
+        return pid

@@ -47,7 +47,7 @@ class RankOrderSettings(_Frozen):
     snapshot_every: int = Field(
         50_000,
         ge=0,
-        description="Faces between snapshots of the HNSW index in Redis, built by a child process of the writer "
+        description="Faces between snapshots of the HNSW index in Redis, stored by a forked child of the writer "
         "(0: never). A restart loads the latest and adds the faces after it.",
     )
 

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from prometheus_client import REGISTRY
 
 from clustering.engine import OnlineRankOrder
 from clustering.lease import WriterLease
 from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
-from clustering.settings import ClusteringSettings
+from clustering.settings import ClusteringSettings, RankOrderSettings
 from clustering.store import StoreError
 from streaming.messages import DeadLetter, FaceRecord
 from tests.streams import identities_view, read_all, reference_labels, synthetic_faces
@@ -124,6 +125,24 @@ def test_one_assignment_per_face_and_the_clusters_of_an_in_memory_run(
     letters = [DeadLetter.from_json(v) for _, v in read_all(kafka_bootstrap, settings.kafka.dead_letter_topic)]
     assert sorted(letter.reason for letter in letters) == sorted(bad)
     assert all(letter.stage == "cluster" and letter.value == DeadLetter.b64(bad[letter.reason]) for letter in letters)
+
+
+def test_a_writer_stores_index_snapshots_from_forked_children_as_it_goes_and_restarts_from_them(
+    kafka_bootstrap: str, redis_url: str, running: Callable[..., None]
+) -> None:
+    settings = _settings(kafka_bootstrap, redis_url)
+    settings = settings.model_copy(
+        update={"clustering": ClusteringSettings(rank_order=RankOrderSettings(snapshot_every=100))}
+    )
+    records = synthetic_faces(600, identities=40, space=_space(settings), seed=4)
+    _publish(kafka_bootstrap, settings.kafka.faces_topic, [r.to_json() for r in records])
+    snapshots_before = REGISTRY.get_sample_value("facestream_snapshot_seconds_count") or 0
+    worker = ClusterWorker(settings, connect(redis_url))  # a Kafka consumer, a producer and a lease keeper: threads
+    store = RedisStore(connect(redis_url), _space(settings))
+    running(worker, lambda: worker.counters.faces == len(records) and store.snapshot()[1] >= 500)
+    expected = reference_labels(records, settings.clustering)
+    assert _state_labels(settings) == expected  # restored from the latest snapshot plus the faces after it
+    assert (REGISTRY.get_sample_value("facestream_snapshot_seconds_count") or 0) >= snapshots_before + 2
 
 
 def test_a_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(

@@ -1,4 +1,4 @@
-"""The writer's state at scale: snapshots built off the hot path, restores by pages, a lease kept by its own thread."""
+"""The writer's state at scale: snapshots stored off the hot path, restores by pages, a lease kept by its own thread."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import redis
 
-from clustering.compaction import Compactor, SnapshotJob, build_snapshot
+from clustering.compaction import Compactor, SnapshotJob, store_snapshot
 from clustering.engine import OnlineRankOrder
 from clustering.hnsw_format import SnapshotFormatError, strip_vectors, with_vectors
 from clustering.index import HnswIndex
@@ -38,24 +38,35 @@ def store(client: redis.Redis) -> Iterator[RedisStore]:
 def _filled(store: RedisStore, count: int) -> tuple[OnlineRankOrder, list[int]]:
     vectors, people = identities(count // 4, 4, 0.3, seed=5)
     engine = OnlineRankOrder(DIM, settings(), store)
-    for i, vector in enumerate(vectors):
+    for i, vector in enumerate(vectors[:count]):
         engine.add(f"c:{i}:0", vector)
     return engine, people
 
 
-def test_a_snapshot_built_from_redis_restores_every_cluster_and_is_stored_in_parts(
+def _more(engine: OnlineRankOrder, count: int) -> None:
+    vectors, _ = identities(count // 4 + 1, 4, 0.3, seed=6)
+    first = len(engine)
+    for i, vector in enumerate(vectors[:count], start=first):
+        engine.add(f"c:{i}:0", vector)
+
+
+def test_a_snapshot_of_the_running_index_restores_every_cluster_and_is_stored_in_parts(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("clustering.redis_snapshots.SNAPSHOT_PART_BYTES", 1_500)
-    engine, _ = _filled(store, 40)
-    assert build_snapshot(store, DIM, settings().index, 30) == 30
-    assert build_snapshot(store, DIM, settings().index, 20) == 30  # an older one never replaces a newer
+    engine, _ = _filled(store, 30)
+    store_snapshot(engine.index, store, DIM, 30)
+    older, _ = store.snapshot()
+    _more(engine, 10)
     snapshot, covered = store.snapshot()
     assert covered == 30
     assert snapshot is not None
     assert len(snapshot) > 3_000  # three parts or more
     assert OnlineRankOrder.restore(store, DIM, settings()).labels() == engine.labels()
-    assert build_snapshot(store, DIM, settings().index, 40) == 40  # the next one starts from this one
+    store_snapshot(engine.index, store, DIM, 40)
+    assert older is not None
+    store.save_snapshot(older, 30)  # an older one never replaces a newer
+    assert store.snapshot()[1] == 40
     # Exactly one generation of parts is kept; clearing the space leaves nothing behind.
     parts = [k for k in store.client.scan_iter(f"{{fs:{store.space}}}:snapshot:*")]
     assert len({k.split(b":")[-2] for k in parts}) == 1
@@ -63,13 +74,25 @@ def test_a_snapshot_built_from_redis_restores_every_cluster_and_is_stored_in_par
     assert not list(store.client.scan_iter(f"{{fs:{store.space}}}:*"))
 
 
+def test_a_restore_from_a_snapshot_rebuilds_the_running_graph_exactly(store: RedisStore) -> None:
+    engine, _ = _filled(store, 40)
+    store_snapshot(engine.index, store, DIM, 40)
+    restored = OnlineRankOrder.restore(store, DIM, settings())
+    vectors, _ = identities(10, 4, 0.3, seed=11)
+    for query in vectors:
+        labels, sims = engine.index.query(query, 10)
+        again, again_sims = restored.index.query(query, 10)
+        assert again.tolist() == labels.tolist()
+        np.testing.assert_allclose(again_sims, sims, atol=1e-6)
+
+
 def test_a_writer_that_lost_its_lease_cannot_store_a_snapshot(store: RedisStore, client: redis.Redis) -> None:
-    _filled(store, 20)
+    engine, _ = _filled(store, 20)
     other = WriterLease(client, store.space, ttl_s=30)
     assert other.acquire()
     fenced = RedisStore(client, store.space, writer_token="not-the-holder")
     with pytest.raises(StoreError, match="lease"):
-        build_snapshot(fenced, DIM, settings().index, 20)
+        store_snapshot(engine.index, fenced, DIM, 20)
     assert store.snapshot() == (None, 0)
     assert not list(client.scan_iter(f"{{fs:{store.space}}}:snapshot:*"))  # its parts were removed
     other.release()
@@ -82,9 +105,11 @@ def test_a_restart_from_a_snapshot_keeps_every_cluster_and_clusters_the_rest_as_
     for i, vector in enumerate(vectors):
         uninterrupted.add(f"c:{i}:0", vector)
     first = OnlineRankOrder(DIM, settings(), store)
-    for i, vector in enumerate(vectors[:200]):
+    for i, vector in enumerate(vectors[:150]):
         first.add(f"c:{i}:0", vector)
-    build_snapshot(store, DIM, settings().index, 150)
+    store_snapshot(first.index, store, DIM, 150)
+    for i, vector in enumerate(vectors[150:200], start=150):
+        first.add(f"c:{i}:0", vector)
     before = first.labels()
     resumed = OnlineRankOrder.restore(store, DIM, settings())
     assert resumed.labels() == before
@@ -111,17 +136,23 @@ def test_restore_reads_by_pages_and_reports_progress(store: RedisStore) -> None:
     assert OnlineRankOrder.restore(store, DIM, settings(), paged).labels() == engine.labels()
 
 
-def test_the_compactor_stores_snapshots_from_a_child_process(store: RedisStore, redis_url: str) -> None:
-    _filled(store, 40)
-    compactor = Compactor(
-        SnapshotJob(RedisAddress(redis_url), store.space, "", DIM, settings().index), every=16, covered=0
-    )
-    compactor.after(40)
+def test_the_compactor_stores_snapshots_from_a_forked_child_while_the_writer_goes_on(
+    store: RedisStore, redis_url: str
+) -> None:
+    engine, _ = _filled(store, 40)
+    compactor = Compactor(SnapshotJob(RedisAddress(redis_url), store.space, "", DIM), every=16, covered=0)
+    compactor.after(engine.index)
+    assert compactor.running()
+    _more(engine, 20)  # the child stores the index as it was at the fork, whatever the writer adds meanwhile
     deadline = time.monotonic() + 60
-    while not compactor.finished and time.monotonic() < deadline:
-        time.sleep(0.2)
-        compactor.after(40)
+    while compactor.running() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert [faces for faces, _ in compactor.finished] == [40]
+    assert store.snapshot()[1] == 40
+    assert OnlineRankOrder.restore(store, DIM, settings()).labels() == engine.labels()
+    compactor.after(engine.index)  # 60 faces: the next is due at 56
+    compactor.stop()  # a writer stepping down ends its child; that snapshot is simply not stored
+    assert not compactor.running()
     assert store.snapshot()[1] == 40
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from clustering.compaction import build_snapshot
+from clustering.compaction import store_snapshot
 from clustering.corrections import (
     CorrectionError,
     CorrectionReason,
@@ -249,7 +249,7 @@ def test_forget_erases_faces_from_the_index_the_clusters_and_the_store(
     assert bob[1] not in restored.labels()
     if isinstance(engine.store, RedisStore):
         # The next index snapshot holds the erased faces as deleted nodes without vectors, and restores alike.
-        build_snapshot(engine.store, DIM, ClusteringSettings().index, len(state.metas))
+        store_snapshot(engine.index, engine.store, DIM, len(engine))
         for face in bob:
             assert packed[face] not in _traces(engine.store)
         from_snapshot = OnlineRankOrder.restore(engine.store, DIM, ClusteringSettings())

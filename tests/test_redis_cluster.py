@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from redis.cluster import RedisCluster
 
-from clustering.compaction import build_snapshot
+from clustering.compaction import store_snapshot
 from clustering.engine import OnlineRankOrder
 from clustering.lease import WriterLease
 from clustering.redis_client import RedisAddress, connect
@@ -47,11 +47,12 @@ def test_spaces_live_in_one_slot_each_spread_over_the_masters_and_survive_a_mast
         lease = WriterLease(client, space, ttl_s=60)
         assert lease.acquire()
         engines[space] = OnlineRankOrder(DIM, settings(), RedisStore(client, space, lease.token))
-    _feed(engines, 0, 40)
+    _feed(engines, 0, 30)
     for engine in engines.values():
         store = engine.store
         assert isinstance(store, RedisStore)
-        build_snapshot(store, DIM, settings().index, 30)
+        store_snapshot(engine.index, store, DIM, 30)
+    _feed(engines, 30, 40)
 
     # Each space's keys (state, outbox, lease, snapshot parts) hash to one slot; the spaces use every master.
     masters: dict[str, str] = {}

@@ -120,7 +120,7 @@ class SpaceWriter:
         del state  # the engine holds what it needs; the rest is freed before the freeze
         gc.freeze()  # the restored engine is long-lived: full collections need not walk it
         metrics.RESTORE_SECONDS.observe(time.monotonic() - started)
-        job = SnapshotJob(config.redis_address(), self.space, self.lease.token, config.dimension, clustering.index)
+        job = SnapshotJob(config.redis_address(), self.space, self.lease.token, config.dimension)
         self.compactor = Compactor(job, clustering.rank_order.snapshot_every, covered=covered)
         return engine
 
@@ -221,7 +221,7 @@ class SpaceWriter:
     def snapshot_if_due(self) -> None:
         if self.engine is None or self.compactor is None:
             return
-        self.compactor.after(len(self.engine))
+        self.compactor.after(self.engine.index)
         for faces, seconds in self.compactor.finished:
             metrics.SNAPSHOT_SECONDS.observe(seconds)
             metrics.SNAPSHOT_FACES.set(faces)
