@@ -285,16 +285,20 @@ class RedisStore:
                     pipe.hmget(key, fields)
                 metas, embeddings, neighbours = pipe.execute()
                 labels = range(len(state.metas), len(state.metas) + len(fields))
+                present: list[bytes] = []
                 for label, meta, vector, listed in zip(labels, metas, embeddings, neighbours, strict=True):
                     if label in tombstones:
                         state.metas.append(FORGOTTEN)
-                        state.embeddings.append(FORGOTTEN_VECTOR)
                         continue
                     if meta is None or vector is None or listed is None:
                         raise StoreError(f"identity space {self.space}: face {label} is incomplete")
                     state.metas.append(parse_meta(meta))
-                    state.embeddings.append(np.frombuffer(vector, EMBEDDING_DTYPE).astype(np.float32))
+                    present.append(vector)
                     state.neighbours[label] = unpack_neighbours(listed)
+                # One conversion per page, not per face: a million small astype calls cost seconds.
+                converted = np.frombuffer(b"".join(present), EMBEDDING_DTYPE).astype(np.float32)
+                rows = iter(converted.reshape(len(present), -1) if present else ())
+                state.embeddings += [FORGOTTEN_VECTOR if label in tombstones else next(rows) for label in labels]
                 if progress is not None:
                     progress(len(state.metas), total)
             state.parents = {int(k): int(v) for k, v in self.client.hscan_iter(parents_key, count=page)}
