@@ -29,10 +29,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clustering.hnsw_format import strip_vectors
+from clustering.hnsw_format import strip_vectors, write_with_vectors
 from clustering.index import HnswIndex
 from clustering.redis_client import RedisAddress, connect
 from clustering.redis_store import RedisStore
+from clustering.settings import IndexSettings
+from clustering.store import StoredState, stand_ins_filled
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,29 @@ def store_snapshot(index: HnswIndex, store: RedisStore, dimension: int, faces: i
         with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as saved:
             graph = strip_vectors(saved, dimension)
     store.save_snapshot(graph, faces)
+
+
+def restored_index(state: StoredState, dimension: int, settings: IndexSettings) -> HnswIndex:
+    """The index of a stored state: its snapshot with the vectors put back, plus the faces after it."""
+    if state.snapshot is None:
+        # Before any snapshot, one at a time and in order, so a restart rebuilds exactly the running graph.
+        index = HnswIndex(dimension, settings)
+        for label, vector in enumerate(stand_ins_filled(state.embeddings, dimension)):
+            index.add(label, vector)
+    else:
+        with tempfile.TemporaryDirectory(prefix="facestream-restore-") as folder:
+            path = Path(folder) / "index.bin"
+            with path.open("wb") as handle:
+                write_with_vectors(state.snapshot, state.embeddings[: state.snapshot_count], dimension, handle)
+            index = HnswIndex(dimension, settings, snapshot=path)
+        # Past a snapshot the graph differs from the running one anyway (hnswlib's level draws restart), so
+        # the faces after it are inserted on every core.
+        later = state.embeddings[state.snapshot_count :]
+        if later:
+            index.add_all(state.snapshot_count, stand_ins_filled(later, dimension))
+    if state.forgotten:
+        index.delete(sorted(state.forgotten))
+    return index
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,15 @@ import logging
 import time
 from array import array
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import NDArray
 
 from clustering.clusters import Cluster, LinkLog
+from clustering.compaction import restored_index
 from clustering.corrections import Correction, CorrectionView, apply_correction
 from clustering.events import Assignment, CorrectionOutcome, Merge
-from clustering.hnsw_format import with_vectors
 from clustering.index import HnswIndex
 from clustering.rank_order import candidate_links, enter
 from clustering.settings import ClusteringSettings
@@ -40,7 +41,6 @@ from clustering.store import (
     StateStore,
     StoredState,
     StoreError,
-    stand_ins_filled,
     tombstone,
 )
 from clustering.union_find import UnionFind
@@ -261,44 +261,38 @@ class OnlineRankOrder:
         plus the faces applied after it (clustering/compaction.py stores the snapshots)."""
         state = store.load() if state is None else state
         engine = cls(dimension, settings, store)
-        start = 0
-        if state.snapshot is not None:
-            vectors = stand_ins_filled(state.embeddings[: state.snapshot_count], dimension)
-            engine._index = HnswIndex(dimension, settings.index, snapshot=with_vectors(state.snapshot, vectors))
-            start = state.snapshot_count
-        if start:
-            # Past a snapshot the graph differs from the running one anyway (hnswlib's level draws restart), so
-            # the faces after it are inserted on every core; before any snapshot, one at a time, in order, so a
-            # restart rebuilds exactly the running graph.
-            later = state.embeddings[start:]
-            if later:
-                engine._index.add_all(start, stand_ins_filled(later, dimension))
-        else:
-            for label, vector in enumerate(stand_ins_filled(state.embeddings, dimension)):
-                engine._index.add(label, vector)
-        if state.forgotten:
-            engine._index.delete(sorted(state.forgotten))
+        # The index is built beside the rest: hnswlib's inserts leave the GIL to this thread's Python work.
+        with ThreadPoolExecutor(1, thread_name_prefix="restore-index") as pool:
+            index = pool.submit(restored_index, state, dimension, settings.index)
+            engine._restore_faces(state)
+            engine._index = index.result()
+        log.info(
+            "restored %d faces in %d clusters (index snapshot covered %d)",
+            len(engine),
+            len(engine._clusters),
+            state.snapshot_count if state.snapshot is not None else 0,
+        )
+        return engine
+
+    def _restore_faces(self, state: StoredState) -> None:
+        """Everything of ``state`` but the index: ids, neighbour lists, union-find, clusters, constraints."""
         for label, meta in enumerate(state.metas):
-            engine._ids.append(meta.face_id)
+            self._ids.append(meta.face_id)
             if meta.face_id:  # "": forgotten
-                engine._label_of[meta.face_id] = label
+                self._label_of[meta.face_id] = label
             members, sims = state.neighbours.get(label, ((), ()))
-            engine._lists.append(array("i", members))
-            engine._sims.append(array("f", sims))
-        engine._sets = UnionFind.from_parents(len(state.metas), state.parents)
-        engine._clusters = {root: Cluster.of(summary) for root, summary in state.clusters.items()}
+            self._lists.append(array("i", members))
+            self._sims.append(array("f", sims))
+        self._sets = UnionFind.from_parents(len(state.metas), state.parents)
+        self._clusters = {root: Cluster.of(summary) for root, summary in state.clusters.items()}
         for field_name, links in state.links.items():
-            engine._links.add(links, field_name)
-        engine._marks = state.marks
-        engine._commands = set(state.commands)
-        engine._tombstones = set(state.tombstones)
+            self._links.add(links, field_name)
+        self._marks = state.marks
+        self._commands = set(state.commands)
+        self._tombstones = set(state.tombstones)
         for label, meta in enumerate(state.metas):
             if not meta.face_id:
                 continue
-            engine._clusters[engine._sets.find(label)].note(meta, state.marks.get(label))
+            self._clusters[self._sets.find(label)].note(meta, state.marks.get(label))
             if meta.track:
-                engine._track_anchor[meta.track] = label
-        log.info(
-            "restored %d faces in %d clusters (index snapshot covered %d)", len(engine), len(engine._clusters), start
-        )
-        return engine
+                self._track_anchor[meta.track] = label

@@ -8,8 +8,11 @@ Pure numpy on the bytes; the header's fields are read, never assumed.
 
 from __future__ import annotations
 
+import io
 import mmap
 import struct
+from collections.abc import Sequence
+from typing import BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,24 +53,41 @@ def strip_vectors(index: bytes | mmap.mmap, dimension: int) -> bytes:
 
 def with_vectors(graph: bytes, vectors: NDArray[np.float32]) -> bytes:
     """The saved index ``strip_vectors`` took apart, with ``vectors[label]`` put back for each element."""
+    out = io.BytesIO()
+    write_with_vectors(graph, list(vectors), vectors.shape[1], out)
+    return out.getvalue()
+
+
+def write_with_vectors(
+    graph: bytes, vectors: Sequence[NDArray[np.float32]], dimension: int, out: BinaryIO, chunk: int = 20_000
+) -> None:
+    """Writes the saved index ``strip_vectors`` took apart to ``out``, with ``vectors[label]`` put back for each
+    element (an empty vector, a forgotten face's stand-in, as zeros), ``chunk`` elements at a time: a
+    million-face index is 2 GB, and no whole copy of it is ever made in memory."""
     if not graph.startswith(_MAGIC):
         raise SnapshotFormatError("not a graph written by strip_vectors")
-    index = graph[len(_MAGIC) :]
-    count, size, data_offset, label_offset = _header_of_stripped(index, vectors.shape[1] * 4)
-    width = vectors.shape[1] * 4
+    index = memoryview(graph)[len(_MAGIC) :]
+    width = dimension * 4
+    count, size, data_offset, label_offset = _header_of_stripped(index, width)
     stripped = size - width
     records = np.frombuffer(index, np.uint8, count * stripped, _HEADER.size).reshape(count, stripped)
     labels = records[:, label_offset - width : label_offset - width + 8].copy().view("<u8").ravel()
     if count and int(labels.max()) >= len(vectors):
         raise SnapshotFormatError(f"the graph names label {int(labels.max())}; only {len(vectors)} vectors given")
-    chosen = vectors[labels].astype(np.float64)
-    # As hnswlib's cosine space stores a vector: divided by its norm (plus 1e-30), in float32.
-    normalised = (chosen / (np.sqrt((chosen * chosen).sum(axis=1, keepdims=True)) + 1e-30)).astype("<f4")
-    full = np.concatenate([records[:, :data_offset], normalised.view(np.uint8), records[:, data_offset:]], axis=1)
-    return index[: _HEADER.size] + full.tobytes() + index[_HEADER.size + count * stripped :]
+    zeros = np.zeros(dimension, np.float32)
+    out.write(index[: _HEADER.size])
+    for first in range(0, count, chunk):
+        rows = records[first : first + chunk]
+        chosen = np.stack([v if v.size else zeros for v in (vectors[label] for label in labels[first : first + chunk])])
+        # As hnswlib's cosine space stores a vector: times 1 / (its norm + 1e-30), in float32.
+        norms = np.sqrt(np.einsum("ij,ij->i", chosen, chosen, dtype=np.float64))
+        normalised = (chosen * (1.0 / (norms + 1e-30)).astype(np.float32)[:, None]).astype("<f4")
+        full = np.concatenate([rows[:, :data_offset], normalised.view(np.uint8), rows[:, data_offset:]], axis=1)
+        out.write(full.data)
+    out.write(index[_HEADER.size + count * stripped :])
 
 
-def _header_of_stripped(index: bytes, width: int) -> tuple[int, int, int, int]:
+def _header_of_stripped(index: memoryview, width: int) -> tuple[int, int, int, int]:
     """The header fields of a stripped index: the records are ``width`` bytes shorter than it says."""
     if len(index) < _HEADER.size:
         raise SnapshotFormatError("a stripped graph shorter than its header")

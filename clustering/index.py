@@ -66,8 +66,8 @@ class ReadWriteLock:
 
 
 class HnswIndex:
-    def __init__(self, dimension: int, settings: IndexSettings, snapshot: bytes | None = None) -> None:
-        """An empty index, or the one a ``snapshot()`` saved."""
+    def __init__(self, dimension: int, settings: IndexSettings, snapshot: bytes | Path | None = None) -> None:
+        """An empty index, or the one a ``snapshot()`` saved (its bytes, or a file holding them)."""
         self.dimension = dimension
         self.settings = settings
         self._lock = ReadWriteLock()
@@ -81,6 +81,8 @@ class HnswIndex:
                 ef_construction=settings.ef_construction,
                 random_seed=settings.random_seed,
             )
+        elif isinstance(snapshot, Path):
+            self._index.load_index(str(snapshot), max_elements=0)
         else:
             fd, name = tempfile.mkstemp(suffix=".bin")
             try:

@@ -45,10 +45,11 @@ class RankOrderSettings(_Frozen):
     )
     representatives: int = Field(5, ge=1, le=50, description="Best-quality faces kept per cluster summary.")
     snapshot_every: int = Field(
-        50_000,
+        25_000,
         ge=0,
         description="Faces between snapshots of the HNSW index in Redis, stored by a forked child of the writer "
-        "(0: never). A restart loads the latest and adds the faces after it.",
+        "(0: never). A restart loads the latest and inserts the faces after it again: at most this many, the "
+        "longest part of a restart of a large space (README, Speed and memory).",
     )
 
 
