@@ -142,6 +142,12 @@ def test_kubernetes_manifests_validate_against_the_api_schemas(monkeypatch: pyte
         assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"], name
         assert container["resources"]["requests"], name
     assert "nvidia.com/gpu" in json.dumps(deployments["facestream-embed-gpu"])
+    # The cluster stage writes index snapshots and restores through a temporary file: with a read-only root
+    # filesystem, /tmp must be a volume of its own.
+    cluster = deployments["facestream-cluster"]["spec"]["template"]["spec"]
+    assert cluster["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
+    (tmp,) = [m for m in cluster["containers"][0]["volumeMounts"] if m["mountPath"] == "/tmp"]
+    assert "emptyDir" in next(v for v in cluster["volumes"] if v["name"] == tmp["name"])
 
     authentication, scaled = documents["keda-scaledobject.yaml"]
     assert scaled["kind"] == "ScaledObject"
