@@ -8,7 +8,7 @@ once, a few very often), and two faces of one person have cosine similarity abou
 
 Memory per face is the growth of this process's resident set divided by the faces, less the 2,048 bytes of
 the embedding itself; for Redis, Redis's own used_memory per face is printed beside it. With Redis, index
-snapshots are built by a child process every ``snapshot_every`` faces, as the cluster worker does, and after
+snapshots are stored by a forked child every ``snapshot_every`` faces, as the cluster worker does, and after
 the run the engine is restored from Redis (the latest snapshot plus the faces after it): "restart s".
 """
 
@@ -64,7 +64,7 @@ def measure(count: int, store_kind: str) -> dict[str, float]:
             with redis_server(Path(folder)) as server:
                 client = connect(server.url)
                 store = RedisStore(client, "bench")
-                # As the cluster worker does: index snapshots built by a child process, off the hot path.
+                # As the cluster worker does: index snapshots stored by a forked child, off the hot path.
                 every = ClusteringSettings().rank_order.snapshot_every
                 compactor = Compactor(SnapshotJob(RedisAddress(server.url), "bench", "", DIM), every, 0)
                 result = _run(faces, store, client, compactor)
