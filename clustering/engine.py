@@ -243,7 +243,7 @@ class OnlineRankOrder:
         outcome, delta = apply_correction(view, correction, self.params.representatives, offset)
         self._commands.add(correction.command_id)
         if delta.forgotten:
-            self._index.erase(sorted(delta.forgotten))
+            self._index.delete(sorted(delta.forgotten))
             self._tombstones.update(tombstone(face_id) for face_id in delta.forgotten.values())
             self._track_anchor = {t: a for t, a in self._track_anchor.items() if a not in delta.forgotten}
         try:

@@ -124,18 +124,6 @@ class HnswIndex:
                     self._index.mark_deleted(label)
                 self._deleted.add(label)
 
-    def erase(self, labels: list[int]) -> None:
-        """Deletes these items and overwrites their vectors with zeros first: hnswlib's mark_deleted alone
-        leaves a vector in memory, and in every file saved from it (an index snapshot's temporary file)."""
-        with self._lock.write():
-            for label in labels:
-                if label in self._deleted:
-                    continue
-                # On a label marked deleted already (loaded so from a snapshot) add_items unmarks it first.
-                self._index.add_items(np.zeros((1, self.dimension), np.float32), np.array([label]), num_threads=1)
-                self._index.mark_deleted(label)
-                self._deleted.add(label)
-
     def query(self, vector: NDArray[np.float32], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Labels and cosine similarities of the ``k`` nearest items, nearest first (fewer if fewer exist)."""
         with self._lock.read():

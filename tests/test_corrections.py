@@ -19,7 +19,6 @@ from clustering.corrections import (
 )
 from clustering.engine import OnlineRankOrder
 from clustering.events import Conflict, Forgotten, Labelled, Merged, Split
-from clustering.hnsw_format import _header
 from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import EMBEDDING_DTYPE
@@ -239,13 +238,6 @@ def test_forget_erases_faces_from_the_index_the_clusters_and_the_store(
     for face in bob:
         assert face.encode() not in blob
         assert packed[face] not in blob
-    # Nor is any erased vector left in the running index's memory, which a snapshot's file is saved from.
-    saved = engine.index.snapshot()
-    count, size, vector_offset, _ = _header(saved)
-    records = np.frombuffer(saved, np.uint8, count * size, 96).reshape(count, size)
-    held = records[:, vector_offset : vector_offset + DIM * 4].copy().view(np.float32)
-    for face in bob:
-        assert float((held @ (vectors[face] / np.linalg.norm(vectors[face]))).max()) < 0.99
     # Read again (a replay), a forgotten face stays forgotten; a restart keeps all of it.
     engine.add(bob[0], vectors[bob[0]], camera="bob", frame=0)
     assert bob[0] not in engine.labels()
