@@ -156,6 +156,34 @@ def test_the_compactor_stores_snapshots_from_a_forked_child_while_the_writer_goe
     assert store.snapshot()[1] == 40
 
 
+def test_a_failed_or_stuck_snapshot_child_is_logged_and_never_blocks_the_writer(
+    store: RedisStore, redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, _ = _filled(store, 40)
+    job = SnapshotJob(RedisAddress(redis_url), store.space, "", DIM)
+
+    def failing(*_: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("clustering.compaction.store_snapshot", failing)  # the forked child inherits it
+    compactor = Compactor(job, every=16, covered=0)
+    compactor.after(engine.index)
+    deadline = time.monotonic() + 30
+    while compactor.running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert compactor.finished == []
+    assert "the index snapshot of 40 faces failed (exit 1" in caplog.text
+
+    monkeypatch.setattr("clustering.compaction.store_snapshot", lambda *_: time.sleep(60))
+    monkeypatch.setattr("clustering.compaction.CHILD_DEADLINE_S", 0.5)
+    stuck = Compactor(job, every=16, covered=0)
+    stuck.after(engine.index)
+    time.sleep(1.0)
+    assert not stuck.running()  # killed past its deadline, reaped
+    assert "the index snapshot of 40 faces has run for" in caplog.text
+    assert store.snapshot() == (None, 0)
+
+
 def test_the_lease_is_kept_through_a_long_batch_and_left_to_lapse_by_a_stalled_writer(client: redis.Redis) -> None:
     space = f"lease-{uuid.uuid4().hex[:8]}"
     lease = WriterLease(client, space, ttl_s=0.6)
