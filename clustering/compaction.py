@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 #: A child that has not stored its snapshot by then is stuck (one at a million faces takes seconds).
 CHILD_DEADLINE_S = 600.0
+#: A writer giving its space up on purpose stores a last snapshot when it is at least this far ahead of the
+#: stored one (or ``every``, when smaller): the next writer then inserts nothing again.
+HANDOVER_MIN_FACES = 1_000
 
 
 def store_snapshot(index: HnswIndex, store: RedisStore, dimension: int, faces: int) -> None:
@@ -126,6 +129,26 @@ class Compactor:
         if pid == 0:
             os._exit(_child(self.job, index, faces))
         self._child = pid
+
+    def hand_over(self, index: HnswIndex, wait_s: float) -> bool:
+        """Before the lease is given up on purpose: stores a snapshot of all of ``index`` when it is worth it,
+        waiting up to ``wait_s`` (the parent only sleeps: the lease keeper goes on renewing). Returns whether
+        one was stored."""
+        faces = len(index)
+        if not self.every or faces - (self._due_at - self.every) < min(self.every, HANDOVER_MIN_FACES):
+            self.stop()
+            return False
+        self.stop()  # a child still storing an older one
+        self._faces, self._started, self._due_at = faces, time.monotonic(), faces + self.every
+        pid = index.fork()
+        if pid == 0:
+            os._exit(_child(self.job, index, faces))
+        self._child = pid
+        deadline = time.monotonic() + wait_s
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.stop()
+        return any(stored == faces for stored, _ in self.finished)
 
     def running(self) -> bool:
         self._reap()

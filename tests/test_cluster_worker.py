@@ -145,6 +145,23 @@ def test_a_writer_stores_index_snapshots_from_forked_children_as_it_goes_and_res
     assert (REGISTRY.get_sample_value("facestream_snapshot_seconds_count") or 0) >= snapshots_before + 2
 
 
+def test_a_writer_that_stops_hands_its_space_over_with_a_snapshot_of_every_face(
+    kafka_bootstrap: str, redis_url: str, running: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("clustering.compaction.HANDOVER_MIN_FACES", 1)
+    settings = _settings(kafka_bootstrap, redis_url)
+    settings = settings.model_copy(
+        update={"clustering": ClusteringSettings(rank_order=RankOrderSettings(snapshot_every=100_000))}
+    )
+    records = synthetic_faces(300, identities=20, space=_space(settings), seed=5)
+    _publish(kafka_bootstrap, settings.kafka.faces_topic, [r.to_json() for r in records])
+    worker = ClusterWorker(settings, connect(redis_url))
+    running(worker, lambda: worker.counters.faces == len(records))  # then a clean stop
+    store = RedisStore(connect(redis_url), _space(settings))
+    assert store.snapshot()[1] == len(records)  # the next writer inserts no face again
+    assert _state_labels(settings) == reference_labels(records, settings.clustering)
+
+
 def test_a_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(
     kafka_bootstrap: str, redis_url: str
 ) -> None:

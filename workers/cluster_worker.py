@@ -158,7 +158,7 @@ class ClusterWorker:
         gone = {tp.partition for tp in partitions if tp.topic == self.kafka.faces_topic}
         for space, writer in list(self.writers.items()):
             if writer.home in gone:
-                writer.release()
+                writer.release(hand_over=True)
                 del self.writers[space]
         self.positions.revoke(gone)
         consumer.incremental_unassign(partitions)
@@ -295,9 +295,9 @@ class ClusterWorker:
         self.positions.unplace()
         metrics.WRITER.set(0)
 
-    def _release_all(self) -> None:
+    def _release_all(self, hand_over: bool = False) -> None:
         for writer in self.writers.values():
-            writer.release()
+            writer.release(hand_over)
         self.writers.clear()
 
     def engine_of(self, space: str) -> OnlineRankOrder | None:
@@ -309,6 +309,6 @@ class ClusterWorker:
         return self.counters.summary()
 
     def _close(self) -> None:
-        self._release_all()
+        self._release_all(hand_over=not self._recovering)
         metrics.WRITER.set(0)
         self.consumer.close()

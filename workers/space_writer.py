@@ -35,6 +35,9 @@ from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Longest wait for the last snapshot of a space given up on purpose (the stop's grace is 45 s).
+HANDOVER_WAIT_S = 20.0
+
 
 class LeaseLostError(RuntimeError):
     """Another process holds the writer lease of an identity space this worker was writing."""
@@ -228,8 +231,27 @@ class SpaceWriter:
             log.info("index snapshot of %d faces of space %s stored in %.1f s", faces, self.space, seconds)
         self.compactor.finished.clear()
 
-    def release(self) -> None:
-        """Stops writing and gives the lease back (it lapses on its own if Redis cannot be reached)."""
+    def _durable(self, engine: OnlineRankOrder) -> bool:
+        try:
+            return self.store.count() == len(engine)
+        except RedisError:
+            return False
+
+    def release(self, hand_over: bool = False) -> None:
+        """Stops writing and gives the lease back (it lapses on its own if Redis cannot be reached).
+        ``hand_over``: the space is given up on purpose (a stop, a rebalance), not after a failure: a last index
+        snapshot is stored first, so the next writer restarts without inserting faces again."""
+        # Only an engine whose every face is in Redis: a snapshot must never cover faces the store lacks.
+        if hand_over and self.engine is not None and self.compactor is not None and self._durable(self.engine):
+            started = time.perf_counter()
+            if self.compactor.hand_over(self.engine.index, HANDOVER_WAIT_S):
+                log.info(
+                    "space %s handed over with an index snapshot of all its %d faces (%.1f s)",
+                    self.space,
+                    len(self.engine),
+                    time.perf_counter() - started,
+                )
+            self.snapshot_if_due()  # its metrics
         self.engine = None
         self.keeper.stop()
         if self.compactor is not None:
