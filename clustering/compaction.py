@@ -2,11 +2,11 @@
 
 A restarting writer loads the latest snapshot and adds the faces after it, so snapshots bound restart time.
 Serialising hnswlib's index holds the GIL (about 5 ms per 1,000 faces) and storing it in Redis takes longer
-still, so the writer does neither: every ``snapshot_every`` faces it forks (a millisecond or two whatever the
-index's size: only page tables are copied). The child holds the index exactly as it was after that face (copy
-on write: the writer goes on inserting into its own pages), saves it to a temporary file, stores its graph
-without the vectors (they are in Redis already; clustering/hnsw_format.py), fenced by the writer lease, and
-exits. The writer reaps it without waiting.
+still, so the writer does neither: every ``snapshot_every`` faces it forks (only page tables are copied: up
+to about 100 ms near a million faces, whose memory is in small pages). The child holds the index exactly as
+it was after that face (copy on write: the writer goes on inserting into its own pages), saves it to a
+temporary file, stores its graph without the vectors (they are in Redis already; clustering/hnsw_format.py),
+fenced by the writer lease, and exits. The writer reaps it without waiting.
 
 The child runs hnswlib's save, numpy and a Redis connection of its own, nothing else: it takes no lock another
 thread of the writer may have held at the fork (the index gets a new lock in the child; logging re-creates its
