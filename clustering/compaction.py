@@ -121,34 +121,31 @@ class Compactor:
         """Called when ``index`` holds every face applied so far: reaps a finished child, and forks one when a
         snapshot is due."""
         self._reap()
-        faces = len(index)
-        if self._child is not None or not self.every or faces < self._due_at:
-            return
-        self._faces, self._started, self._due_at = faces, time.monotonic(), faces + self.every
-        pid = index.fork()
-        if pid == 0:
-            os._exit(_child(self.job, index, faces))
-        self._child = pid
+        if self._child is None and self.every and len(index) >= self._due_at:
+            self._start(index)
 
     def hand_over(self, index: HnswIndex, wait_s: float) -> bool:
         """Before the lease is given up on purpose: stores a snapshot of all of ``index`` when it is worth it,
         waiting up to ``wait_s`` (the parent only sleeps: the lease keeper goes on renewing). Returns whether
         one was stored."""
+        self.stop()  # a child still storing an older one
         faces = len(index)
         if not self.every or faces - (self._due_at - self.every) < min(self.every, HANDOVER_MIN_FACES):
-            self.stop()
             return False
-        self.stop()  # a child still storing an older one
-        self._faces, self._started, self._due_at = faces, time.monotonic(), faces + self.every
-        pid = index.fork()
-        if pid == 0:
-            os._exit(_child(self.job, index, faces))
-        self._child = pid
+        self._start(index)
         deadline = time.monotonic() + wait_s
         while self.running() and time.monotonic() < deadline:
             time.sleep(0.02)
         self.stop()
         return any(stored == faces for stored, _ in self.finished)
+
+    def _start(self, index: HnswIndex) -> None:
+        faces = len(index)
+        self._faces, self._started, self._due_at = faces, time.monotonic(), faces + self.every
+        pid = index.fork()
+        if pid == 0:
+            os._exit(_child(self.job, index, faces))
+        self._child = pid
 
     def running(self) -> bool:
         self._reap()

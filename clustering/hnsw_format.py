@@ -8,7 +8,6 @@ Pure numpy on the bytes; the header's fields are read, never assumed.
 
 from __future__ import annotations
 
-import io
 import mmap
 import struct
 from collections.abc import Sequence
@@ -39,8 +38,8 @@ def _header(data: bytes | mmap.mmap) -> tuple[int, int, int, int]:
 
 
 def strip_vectors(index: bytes | mmap.mmap, dimension: int) -> bytes:
-    """The saved index (its bytes, or the file mapped) without its float32 vectors (restore them with
-    ``with_vectors``)."""
+    """The saved index (its bytes, or the file mapped) without its float32 vectors (put them back with
+    ``write_with_vectors``)."""
     count, size, data_offset, label_offset = _header(index)
     width = dimension * 4
     if label_offset - data_offset != width:
@@ -49,13 +48,6 @@ def strip_vectors(index: bytes | mmap.mmap, dimension: int) -> bytes:
     records = np.frombuffer(index, np.uint8, count * size, _HEADER.size).reshape(count, size)
     kept = np.concatenate([records[:, :data_offset], records[:, data_offset + width :]], axis=1)
     return _MAGIC + index[: _HEADER.size] + kept.tobytes() + index[body:]
-
-
-def with_vectors(graph: bytes, vectors: NDArray[np.float32]) -> bytes:
-    """The saved index ``strip_vectors`` took apart, with ``vectors[label]`` put back for each element."""
-    out = io.BytesIO()
-    write_with_vectors(graph, list(vectors), vectors.shape[1], out)
-    return out.getvalue()
 
 
 def write_with_vectors(

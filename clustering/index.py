@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,8 +65,8 @@ class ReadWriteLock:
 
 
 class HnswIndex:
-    def __init__(self, dimension: int, settings: IndexSettings, snapshot: bytes | Path | None = None) -> None:
-        """An empty index, or the one a ``snapshot()`` saved (its bytes, or a file holding them)."""
+    def __init__(self, dimension: int, settings: IndexSettings, snapshot: Path | None = None) -> None:
+        """An empty index, or the one ``save`` wrote to the file ``snapshot``."""
         self.dimension = dimension
         self.settings = settings
         self._lock = ReadWriteLock()
@@ -81,16 +80,8 @@ class HnswIndex:
                 ef_construction=settings.ef_construction,
                 random_seed=settings.random_seed,
             )
-        elif isinstance(snapshot, Path):
-            self._index.load_index(str(snapshot), max_elements=0)
         else:
-            fd, name = tempfile.mkstemp(suffix=".bin")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(snapshot)
-                self._index.load_index(name, max_elements=0)
-            finally:
-                os.unlink(name)
+            self._index.load_index(str(snapshot), max_elements=0)
         self._index.set_ef(settings.ef)  # ef is not part of a saved index
         self._index.set_num_threads(1)  # one thread: the same input order always builds the same graph
 
@@ -137,13 +128,6 @@ class HnswIndex:
             if k > self.settings.ef:
                 self._index.set_ef(self.settings.ef)
         return labels[0].astype(np.int64), (1.0 - distances[0]).astype(np.float32)
-
-    def snapshot(self) -> bytes:
-        """The whole index as bytes (hnswlib's own file format, not a pickle)."""
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "index.bin"
-            self.save(path)
-            return path.read_bytes()
 
     def save(self, path: Path) -> None:
         """Writes the whole index to ``path`` in hnswlib's own file format."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import redis
 
 from clustering.compaction import Compactor, SnapshotJob, store_snapshot
 from clustering.engine import OnlineRankOrder
-from clustering.hnsw_format import SnapshotFormatError, strip_vectors, with_vectors
+from clustering.hnsw_format import SnapshotFormatError, strip_vectors, write_with_vectors
 from clustering.index import HnswIndex
 from clustering.lease import LeaseKeeper, WriterLease
 from clustering.metrics import score_clustering
@@ -234,21 +236,24 @@ def test_a_batch_reaches_redis_in_one_round_trip_at_its_end_or_not_at_all(store:
     }
 
 
-def test_a_snapshot_without_vectors_gives_back_the_same_index() -> None:
+def test_a_snapshot_without_vectors_gives_back_the_same_index(tmp_path: Path) -> None:
     vectors, _ = identities(30, 4, 0.3, seed=4)
     index = HnswIndex(DIM, settings().index)
     for label, vector in enumerate(vectors):
         index.add(label, vector)
-    saved = index.snapshot()
+    index.save(tmp_path / "saved.bin")
+    saved = (tmp_path / "saved.bin").read_bytes()
     graph = strip_vectors(saved, DIM)
     assert len(graph) < len(saved) / 3
-    rebuilt = HnswIndex(DIM, settings().index, snapshot=with_vectors(graph, vectors))
+    with (tmp_path / "rebuilt.bin").open("wb") as handle:
+        write_with_vectors(graph, list(vectors), DIM, handle, chunk=7)  # several chunks
+    rebuilt = HnswIndex(DIM, settings().index, snapshot=tmp_path / "rebuilt.bin")
     for query in vectors[::7]:
         labels, sims = index.query(query, 10)
         again, again_sims = rebuilt.query(query, 10)
         assert again.tolist() == labels.tolist()
         np.testing.assert_allclose(again_sims, sims, atol=1e-6)
     with pytest.raises(SnapshotFormatError):
-        with_vectors(saved, vectors)  # not a stripped graph
+        write_with_vectors(saved, list(vectors), DIM, io.BytesIO())  # not a stripped graph
     with pytest.raises(SnapshotFormatError):
-        with_vectors(graph, vectors[:10])  # fewer vectors than the graph names
+        write_with_vectors(graph, list(vectors[:10]), DIM, io.BytesIO())  # fewer vectors than the graph names
