@@ -126,6 +126,8 @@ def test_the_identity_api_lists_shows_and_searches_with_a_token_only(
             status, refused = _call(other.port, f"/v1/spaces/{space}/search", {"embedding": face.embedding})
             assert status == 409
             assert "does not write space" in refused["error"]
+            photo = base64.b64encode(sample_images()[0].read_bytes()).decode()
+            assert _call(other.port, f"/v1/spaces/{space}/search", {"image": photo})[0] == 409
         finally:
             other.stop()
     finally:

@@ -56,6 +56,10 @@ class IdentityReader(Protocol):
         """None when this worker does not write ``space``."""
         ...
 
+    def writes(self, space: str) -> bool:
+        """Whether this worker writes ``space`` now (only its writer can search it)."""
+        ...
+
     def face_embedding(self, image: NDArray[np.uint8]) -> NDArray[np.float32] | None:
         """The embedding of the largest face of ``image`` that passes the quality gate; None when none does."""
         ...
@@ -90,6 +94,10 @@ class WorkerIdentities:
         with self.lock:
             engine = self.engines(space)
             return None if engine is None else engine.nearest_clusters(embedding, k)
+
+    def writes(self, space: str) -> bool:
+        with self.lock:
+            return self.engines(space) is not None
 
     def face_embedding(self, image: NDArray[np.uint8]) -> NDArray[np.float32] | None:
         from models.analyzer import largest_accepted  # noqa: PLC0415 - a worker without image searches loads no model
@@ -256,6 +264,8 @@ class _Routes:
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise RequestError(400, f"k is an integer from 1 to {MAX_K}")
         if "image" in body:
+            if not self.reader.writes(space):  # before any model is loaded or run for nothing
+                raise _not_the_writer(space)
             embedding = self.reader.face_embedding(_image(body["image"]))
             if embedding is None:
                 raise RequestError(422, "no face in the image passed the quality gate")
@@ -263,7 +273,7 @@ class _Routes:
             embedding = _embedding(body["embedding"], self.dimension)
         matches = self.reader.search(space, embedding, k)
         if matches is None:
-            raise RequestError(409, f"this worker does not write space {space}: search on its writer")
+            raise _not_the_writer(space)
         return {
             "space": space,
             "matches": [
@@ -271,6 +281,10 @@ class _Routes:
                 for summary, similarity in matches
             ],
         }
+
+
+def _not_the_writer(space: str) -> RequestError:
+    return RequestError(409, f"this worker does not write space {space}: search on its writer")
 
 
 def _space(raw: str) -> str:
