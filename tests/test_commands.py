@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from confluent_kafka import Producer
@@ -65,6 +66,15 @@ def _look_alikes(space: str, first_frame: int, per_person: int, seed: int) -> tu
     return records, second
 
 
+def _service(
+    bootstrap: str, redis_url: str, prefix: str, clustering: ClusteringSettings | None = None, **worker: Any
+) -> tuple[Settings, str]:
+    """Settings of a test's own topics, consumer group and identity space (``prefix`` and a random part)."""
+    space = prefix + uuid.uuid4().hex[:8]
+    config = WorkerSettings(cluster_group=f"cluster-{space}", redis_url=redis_url, **worker)
+    return Settings(kafka=fresh_kafka(bootstrap), worker=config, clustering=clustering or ClusteringSettings()), space
+
+
 def _produce(bootstrap: str, topic: str, space: str, values: list[bytes]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap})
     for value in values:
@@ -73,12 +83,8 @@ def _produce(bootstrap: str, topic: str, space: str, values: list[bytes]) -> Non
 
 
 def test_commands_apply_once_in_order_and_later_faces_obey_them(kafka_bootstrap: str, redis_url: str) -> None:
-    kafka = fresh_kafka(kafka_bootstrap)
-    space = "c" + uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka=kafka,
-        worker=WorkerSettings(cluster_group=f"cluster-{space}", redis_url=redis_url, metrics_port=0),
-    )
+    settings, space = _service(kafka_bootstrap, redis_url, "c", metrics_port=0)
+    kafka = settings.kafka
     faces, bob = _look_alikes(space, 0, 6, seed=1)
     _produce(kafka_bootstrap, kafka.faces_topic, space, [f.to_json() for f in faces])
 
@@ -153,13 +159,9 @@ def test_commands_apply_once_in_order_and_later_faces_obey_them(kafka_bootstrap:
 
 
 def test_retention_forgets_faces_stored_longer_ago_than_it_allows(kafka_bootstrap: str, redis_url: str) -> None:
-    kafka = fresh_kafka(kafka_bootstrap)
-    space = "r" + uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka=kafka,
-        worker=WorkerSettings(cluster_group=f"cluster-{space}", redis_url=redis_url, metrics_port=0),
-        clustering=ClusteringSettings(retention_days=3 / 86_400),  # three seconds
-    )
+    retention = ClusteringSettings(retention_days=3 / 86_400)  # three seconds
+    settings, space = _service(kafka_bootstrap, redis_url, "r", retention, metrics_port=0)
+    kafka = settings.kafka
     faces, _ = _look_alikes(space, 0, 5, seed=4)
     _produce(kafka_bootstrap, kafka.faces_topic, space, [f.to_json() for f in faces])
 
@@ -175,12 +177,8 @@ def test_retention_forgets_faces_stored_longer_ago_than_it_allows(kafka_bootstra
 
 
 def test_one_event_per_command_through_a_sigkill_of_the_writer(kafka_bootstrap: str, redis_url: str) -> None:
-    kafka = fresh_kafka(kafka_bootstrap)
-    space = "k" + uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka=kafka,
-        worker=WorkerSettings(cluster_group=f"cluster-{space}", redis_url=redis_url, lease_ttl_s=2.0),
-    )
+    settings, space = _service(kafka_bootstrap, redis_url, "k", lease_ttl_s=2.0)
+    kafka = settings.kafka
     faces = synthetic_faces(1500, identities=60, space=space, seed=11)
     _produce(kafka_bootstrap, kafka.faces_topic, space, [f.to_json() for f in faces])
     # Names for the first faces' clusters, interleaved with the stream: 40 commands, 5 of them repeated.
@@ -229,12 +227,8 @@ def test_one_event_per_command_through_a_sigkill_of_the_writer(kafka_bootstrap: 
 
 
 def test_names_and_constraints_survive_a_standby_take_over(kafka_bootstrap: str, redis_url: str) -> None:
-    kafka = fresh_kafka(kafka_bootstrap)
-    space = "t" + uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka=kafka,
-        worker=WorkerSettings(cluster_group=f"cluster-{space}", redis_url=redis_url, metrics_port=0, lease_ttl_s=2.0),
-    )
+    settings, space = _service(kafka_bootstrap, redis_url, "t", metrics_port=0, lease_ttl_s=2.0)
+    kafka = settings.kafka
     faces, bob = _look_alikes(space, 0, 4, seed=5)
     _produce(kafka_bootstrap, kafka.faces_topic, space, [f.to_json() for f in faces])
 
