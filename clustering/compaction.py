@@ -31,6 +31,7 @@ from pathlib import Path
 
 from clustering.hnsw_format import strip_vectors, write_with_vectors
 from clustering.index import HnswIndex
+from clustering.neighbour_search import NeighbourSearch, insert_cores
 from clustering.redis_client import RedisAddress, connect
 from clustering.redis_store import RedisStore
 from clustering.settings import IndexSettings
@@ -41,42 +42,44 @@ log = logging.getLogger(__name__)
 #: A child that has not stored its snapshot by then is stuck (one at a million faces takes seconds).
 CHILD_DEADLINE_S = 600.0
 #: A writer giving its space up on purpose stores a last snapshot when it is at least this far ahead of the
-#: stored one (or ``every``, when smaller): the next writer then inserts nothing again.
+#: stored one (or ``every``, when smaller): the next writer then inserts again only the faces of the last,
+#: partial insert block (they are not in the index: clustering/neighbour_search.py).
 HANDOVER_MIN_FACES = 1_000
 
 
-def store_snapshot(index: HnswIndex, store: RedisStore, dimension: int, faces: int) -> None:
-    """Stores ``index``, which holds the first ``faces`` faces, as the space's snapshot, without its vectors
-    (an older snapshot than the current one is dropped)."""
+def store_snapshot(index: HnswIndex, store: RedisStore, dimension: int) -> None:
+    """Stores ``index``, which holds the space's first ``len(index)`` faces, as the space's snapshot, without
+    its vectors (an older snapshot than the current one is dropped)."""
     with tempfile.TemporaryDirectory(prefix="facestream-snapshot-") as folder:
         path = Path(folder) / "index.bin"
         index.save(path)
         with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as saved:
             graph = strip_vectors(saved, dimension)
-    store.save_snapshot(graph, faces)
+    store.save_snapshot(graph, len(index))
 
 
-def restored_index(state: StoredState, dimension: int, settings: IndexSettings) -> HnswIndex:
-    """The index of a stored state: its snapshot with the vectors put back, plus the faces after it."""
+def restored_index(state: StoredState, dimension: int, settings: IndexSettings) -> NeighbourSearch:
+    """The faces of a stored state as the writer held them: its snapshot with the vectors put back plus the
+    whole blocks after it in the index, and the faces of the last, partial block pending."""
+    threads = insert_cores(settings.insert_threads)
+    total = len(state.embeddings)
+    inserted = max(total - total % settings.insert_block, state.snapshot_count if state.snapshot else 0)
     if state.snapshot is None:
-        # Before any snapshot, one at a time and in order, so a restart rebuilds exactly the running graph.
         index = HnswIndex(dimension, settings)
-        for label, vector in enumerate(stand_ins_filled(state.embeddings, dimension)):
-            index.add(label, vector)
+        start = 0
     else:
         with tempfile.TemporaryDirectory(prefix="facestream-restore-") as folder:
             path = Path(folder) / "index.bin"
             with path.open("wb") as handle:
                 write_with_vectors(state.snapshot, state.embeddings[: state.snapshot_count], dimension, handle)
             index = HnswIndex(dimension, settings, snapshot=path)
-        # Past a snapshot the graph differs from the running one anyway (hnswlib's level draws restart), so
-        # the faces after it are inserted on every core.
-        later = state.embeddings[state.snapshot_count :]
-        if later:
-            index.add_all(state.snapshot_count, stand_ins_filled(later, dimension))
-    if state.forgotten:
-        index.delete(sorted(state.forgotten))
-    return index
+        start = state.snapshot_count
+    # Block by block, as the writer inserted them: with one insert thread, the running graph exactly.
+    for first in range(start, inserted, settings.insert_block):
+        last = min(first + settings.insert_block, inserted)
+        index.add_all(first, stand_ins_filled(state.embeddings[first:last], dimension), threads)
+    pending = stand_ins_filled(state.embeddings[inserted:], dimension)
+    return NeighbourSearch(index, settings.insert_block, settings.insert_threads, pending, state.forgotten)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def _child(job: SnapshotJob, index: HnswIndex, faces: int) -> int:
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's stop flag is not the child's business
         started = time.perf_counter()
-        store_snapshot(index, RedisStore(connect(job.redis), job.space, job.token), job.dimension, faces)
+        store_snapshot(index, RedisStore(connect(job.redis), job.space, job.token), job.dimension)
         log.info("index snapshot of %d faces of space %s in %.1f s", faces, job.space, time.perf_counter() - started)
         return 0
     except BaseException:

@@ -28,6 +28,7 @@ from clustering.compaction import restored_index
 from clustering.corrections import Correction, CorrectionView, apply_correction
 from clustering.events import Assignment, CorrectionOutcome, Merge
 from clustering.index import HnswIndex
+from clustering.neighbour_search import NeighbourSearch
 from clustering.rank_order import candidate_links, enter
 from clustering.settings import ClusteringSettings
 from clustering.store import (
@@ -54,7 +55,8 @@ class OnlineRankOrder:
         self.settings = settings
         self.params = settings.rank_order
         self.store: StateStore = store if store is not None else InMemoryStore()
-        self._index = HnswIndex(dimension, settings.index)
+        index = settings.index
+        self._search = NeighbourSearch(HnswIndex(dimension, index), index.insert_block, index.insert_threads)
         self._ids: list[str] = []
         self._label_of: dict[str, int] = {}
         # Compact arrays rather than lists of Python numbers: about 500 bytes less per face.
@@ -77,8 +79,16 @@ class OnlineRankOrder:
 
     @property
     def index(self) -> HnswIndex:
-        """The HNSW index of the faces (what an index snapshot stores)."""
-        return self._index
+        """The HNSW index of the faces of whole insert blocks (what an index snapshot stores)."""
+        return self._search.index
+
+    def expect(self, faces: dict[str, NDArray[np.float32]]) -> None:
+        """The faces (id -> embedding, in order) about to be added: their searches are made together."""
+        self._search.expect({face_id: self._rounded(vector) for face_id, vector in faces.items()})
+
+    def _rounded(self, embedding: NDArray[np.float32]) -> NDArray[np.float32]:
+        # Rounded to the stored precision: the index holds what a restart will read back.
+        return np.asarray(embedding, dtype=EMBEDDING_DTYPE).astype(np.float32).reshape(self.dimension)
 
     @property
     def cluster_count(self) -> int:
@@ -94,10 +104,9 @@ class OnlineRankOrder:
 
     def nearest_clusters(self, embedding: NDArray[np.float32], k: int) -> list[tuple[ClusterSummary, float]]:
         """The ``k`` clusters nearest ``embedding`` (a unit vector), each with its best face's similarity."""
-        vector = np.asarray(embedding, dtype=EMBEDDING_DTYPE).astype(np.float32).reshape(self.dimension)
-        found, similarities = self._index.query(vector, max(self.params.direct_search, 10 * k))
+        found, similarities = self._search.search(self._rounded(embedding), max(self.params.direct_search, 10 * k))
         best: dict[int, float] = {}
-        for label, similarity in zip(found.tolist(), similarities.tolist(), strict=True):
+        for label, similarity in zip(found, similarities, strict=True):
             root = self._sets.find(label)
             best[root] = max(best.get(root, -1.0), similarity)
         ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:k]
@@ -133,13 +142,11 @@ class OnlineRankOrder:
             return Assignment(face_id, self.cluster_of(face_id))
         if self._tombstones and tombstone(face_id) in self._tombstones:
             return Assignment(face_id, -1)  # a forgotten face, read again: it stays forgotten
-        # Rounded to the stored precision: the index holds what a restart will read back.
-        vector = np.asarray(embedding, dtype=EMBEDDING_DTYPE).astype(np.float32).reshape(self.dimension)
+        vector = self._rounded(embedding)
         x = len(self._ids)
         k = self.params.k
-        found, similarities = self._index.query(vector, max(k, self.params.direct_search))
-        candidates, candidate_sims = found.tolist(), similarities.tolist()
-        self._index.add(x, vector)
+        candidates, candidate_sims = self._search.nearest(face_id, vector, max(k, self.params.direct_search))
+        self._search.add(x, vector)
         self._ids.append(face_id)
         self._label_of[face_id] = x
         self._sets.add()
@@ -243,7 +250,7 @@ class OnlineRankOrder:
         outcome, delta = apply_correction(view, correction, self.params.representatives, offset)
         self._commands.add(correction.command_id)
         if delta.forgotten:
-            self._index.delete(sorted(delta.forgotten))
+            self._search.forget(delta.forgotten)
             self._tombstones.update(tombstone(face_id) for face_id in delta.forgotten.values())
             self._track_anchor = {t: a for t, a in self._track_anchor.items() if a not in delta.forgotten}
         try:
@@ -265,7 +272,7 @@ class OnlineRankOrder:
         with ThreadPoolExecutor(1, thread_name_prefix="restore-index") as pool:
             index = pool.submit(restored_index, state, dimension, settings.index)
             engine._restore_faces(state)
-            engine._index = index.result()
+            engine._search = index.result()
         log.info(
             "restored %d faces in %d clusters (index snapshot covered %d)",
             len(engine),

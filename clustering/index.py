@@ -83,7 +83,6 @@ class HnswIndex:
         else:
             self._index.load_index(str(snapshot), max_elements=0)
         self._index.set_ef(settings.ef)  # ef is not part of a saved index
-        self._index.set_num_threads(1)  # one thread: the same input order always builds the same graph
 
     def __len__(self) -> int:
         return int(self._index.get_current_count())
@@ -95,15 +94,16 @@ class HnswIndex:
                 self._index.resize_index(max(capacity * 2, 1024))
             self._index.add_items(vector.reshape(1, -1), np.array([label]), num_threads=1)
 
-    def add_all(self, first_label: int, vectors: NDArray[np.float32]) -> None:
-        """Adds ``vectors`` as labels ``first_label``, ``first_label + 1``, ... on every core (the graph then
-        depends on thread timing: for restores past a snapshot, never for the running index)."""
+    def add_all(self, first_label: int, vectors: NDArray[np.float32], threads: int) -> None:
+        """Adds ``vectors`` as labels ``first_label``, ``first_label + 1``, ... on ``threads`` cores. With one,
+        in order: the same input always builds the same graph; with more, the graph depends on thread timing."""
         with self._lock.write():
+            capacity = self._index.get_max_elements()
             needed = len(self) + len(vectors)
-            if needed > self._index.get_max_elements():
-                self._index.resize_index(max(needed, 1024))
+            if needed > capacity:
+                self._index.resize_index(max(needed, capacity * 2, 1024))
             labels = np.arange(first_label, first_label + len(vectors))
-            self._index.add_items(vectors, labels, num_threads=os.cpu_count() or 1)
+            self._index.add_items(vectors, labels, num_threads=threads)
 
     def delete(self, labels: list[int]) -> None:
         """Takes these items out of every later query (hnswlib marks them deleted)."""
@@ -128,6 +128,22 @@ class HnswIndex:
             if k > self.settings.ef:
                 self._index.set_ef(self.settings.ef)
         return labels[0].astype(np.int64), (1.0 - distances[0]).astype(np.float32)
+
+    def query_many(
+        self, vectors: NDArray[np.float32], k: int, threads: int
+    ) -> list[tuple[NDArray[np.int64], NDArray[np.float32]]]:
+        """``query`` for each row of ``vectors``, on ``threads`` cores (each answer is the one ``query`` gives)."""
+        with self._lock.read():
+            k = min(k, len(self) - len(self._deleted))
+            if k == 0:
+                return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in vectors]
+            if k > self.settings.ef:
+                self._index.set_ef(k)
+            labels, distances = self._index.knn_query(vectors, k=k, num_threads=threads)
+            if k > self.settings.ef:
+                self._index.set_ef(self.settings.ef)
+        similarities = (1.0 - distances).astype(np.float32)
+        return [(row.astype(np.int64), sims) for row, sims in zip(labels, similarities, strict=True)]
 
     def save(self, path: Path) -> None:
         """Writes the whole index to ``path`` in hnswlib's own file format."""

@@ -19,6 +19,21 @@ class IndexSettings(_Frozen):
     ef: int = Field(64, ge=1, description="HNSW candidate list size while querying (raised to k when lower).")
     initial_capacity: int = Field(4096, ge=16, description="Items before the first resize; it doubles after.")
     random_seed: int = Field(100, description="Seed of the HNSW level draws, for reproducible graphs.")
+    insert_block: int = Field(
+        256,
+        ge=1,
+        le=4096,
+        description="Faces inserted into the HNSW index together; until its block is full a face is found by "
+        "exact search among the block's faces (clustering/neighbour_search.py). The face that fills a block "
+        "waits for its insert (about 100 ms at a million faces); 1 inserts each face alone, on one core.",
+    )
+    insert_threads: int = Field(
+        0,
+        ge=0,
+        description="Cores a block is inserted and queried on (0: every core this process may use). 1 makes "
+        "the graph, and so the clusters, a function of the faces' order alone; more build it faster, and the "
+        "graph then depends on thread timing where HNSW is approximate.",
+    )
 
 
 class RankOrderSettings(_Frozen):

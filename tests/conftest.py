@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,11 @@ from models.settings import ModelSettings, RuntimeSettings
 from tests.services import missing
 from workers import local_services
 from workers.local_services import kafka_broker, redis_server
+
+# Many tests compare a worker's clusters with a reference run's, face for face. One insert thread makes the HNSW
+# graph, and so the clusters, a function of the faces' order alone (docs/architecture.md, "Faces enter the HNSW
+# index a block at a time"); tests that build their settings in code use every core, as the default does.
+os.environ.setdefault("FACESTREAM_CLUSTERING__INDEX__INSERT_THREADS", "1")
 
 #: A missing binary skips the tests that need it, or fails them in CI (FACESTREAM_REQUIRE_SERVICES).
 local_services.on_missing = missing

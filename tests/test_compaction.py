@@ -56,18 +56,18 @@ def test_a_snapshot_of_the_running_index_restores_every_cluster_and_is_stored_in
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("clustering.redis_snapshots.SNAPSHOT_PART_BYTES", 1_500)
-    engine, _ = _filled(store, 30)
-    store_snapshot(engine.index, store, DIM, 30)
+    engine, _ = _filled(store, 32)  # four whole insert blocks of 8
+    store_snapshot(engine.index, store, DIM)
     older, _ = store.snapshot()
-    _more(engine, 10)
+    _more(engine, 10)  # one more block in the index, two faces pending
     snapshot, covered = store.snapshot()
-    assert covered == 30
+    assert covered == 32
     assert snapshot is not None
     assert len(snapshot) > 3_000  # three parts or more
     assert OnlineRankOrder.restore(store, DIM, settings()).labels() == engine.labels()
-    store_snapshot(engine.index, store, DIM, 40)
+    store_snapshot(engine.index, store, DIM)
     assert older is not None
-    store.save_snapshot(older, 30)  # an older one never replaces a newer
+    store.save_snapshot(older, 32)  # an older one never replaces a newer
     assert store.snapshot()[1] == 40
     # Exactly one generation of parts is kept; clearing the space leaves nothing behind.
     parts = [k for k in store.client.scan_iter(f"{{fs:{store.space}}}:snapshot:*")]
@@ -78,7 +78,7 @@ def test_a_snapshot_of_the_running_index_restores_every_cluster_and_is_stored_in
 
 def test_a_restore_from_a_snapshot_rebuilds_the_running_graph_exactly(store: RedisStore) -> None:
     engine, _ = _filled(store, 40)
-    store_snapshot(engine.index, store, DIM, 40)
+    store_snapshot(engine.index, store, DIM)
     restored = OnlineRankOrder.restore(store, DIM, settings())
     vectors, _ = identities(10, 4, 0.3, seed=11)
     for query in vectors:
@@ -89,12 +89,12 @@ def test_a_restore_from_a_snapshot_rebuilds_the_running_graph_exactly(store: Red
 
 
 def test_a_writer_that_lost_its_lease_cannot_store_a_snapshot(store: RedisStore, client: redis.Redis) -> None:
-    engine, _ = _filled(store, 20)
+    engine, _ = _filled(store, 24)
     other = WriterLease(client, store.space, ttl_s=30)
     assert other.acquire()
     fenced = RedisStore(client, store.space, writer_token="not-the-holder")
     with pytest.raises(StoreError, match="lease"):
-        store_snapshot(engine.index, fenced, DIM, 20)
+        store_snapshot(engine.index, fenced, DIM)
     assert store.snapshot() == (None, 0)
     assert not list(client.scan_iter(f"{{fs:{store.space}}}:snapshot:*"))  # its parts were removed
     other.release()
@@ -107,10 +107,10 @@ def test_a_restart_from_a_snapshot_keeps_every_cluster_and_clusters_the_rest_as_
     for i, vector in enumerate(vectors):
         uninterrupted.add(f"c:{i}:0", vector)
     first = OnlineRankOrder(DIM, settings(), store)
-    for i, vector in enumerate(vectors[:150]):
+    for i, vector in enumerate(vectors[:152]):
         first.add(f"c:{i}:0", vector)
-    store_snapshot(first.index, store, DIM, 150)
-    for i, vector in enumerate(vectors[150:200], start=150):
+    store_snapshot(first.index, store, DIM)
+    for i, vector in enumerate(vectors[152:200], start=152):
         first.add(f"c:{i}:0", vector)
     before = first.labels()
     resumed = OnlineRankOrder.restore(store, DIM, settings())

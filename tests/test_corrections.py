@@ -20,10 +20,10 @@ from clustering.corrections import (
 from clustering.engine import OnlineRankOrder
 from clustering.events import Conflict, Forgotten, Labelled, Merged, Split
 from clustering.redis_store import RedisStore
-from clustering.settings import ClusteringSettings
 from clustering.store import EMBEDDING_DTYPE
 from tests.conftest import StoreFactory
 from tests.streams import redis_traces
+from tests.test_engine import settings
 
 DIM = 64
 
@@ -59,7 +59,7 @@ def siblings(make_store: StoreFactory) -> tuple[OnlineRankOrder, list[str], list
     """An engine in which two look-alike people's faces ended up in one cluster."""
     rng = np.random.default_rng(1)
     a, b = look_alikes(0.8)
-    engine = OnlineRankOrder(DIM, ClusteringSettings(), make_store())
+    engine = OnlineRankOrder(DIM, settings(), make_store())
     alice = add_all(engine, "alice", person(a, 6, rng))
     bob = add_all(engine, "bob", person(b, 6, rng))
     assert len({engine.cluster_of(f) for f in alice + bob}) == 1, "the look-alikes should start merged"
@@ -113,7 +113,7 @@ def test_a_rejected_face_and_its_near_copies_never_come_back(
 
 def test_a_merge_holds_as_faces_come(make_store: StoreFactory) -> None:
     rng = np.random.default_rng(4)
-    engine = OnlineRankOrder(DIM, ClusteringSettings(), make_store())
+    engine = OnlineRankOrder(DIM, settings(), make_store())
     # One person in two very different conditions (similarity 0.1): two clusters until a user merges them.
     day, night = look_alikes(0.1, seed=5)
     day_faces = add_all(engine, "day", person(day, 4, rng))
@@ -130,7 +130,7 @@ def test_a_merge_holds_as_faces_come(make_store: StoreFactory) -> None:
 
 def test_names_survive_merges_and_two_names_never_join(make_store: StoreFactory) -> None:
     rng = np.random.default_rng(6)
-    engine = OnlineRankOrder(DIM, ClusteringSettings(), make_store())
+    engine = OnlineRankOrder(DIM, settings(), make_store())
     a, b = look_alikes(0.1, seed=7)
     first = engine.cluster_of(add_all(engine, "a", person(a, 3, rng))[0])
     second = engine.cluster_of(add_all(engine, "b", person(b, 3, rng))[0])
@@ -158,7 +158,7 @@ def test_corrections_and_their_constraints_survive_a_restart(
     cluster = engine.cluster_of(alice[0])
     engine.correct(SplitFaces("split-1", tuple(bob)))
     engine.correct(LabelCluster("name-1", cluster, "Alice"))
-    restored = OnlineRankOrder.restore(engine.store, DIM, ClusteringSettings())
+    restored = OnlineRankOrder.restore(engine.store, DIM, settings())
     assert restored.labels() == engine.labels()
     assert restored.clusters() == engine.clusters()
     assert restored.correct(SplitFaces("split-1", tuple(bob))) is None  # the command id is remembered
@@ -241,7 +241,7 @@ def test_forget_erases_faces_from_the_index_the_clusters_and_the_store(
     # Read again (a replay), a forgotten face stays forgotten; a restart keeps all of it.
     engine.add(bob[0], vectors[bob[0]], camera="bob", frame=0)
     assert bob[0] not in engine.labels()
-    restored = OnlineRankOrder.restore(engine.store, DIM, ClusteringSettings())
+    restored = OnlineRankOrder.restore(engine.store, DIM, settings())
     assert restored.labels() == engine.labels()
     assert restored.clusters() == engine.clusters()
     assert restored.nearest_clusters(vectors[bob[0]], 1)[0][1] < 0.99
@@ -249,17 +249,17 @@ def test_forget_erases_faces_from_the_index_the_clusters_and_the_store(
     assert bob[1] not in restored.labels()
     if isinstance(engine.store, RedisStore):
         # The next index snapshot holds the erased faces as deleted nodes without vectors, and restores alike.
-        store_snapshot(engine.index, engine.store, DIM, len(engine))
+        store_snapshot(engine.index, engine.store, DIM)
         for face in bob:
             assert packed[face] not in _traces(engine.store)
-        from_snapshot = OnlineRankOrder.restore(engine.store, DIM, ClusteringSettings())
+        from_snapshot = OnlineRankOrder.restore(engine.store, DIM, settings())
         assert from_snapshot.labels() == engine.labels()
         assert from_snapshot.nearest_clusters(vectors[bob[0]], 1)[0][1] < 0.99
 
 
 def test_forget_by_cluster_camera_and_time(make_store: StoreFactory) -> None:
     rng = np.random.default_rng(9)
-    engine = OnlineRankOrder(DIM, ClusteringSettings(), make_store())
+    engine = OnlineRankOrder(DIM, settings(), make_store())
     a, b = look_alikes(0.1, seed=10)
     first = add_all(engine, "door", person(a, 4, rng))
     second = add_all(engine, "hall", person(b, 4, rng))

@@ -12,7 +12,7 @@ from clustering.metrics import score_clustering
 from clustering.rank_order import batch_rank_order
 from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
-from clustering.settings import ClusteringSettings, RankOrderSettings
+from clustering.settings import ClusteringSettings, IndexSettings, RankOrderSettings
 from clustering.store import StoreError
 from tests.conftest import StoreFactory
 from workers.local_services import free_port
@@ -29,8 +29,12 @@ def identities(people: int, per_person: int, noise: float, seed: int = 0) -> tup
     return vectors.astype(np.float32), [int(i) // per_person for i in order]
 
 
-def settings(snapshot_every: int = 0) -> ClusteringSettings:
-    return ClusteringSettings(rank_order=RankOrderSettings(snapshot_every=snapshot_every))
+def settings(snapshot_every: int = 0, insert_block: int = 8) -> ClusteringSettings:
+    """Small insert blocks, so that a few dozen faces go through both searches (exact within a block, HNSW)."""
+    return ClusteringSettings(
+        index=IndexSettings(insert_block=insert_block),
+        rank_order=RankOrderSettings(snapshot_every=snapshot_every),
+    )
 
 
 def test_faces_of_one_frame_never_share_a_cluster(make_store: StoreFactory) -> None:

@@ -51,7 +51,7 @@ def test_spaces_live_in_one_slot_each_spread_over_the_masters_and_survive_a_mast
     for engine in engines.values():
         store = engine.store
         assert isinstance(store, RedisStore)
-        store_snapshot(engine.index, store, DIM, 30)
+        store_snapshot(engine.index, store, DIM)
     _feed(engines, 30, 40)
 
     # Each space's keys (state, outbox, lease, snapshot parts) hash to one slot; the spaces use every master.

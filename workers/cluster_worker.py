@@ -222,11 +222,13 @@ class ClusterWorker:
         for message, command in commands:
             self._forward(message, command)
         writers = {id(w): w for _, _, w in taken if w is not None}.values()
+        dimension = self.config.dimension
         # Each space's faces and events reach Redis in one round trip at the end of the block, before the
         # transaction that publishes them commits (a failure in between leaves them in the outbox).
         with ExitStack() as stack:
             for writer in writers:
                 stack.enter_context(writer.store.batch())
+                writer.expect((r for _, r, w in taken if w is writer and not isinstance(r, Exception)), dimension)
             for message, record, writer in taken:
                 self._one(message, record, writer)
         metrics.STAGE_SECONDS.labels("cluster").observe(time.perf_counter() - started)

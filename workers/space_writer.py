@@ -9,10 +9,12 @@ published again when the consumer reads their faces again, in the transaction th
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from enum import StrEnum
 
 import numpy as np
@@ -134,6 +136,16 @@ class SpaceWriter:
 
     # -- records -------------------------------------------------------------------------------------------------
 
+    def expect(self, records: Iterable[FaceRecord | TrackRecord | Command], dimension: int) -> None:
+        """The records of a batch about to be applied: the index searches of its embedded faces are made
+        together (clustering/neighbour_search.py)."""
+        faces: dict[str, NDArray[np.float32]] = {}
+        for record in records:
+            if isinstance(record, FaceRecord) and record.embedding:
+                with contextlib.suppress(MessageError):  # refused with its reason when it is applied
+                    faces[record.face_id] = record.vector(dimension)
+        self._engine().expect(faces)
+
     def apply(
         self, record: FaceRecord | TrackRecord | Command, dimension: int, at: tuple[int, int]
     ) -> tuple[Outcome, list[OutboxEntry]]:
@@ -240,14 +252,16 @@ class SpaceWriter:
     def release(self, hand_over: bool = False) -> None:
         """Stops writing and gives the lease back (it lapses on its own if Redis cannot be reached).
         ``hand_over``: the space is given up on purpose (a stop, a rebalance), not after a failure: a last index
-        snapshot is stored first, so the next writer restarts without inserting faces again."""
+        snapshot is stored first, so the next writer inserts again only the faces of the last, partial insert
+        block (up to ``index.insert_block - 1``, a fraction of a second)."""
         # Only an engine whose every face is in Redis: a snapshot must never cover faces the store lacks.
         if hand_over and self.engine is not None and self.compactor is not None and self._durable(self.engine):
             started = time.perf_counter()
             if self.compactor.hand_over(self.engine.index, HANDOVER_WAIT_S):
                 log.info(
-                    "space %s handed over with an index snapshot of all its %d faces (%.1f s)",
+                    "space %s handed over with an index snapshot of %d of its %d faces (%.1f s)",
                     self.space,
+                    len(self.engine.index),
                     len(self.engine),
                     time.perf_counter() - started,
                 )
