@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -43,6 +44,8 @@ from clustering.store import InMemoryStore, StateStore
 from workers.local_services import redis_server
 
 DIM = 512
+#: As the images run the workers (deploy/docker): large allocations in huge pages, so forks copy fewer page tables.
+HUGE_PAGES_ENV = {**os.environ, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 BATCH = 256  # the cluster worker's default batch (FACESTREAM_WORKER__CLUSTER_BATCH_SIZE)
 
 
@@ -149,6 +152,7 @@ def main() -> None:
         for store in args.stores:
             output = subprocess.run(
                 [sys.executable, "-m", "bench.clustering", "--one", str(size), store],
+                env=HUGE_PAGES_ENV,
                 check=True,
                 capture_output=True,
                 text=True,

@@ -97,6 +97,7 @@ def _child(job: SnapshotJob, index: HnswIndex, faces: int) -> int:
     """The forked child's whole life; returns its exit status."""
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's stop flag is not the child's business
+        os.nice(10)  # the writer's insert threads come first; the snapshot takes the cores they leave
         started = time.perf_counter()
         store_snapshot(index, RedisStore(connect(job.redis), job.space, job.token), job.dimension)
         log.info("index snapshot of %d faces of space %s in %.1f s", faces, job.space, time.perf_counter() - started)

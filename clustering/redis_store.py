@@ -17,7 +17,6 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,7 @@ from redis.exceptions import ResponseError
 
 from clustering.lua_scripts import lua
 from clustering.redis_client import RedisClient
-from clustering.redis_records import OutboxEntry, as_text, parse_meta, parse_summary, summary_json
+from clustering.redis_records import OutboxEntry, as_text, pack_meta, parse_meta, parse_summary, summary_json
 from clustering.redis_snapshots import SnapshotParts
 from clustering.store import (
     EMBEDDING_DTYPE,
@@ -106,7 +105,7 @@ class RedisStore:
     def apply(self, delta: FaceDelta) -> bool:
         """Applies one face's delta (queued inside ``batch()``); False when the face was applied before."""
         meta = delta.meta
-        operation: list[Any] = ["F", meta.face_id, delta.label, json.dumps(asdict(meta), separators=(",", ":"))]
+        operation: list[Any] = ["F", meta.face_id, delta.label, pack_meta(meta)]
         operation += [np.asarray(delta.embedding, EMBEDDING_DTYPE).tobytes(), len(delta.neighbours)]
         for label, neighbours in delta.neighbours.items():
             operation += [label, pack_neighbours(neighbours)]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from clustering.metrics import score_clustering
 from clustering.redis_client import RedisAddress, RedisClient, connect
 from clustering.redis_records import OutboxEntry
 from clustering.redis_store import RedisStore
-from clustering.store import StoreError
+from clustering.store import FaceMeta, StoreError
 from tests.test_engine import DIM, identities, settings
 
 
@@ -257,3 +259,22 @@ def test_a_snapshot_without_vectors_gives_back_the_same_index(tmp_path: Path) ->
         write_with_vectors(saved, list(vectors), DIM, io.BytesIO())  # not a stripped graph
     with pytest.raises(SnapshotFormatError):
         write_with_vectors(graph, list(vectors[:10]), DIM, io.BytesIO())  # fewer vectors than the graph names
+
+
+def test_face_records_are_packed_and_those_of_earlier_releases_still_read(store: RedisStore) -> None:
+    engine = OnlineRankOrder(DIM, settings(), store)
+    vectors, _ = identities(2, 1, 0.0, seed=12)
+    engine.add("cam:7:0", vectors[0], camera="cam", frame=7, timestamp=1.25, quality=0.875)
+    engine.add("caméra:8:1", vectors[1], camera="caméra", frame=8, track="t-1", cooccurring=("t-2", "t-3"))
+    meta_key = f"{{fs:{store.space}}}:meta"
+    packed = store.client.hget(meta_key, "0")
+    assert isinstance(packed, bytes)
+    assert len(packed) < 70  # JSON took about 170 bytes
+    assert not packed.startswith(b"{")
+    first, second = store.metas([0, 1])
+    assert first == FaceMeta("cam:7:0", "cam", "cam:7", 1.25, 0.875, None, (), first.stored_at)
+    assert first.stored_at > 0
+    assert second == FaceMeta("caméra:8:1", "caméra", "caméra:8", 0.0, 1.0, "t-1", ("t-2", "t-3"), second.stored_at)
+    # A record written as JSON by an earlier release reads as before.
+    store.client.hset(meta_key, "1", json.dumps(dataclasses.asdict(second)))
+    assert store.load().metas == [first, second]

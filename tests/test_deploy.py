@@ -93,6 +93,7 @@ def test_images_are_non_root_with_models_baked_in_and_a_healthcheck() -> None:
         assert f"EXPOSE {METRICS_PORT}" in text
         assert "facestream models --verify" in text  # sha256-checked models written at build time
         assert "HNSWLIB_NO_NATIVE=1" in text
+        assert "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in text  # a snapshot's fork copies fewer page tables
         for package in top_level:
             assert f"COPY {package} ./{package}" in text, f"{name} does not copy the {package} package"
     assert "onnxruntime-gpu" not in (DEPLOY / "docker" / "Dockerfile").read_text()
