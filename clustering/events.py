@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -72,7 +72,10 @@ CorrectionOutcome = Merged | Split | Labelled | Forgotten | Conflict
 def outcome_json(outcome: CorrectionOutcome) -> str:
     kinds = {Merged: "merged", Split: "split", Labelled: "labelled", Forgotten: "forgotten", Conflict: "conflict"}
     kind = kinds[type(outcome)]
-    return json.dumps({"type": kind, **asdict(outcome)}, separators=(",", ":"))
+    # Shallow: the fields are numbers, strings and tuples of them, which json writes as they are; asdict's deep
+    # copy of a split's face ids was a fifth of the command's time.
+    record = {field.name: getattr(outcome, field.name) for field in fields(outcome)}
+    return json.dumps({"type": kind, **record}, separators=(",", ":"))
 
 
 def outcome_from_json(raw: str) -> CorrectionOutcome:
