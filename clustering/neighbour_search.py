@@ -148,3 +148,4 @@ class NeighbourSearch:
         with self._lock:
             self.index.delete(sorted(label for label in labels if label < self._first))
             self._forgotten.update(label for label in labels if label >= self._first)
+            self._ahead.clear()  # answers made before may name them

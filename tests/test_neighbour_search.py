@@ -56,6 +56,23 @@ def test_forgotten_faces_are_never_found_whether_indexed_or_pending() -> None:
     assert len(labels) == 28
 
 
+def test_a_face_forgotten_in_the_middle_of_a_batch_is_not_found_by_the_rest_of_it() -> None:
+    vectors, _ = identities(10, 3, 0.4, seed=8)
+    search = NeighbourSearch(HnswIndex(DIM, IndexSettings()), block=8, threads=1)
+    for i in range(16):
+        search.nearest(f"f{i}", vectors[i], 5)
+        search.add(i, vectors[i])
+    copies = vectors[3] + 0.01 * vectors[16:20]  # near copies of face 3, which is in the index
+    search.expect({f"f{16 + j}": copy for j, copy in enumerate(copies)})
+    assert search.nearest("f16", copies[0], 5)[0][0] == 3  # the rest of the batch was queried with it
+    search.add(16, copies[0])
+    search.forget([3])
+    for j, copy in enumerate(copies[1:], start=17):
+        labels, _ = search.nearest(f"f{j}", copy, 5)
+        assert 3 not in labels
+        search.add(j, copy)
+
+
 def test_a_face_is_searchable_as_soon_as_it_is_added(make_store: StoreFactory) -> None:
     vectors, _ = identities(3, 1, 0.0, seed=5)
     engine = OnlineRankOrder(DIM, ClusteringSettings(), make_store())  # default block: all three pending
