@@ -87,13 +87,6 @@ class HnswIndex:
     def __len__(self) -> int:
         return int(self._index.get_current_count())
 
-    def add(self, label: int, vector: NDArray[np.float32]) -> None:
-        with self._lock.write():
-            capacity = self._index.get_max_elements()
-            if len(self) >= capacity:
-                self._index.resize_index(max(capacity * 2, 1024))
-            self._index.add_items(vector.reshape(1, -1), np.array([label]), num_threads=1)
-
     def add_all(self, first_label: int, vectors: NDArray[np.float32], threads: int) -> None:
         """Adds ``vectors`` as labels ``first_label``, ``first_label + 1``, ... on ``threads`` cores. With one,
         in order: the same input always builds the same graph; with more, the graph depends on thread timing."""

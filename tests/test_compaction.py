@@ -241,8 +241,7 @@ def test_a_batch_reaches_redis_in_one_round_trip_at_its_end_or_not_at_all(store:
 def test_a_snapshot_without_vectors_gives_back_the_same_index(tmp_path: Path) -> None:
     vectors, _ = identities(30, 4, 0.3, seed=4)
     index = HnswIndex(DIM, settings().index)
-    for label, vector in enumerate(vectors):
-        index.add(label, vector)
+    index.add_all(0, vectors, threads=1)
     index.save(tmp_path / "saved.bin")
     saved = (tmp_path / "saved.bin").read_bytes()
     graph = strip_vectors(saved, DIM)
