@@ -25,6 +25,15 @@ def _exact(vectors: np.ndarray, i: int, k: int, gone: set[int]) -> list[int]:
     return [earlier[j] for j in np.argsort(-sims, kind="stable")[:k]]
 
 
+def _filled(vectors: np.ndarray) -> NeighbourSearch:
+    """A search over ``vectors`` in blocks of 8, on one thread, each added as the engine adds a face."""
+    search = NeighbourSearch(HnswIndex(DIM, IndexSettings()), block=8, threads=1)
+    for i, vector in enumerate(vectors):
+        search.nearest(f"f{i}", vector, 5)
+        search.add(i, vector)
+    return search
+
+
 def test_each_face_finds_its_exact_nearest_earlier_faces_in_the_index_and_in_the_block() -> None:
     vectors, _ = identities(25, 4, 0.4, seed=3)
     search = NeighbourSearch(HnswIndex(DIM, IndexSettings()), block=16, threads=2)
@@ -41,10 +50,7 @@ def test_each_face_finds_its_exact_nearest_earlier_faces_in_the_index_and_in_the
 
 def test_forgotten_faces_are_never_found_whether_indexed_or_pending() -> None:
     vectors, _ = identities(10, 3, 0.4, seed=4)
-    search = NeighbourSearch(HnswIndex(DIM, IndexSettings()), block=8, threads=1)
-    for i in range(20):
-        search.nearest(f"f{i}", vectors[i], 5)
-        search.add(i, vectors[i])
+    search = _filled(vectors[:20])
     search.forget([3, 18])  # one in the index, one in the block in progress
     for i in range(20, 30):
         labels, _ = search.nearest(f"f{i}", vectors[i], 10)
@@ -58,10 +64,7 @@ def test_forgotten_faces_are_never_found_whether_indexed_or_pending() -> None:
 
 def test_a_face_forgotten_in_the_middle_of_a_batch_is_not_found_by_the_rest_of_it() -> None:
     vectors, _ = identities(10, 3, 0.4, seed=8)
-    search = NeighbourSearch(HnswIndex(DIM, IndexSettings()), block=8, threads=1)
-    for i in range(16):
-        search.nearest(f"f{i}", vectors[i], 5)
-        search.add(i, vectors[i])
+    search = _filled(vectors[:16])
     copies = vectors[3] + 0.01 * vectors[16:20]  # near copies of face 3, which is in the index
     search.expect({f"f{16 + j}": copy for j, copy in enumerate(copies)})
     assert search.nearest("f16", copies[0], 5)[0][0] == 3  # the rest of the batch was queried with it
