@@ -11,21 +11,22 @@ stream, so with one insert thread the answers are a function of the faces' order
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable
 
 import numpy as np
 from numpy.typing import NDArray
 
+from clustering.cpu_cores import usable_cores
 from clustering.index import HnswIndex
 
 Found = tuple[list[int], list[float]]
 
 
 def insert_cores(threads: int) -> int:
-    """The cores a block is inserted on: ``threads``, or for 0 those this process may run on."""
-    return threads if threads > 0 else len(os.sched_getaffinity(0))
+    """The cores a block is inserted on: ``threads``, or for 0 those this process can keep busy (its affinity,
+    capped by a container's CPU quota)."""
+    return threads if threads > 0 else usable_cores()
 
 
 def _unit(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -47,7 +48,7 @@ class NeighbourSearch:
         label order) and, among those, the labels in ``forgotten`` taken out."""
         self.index = index
         self._block = block
-        self._threads = threads
+        self._cores = insert_cores(threads)  # read once: the cgroup files are not free to read per block
         dimension = index.dimension
         self._first = len(index)
         #: The pending faces as given (hnswlib normalises what it inserts) and as unit rows for the exact search.
@@ -110,7 +111,7 @@ class NeighbourSearch:
         room = self._block - self._count - 1
         ids = [face_id, *list(self._upcoming)[: max(room, 0)]]
         vectors = np.stack([vector, *(self._upcoming[i] for i in ids[1:])])
-        answers = self.index.query_many(vectors, count, insert_cores(self._threads))
+        answers = self.index.query_many(vectors, count, self._cores)
         size = len(self.index)
         for other, (labels, sims) in zip(ids[1:], answers[1:], strict=True):
             self._ahead[other] = (size, (labels.tolist(), sims.tolist()))
@@ -135,7 +136,7 @@ class NeighbourSearch:
         self._count += 1
 
     def _insert_block(self) -> None:
-        self.index.add_all(self._first, self._raw[: self._count], insert_cores(self._threads))
+        self.index.add_all(self._first, self._raw[: self._count], self._cores)
         self.index.delete(sorted(self._forgotten))
         self._first += self._count
         self._count = 0

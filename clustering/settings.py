@@ -30,7 +30,8 @@ class IndexSettings(_Frozen):
     insert_threads: int = Field(
         0,
         ge=0,
-        description="Cores a block is inserted and queried on (0: every core this process may use). 1 makes "
+        description="Cores a block is inserted and queried on (0: the cores this process may use, capped by "
+        "its container's CPU limit). 1 makes "
         "the graph, and so the clusters, a function of the faces' order alone; more build it faster, and the "
         "graph then depends on thread timing where HNSW is approximate.",
     )
