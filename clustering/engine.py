@@ -83,8 +83,15 @@ class OnlineRankOrder:
         return self._search.index
 
     def expect(self, faces: dict[str, NDArray[np.float32]]) -> None:
-        """The faces (id -> embedding, in order) about to be added: their searches are made together."""
-        self._search.expect({face_id: self._rounded(vector) for face_id, vector in faces.items()})
+        """The faces (id -> embedding, in order) about to be added: their searches are made together (faces
+        added before, or forgotten, are not searched: a replay after a restart is all repeats)."""
+        self._search.expect(
+            {
+                face_id: self._rounded(vector)
+                for face_id, vector in faces.items()
+                if face_id not in self._label_of and not (self._tombstones and tombstone(face_id) in self._tombstones)
+            }
+        )
 
     def _rounded(self, embedding: NDArray[np.float32]) -> NDArray[np.float32]:
         # Rounded to the stored precision: the index holds what a restart will read back.

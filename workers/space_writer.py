@@ -72,6 +72,8 @@ class SpaceWriter:
         self._pending: defaultdict[tuple[int, int], list[OutboxEntry]] = defaultdict(list)
         #: Outbox entries recorded or published again in the open batch, to drop once it commits.
         self._unpublished = 0
+        #: The embeddings of the open batch's faces, decoded once: face id -> (its first record, embedding).
+        self._decoded: dict[str, tuple[FaceRecord, NDArray[np.float32]]] = {}
 
     def home_elsewhere(self, partition: int) -> int | None:
         """The partition this space's faces were applied from, when it is not ``partition``."""
@@ -138,12 +140,15 @@ class SpaceWriter:
 
     def expect(self, records: Iterable[FaceRecord | TrackRecord | Command], dimension: int) -> None:
         """The records of a batch about to be applied: the index searches of its embedded faces are made
-        together (clustering/neighbour_search.py)."""
+        together (clustering/neighbour_search.py), and their embeddings decoded once."""
         faces: dict[str, NDArray[np.float32]] = {}
+        self._decoded = {}
         for record in records:
             if isinstance(record, FaceRecord) and record.embedding:
                 with contextlib.suppress(MessageError):  # refused with its reason when it is applied
-                    faces[record.face_id] = record.vector(dimension)
+                    if record.face_id not in faces:  # a repeat adds nothing
+                        faces[record.face_id] = record.vector(dimension)
+                        self._decoded[record.face_id] = (record, faces[record.face_id])
         self._engine().expect(faces)
 
     def apply(
@@ -157,7 +162,9 @@ class SpaceWriter:
             return self.correction(record, at)
         if not record.embedding:
             return self.tracked_face(record, at)
-        return self.face(record, record.vector(dimension), at)
+        decoded = self._decoded.pop(record.face_id, None)  # when the batch was announced
+        vector = decoded[1] if decoded is not None and decoded[0] is record else record.vector(dimension)
+        return self.face(record, vector, at)
 
     def face(
         self, record: FaceRecord, vector: NDArray[np.float32], at: tuple[int, int]
@@ -224,6 +231,7 @@ class SpaceWriter:
         """The open batch's events are durable on the identities topic: drop them from the outbox."""
         self.store.mark_published(self._unpublished)
         self._unpublished = 0
+        self._decoded.clear()
 
     # -- keeping and giving back ------------------------------------------------------------------------------
 
