@@ -160,8 +160,10 @@ class OnlineRankOrder:
         self._lists.append(array("i", candidates[:k]))
         self._sims.append(array("f", candidate_sims[:k]))
         changed = [x]
+        lists, sims = self._lists, self._sims
         for y, similarity in zip(candidates, candidate_sims, strict=True):
-            if enter(self._lists[y], self._sims[y], x, similarity, k):
+            # Most of the 50 candidates' lists are full of nearer faces: test that before calling enter.
+            if (len(sims[y]) < k or similarity > sims[y][-1]) and enter(lists[y], sims[y], x, similarity, k):
                 changed.append(y)
         meta = FaceMeta(
             face_id,

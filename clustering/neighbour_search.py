@@ -59,6 +59,8 @@ class NeighbourSearch:
         self._upcoming: dict[str, NDArray[np.float32]] = {}
         #: Face id -> (index size the answer holds for, labels, similarities) of queries made ahead.
         self._ahead: dict[str, tuple[int, Found]] = {}
+        #: The last vector the exact search was made for, and its unit row.
+        self._last_unit: tuple[NDArray[np.float32] | None, NDArray[np.float32]] = (None, self._unit[:0])
         #: The writer's thread changes the block while others (the identity API) search it.
         self._lock = threading.Lock()
         if pending is not None and len(pending):
@@ -96,7 +98,8 @@ class NeighbourSearch:
         """The index's answer merged with the exact one among the pending faces."""
         if not self._count:
             return labels, sims
-        block_sims = self._unit[: self._count] @ _unit(vector)
+        self._last_unit = vector, _unit(vector)  # the writer adds the face it searched for next
+        block_sims = self._unit[: self._count] @ self._last_unit[1]
         for label in self._forgotten:
             block_sims[label - self._first] = -np.inf
         merged_labels = np.concatenate([np.asarray(labels, np.int64), np.arange(self._first, len(self))])
@@ -132,7 +135,8 @@ class NeighbourSearch:
             self._raw = np.resize(self._raw, (grown, self.index.dimension))
             self._unit = np.resize(self._unit, (grown, self.index.dimension))
         self._raw[self._count] = vector
-        self._unit[self._count] = _unit(vector)
+        last_vector, last_unit = self._last_unit
+        self._unit[self._count] = last_unit if last_vector is vector else _unit(vector)
         self._count += 1
 
     def _insert_block(self) -> None:

@@ -69,11 +69,12 @@ def candidate_links(
     links.update(dict.fromkeys(must, MUST_LINK))
     for c in changed:
         list_c = lists[c]
+        root_c = find(c)  # links are only collected here, so c's cluster stays the same through its list
         for z, similarity in zip(list_c, sims[c], strict=True):
             if similarity < params.cosine_gate:
                 break  # lists are sorted: no later neighbour passes the gate
             pair = (min(c, z), max(c, z))
-            if pair in links or find(c) == find(z) or not ids[z]:
+            if pair in links or root_c == find(z) or not ids[z]:
                 continue
             distance = rank_order_distance(c, list_c, z, lists[z])
             if distance is not None and distance <= params.threshold:
