@@ -189,7 +189,8 @@ def components(members: Sequence[int], links: Iterable[Link]) -> list[list[int]]
 
 def members_of(sets: UnionFind, root: int) -> list[int]:
     """The faces of the cluster ``root``, found over the whole parent array at numpy speed."""
-    parents = np.asarray(sets.parents(), np.int64)
+    # A copy of the buffer (a memcpy): a view would keep the union-find from growing while it lived.
+    parents = np.frombuffer(sets.parents(), np.intc).copy()
     roots = parents
     while True:
         deeper = parents[roots]
