@@ -30,6 +30,7 @@ from clustering.events import Assignment, CorrectionOutcome, Merge
 from clustering.index import HnswIndex
 from clustering.neighbour_search import NeighbourSearch
 from clustering.rank_order import candidate_links, enter
+from clustering.restored_faces import RestoredFaces, restored_faces
 from clustering.settings import ClusteringSettings
 from clustering.store import (
     EMBEDDING_DTYPE,
@@ -280,7 +281,7 @@ class OnlineRankOrder:
         # The index is built beside the rest: hnswlib's inserts leave the GIL to this thread's Python work.
         with ThreadPoolExecutor(1, thread_name_prefix="restore-index") as pool:
             index = pool.submit(restored_index, state, dimension, settings.index)
-            engine._restore_faces(state)
+            engine._adopt(restored_faces(state))
             engine._search = index.result()
         log.info(
             "restored %d faces in %d clusters (index snapshot covered %d)",
@@ -290,25 +291,7 @@ class OnlineRankOrder:
         )
         return engine
 
-    def _restore_faces(self, state: StoredState) -> None:
-        """Everything of ``state`` but the index: ids, neighbour lists, union-find, clusters, constraints."""
-        for label, meta in enumerate(state.metas):
-            self._ids.append(meta.face_id)
-            if meta.face_id:  # "": forgotten
-                self._label_of[meta.face_id] = label
-            members, sims = state.neighbours.get(label, ((), ()))
-            self._lists.append(array("i", members))
-            self._sims.append(array("f", sims))
-        self._sets = UnionFind.from_parents(len(state.metas), state.parents)
-        self._clusters = {root: Cluster.of(summary) for root, summary in state.clusters.items()}
-        for field_name, links in state.links.items():
-            self._links.add(links, field_name)
-        self._marks = state.marks
-        self._commands = set(state.commands)
-        self._tombstones = set(state.tombstones)
-        for label, meta in enumerate(state.metas):
-            if not meta.face_id:
-                continue
-            self._clusters[self._sets.find(label)].note(meta, state.marks.get(label))
-            if meta.track:
-                self._track_anchor[meta.track] = label
+    def _adopt(self, faces: RestoredFaces) -> None:
+        self._ids, self._label_of, self._lists, self._sims = faces.ids, faces.label_of, faces.lists, faces.sims
+        self._sets, self._clusters, self._links, self._marks = faces.sets, faces.clusters, faces.links, faces.marks
+        self._commands, self._tombstones, self._track_anchor = faces.commands, faces.tombstones, faces.track_anchor
