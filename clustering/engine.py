@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numpy.typing import NDArray
 
-from clustering.clusters import Cluster, LinkLog
+from clustering.clusters import Cluster
 from clustering.compaction import restored_index
 from clustering.corrections import Correction, CorrectionView, apply_correction
 from clustering.events import Assignment, CorrectionOutcome, Merge
@@ -39,13 +39,11 @@ from clustering.store import (
     FaceMeta,
     InMemoryStore,
     Link,
-    Marks,
     StateStore,
     StoredState,
     StoreError,
     tombstone,
 )
-from clustering.union_find import UnionFind
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +56,15 @@ class OnlineRankOrder:
         self.store: StateStore = store if store is not None else InMemoryStore()
         index = settings.index
         self._search = NeighbourSearch(HnswIndex(dimension, index), index.insert_block, index.insert_threads)
-        self._ids: list[str] = []
-        self._label_of: dict[str, int] = {}
-        # Compact arrays rather than lists of Python numbers: about 500 bytes less per face.
-        self._lists: list[array[int]] = []
-        self._sims: list[array[float]] = []
-        self._sets = UnionFind()
-        self._clusters: dict[int, Cluster] = {}
-        self._links = LinkLog()
-        #: Correction marks of the faces a correction named or cut (few): label -> marks.
-        self._marks: dict[int, Marks] = {}
-        self._commands: set[str] = set()
-        self._tombstones: set[str] = set()
-        #: Track -> label of its latest embedded face, the anchor of the track's next must-link.
-        self._track_anchor: dict[str, int] = {}
+        self._adopt(RestoredFaces())  # none yet
         self._broken = False
         self.refused_links = 0
+
+    def _adopt(self, faces: RestoredFaces) -> None:
+        """Takes these faces' state as its own (clustering/restored_faces.py says what each holds)."""
+        self._ids, self._label_of, self._lists, self._sims = faces.ids, faces.label_of, faces.lists, faces.sims
+        self._sets, self._clusters, self._links, self._marks = faces.sets, faces.clusters, faces.links, faces.marks
+        self._commands, self._tombstones, self._track_anchor = faces.commands, faces.tombstones, faces.track_anchor
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -290,8 +281,3 @@ class OnlineRankOrder:
             state.snapshot_count if state.snapshot is not None else 0,
         )
         return engine
-
-    def _adopt(self, faces: RestoredFaces) -> None:
-        self._ids, self._label_of, self._lists, self._sims = faces.ids, faces.label_of, faces.lists, faces.sims
-        self._sets, self._clusters, self._links, self._marks = faces.sets, faces.clusters, faces.links, faces.marks
-        self._commands, self._tombstones, self._track_anchor = faces.commands, faces.tombstones, faces.track_anchor

@@ -72,10 +72,14 @@ CorrectionOutcome = Merged | Split | Labelled | Forgotten | Conflict
 def outcome_json(outcome: CorrectionOutcome) -> str:
     kinds = {Merged: "merged", Split: "split", Labelled: "labelled", Forgotten: "forgotten", Conflict: "conflict"}
     kind = kinds[type(outcome)]
-    # Shallow: the fields are numbers, strings and tuples of them, which json writes as they are; asdict's deep
-    # copy of a split's face ids was a fifth of the command's time.
-    record = {field.name: getattr(outcome, field.name) for field in fields(outcome)}
-    return json.dumps({"type": kind, **record}, separators=(",", ":"))
+    return json.dumps({"type": kind, **shallow_record(outcome)}, separators=(",", ":"))
+
+
+def shallow_record(instance: Any) -> dict[str, Any]:
+    """A dataclass's fields by name, as they are: for records of numbers, strings and tuples of them, which json
+    writes as they are. ``dataclasses.asdict`` deep-copies each (a fifth of a split's time, with its face ids;
+    a tenth of the writer's Python per face, with the cluster summaries)."""
+    return {field.name: getattr(instance, field.name) for field in fields(instance)}
 
 
 def outcome_from_json(raw: str) -> CorrectionOutcome:

@@ -8,7 +8,7 @@ import struct
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from clustering.events import Merge
+from clustering.events import Merge, shallow_record
 from clustering.store import ClusterSummary, FaceMeta
 
 
@@ -41,17 +41,7 @@ class OutboxEntry:
 
 
 def summary_json(summary: ClusterSummary) -> str:
-    # Spelled out: dataclasses.asdict deep-copies every field, a tenth of the writer's Python time per face.
-    record = {
-        "id": summary.id,
-        "size": summary.size,
-        "first_seen": summary.first_seen,
-        "last_seen": summary.last_seen,
-        "cameras": summary.cameras,
-        "representatives": summary.representatives,
-        "name": summary.name,
-    }
-    return json.dumps(record, separators=(",", ":"))
+    return json.dumps(shallow_record(summary), separators=(",", ":"))
 
 
 def parse_summary(raw: bytes) -> ClusterSummary:

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from redis.exceptions import ResponseError
 
 from clustering.lua_scripts import lua
+from clustering.packed import pack_links, pack_neighbours, unpack_links, unpack_neighbours
 from clustering.redis_client import RedisClient
 from clustering.redis_records import OutboxEntry, as_text, pack_meta, parse_meta, parse_summary, summary_json
 from clustering.redis_snapshots import SnapshotParts
@@ -37,12 +38,8 @@ from clustering.store import (
     FaceMeta,
     StoredState,
     StoreError,
-    pack_links,
-    pack_neighbours,
     selects,
     tombstone,
-    unpack_links,
-    unpack_neighbours,
 )
 
 _HASHES = ("faces", "meta", "embeddings", "neighbours", "parents", "clusters", "offsets")

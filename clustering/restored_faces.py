@@ -1,4 +1,4 @@
-"""What an engine holds of its faces besides the index, rebuilt from a stored state (the index is rebuilt
+"""What an engine holds of its faces besides the index, empty or rebuilt from a stored state (the index is rebuilt
 beside it: clustering/compaction.py ``restored_index``)."""
 
 from __future__ import annotations
@@ -13,16 +13,22 @@ from clustering.union_find import UnionFind
 
 @dataclass
 class RestoredFaces:
+    """An engine's faces: empty, or as a stored state left them."""
+
+    #: Face id by label ("" for a forgotten face), and label by face id.
     ids: list[str] = field(default_factory=list)
     label_of: dict[str, int] = field(default_factory=dict)
+    #: Neighbour lists by label, in compact arrays rather than lists of Python numbers (500 bytes less a face).
     lists: list[array[int]] = field(default_factory=list)
     sims: list[array[float]] = field(default_factory=list)
     sets: UnionFind = field(default_factory=UnionFind)
     clusters: dict[int, Cluster] = field(default_factory=dict)
     links: LinkLog = field(default_factory=LinkLog)
+    #: Correction marks of the faces a correction named or cut (few): label -> marks.
     marks: dict[int, Marks] = field(default_factory=dict)
     commands: set[str] = field(default_factory=set)
     tombstones: set[str] = field(default_factory=set)
+    #: Track -> label of its latest embedded face, the anchor of the track's next must-link.
     track_anchor: dict[str, int] = field(default_factory=dict)
 
 

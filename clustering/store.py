@@ -8,8 +8,6 @@ replayed message changes nothing and a restarted process resumes exactly where t
 from __future__ import annotations
 
 import hashlib
-import sys
-from array import array
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,9 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from clustering.events import Merge
-
-if array("i").itemsize != 4 or array("f").itemsize != 4:
-    raise ImportError("neighbour lists are packed as 4-byte numbers: this platform's C int or float is not")
+from clustering.packed import pack_neighbours, unpack_neighbours
 
 #: Embeddings are stored as little-endian float16, and the engine rounds every face to it, so the index holds
 #: exactly what a restart reads back: half the bytes, and LFW DevTrain's online BCubed F is unchanged to four
@@ -78,35 +74,6 @@ Neighbours = tuple[tuple[int, ...], tuple[float, ...]]
 Link = tuple[int, int, float]
 #: A face's correction marks: constraint id -> side ("a" or "b"); faces on two sides are different people.
 Marks = dict[str, str]
-
-
-def pack_links(links: tuple[Link, ...]) -> bytes:
-    """Links as little-endian int32 pairs then float32 similarities."""
-    pairs = np.asarray([(a, b) for a, b, _ in links], "<i4").reshape(-1)
-    return pairs.tobytes() + np.asarray([s for _, _, s in links], "<f4").tobytes()
-
-
-def unpack_links(data: bytes) -> list[Link]:
-    count = len(data) // 12
-    pairs = np.frombuffer(data[: 8 * count], "<i4").reshape(-1, 2).tolist()
-    similarities = np.frombuffer(data[8 * count :], "<f4").tolist()
-    return [(a, b, s) for (a, b), s in zip(pairs, similarities, strict=True)]
-
-
-def pack_neighbours(neighbours: Neighbours) -> bytes:
-    """A neighbour list as little-endian int32 labels then float32 similarities."""
-    members, sims = neighbours
-    # The array module packs ten numbers in half numpy's time, and nine lists change per face.
-    packed = array("i", members), array("f", sims)
-    if sys.byteorder != "little":
-        for part in packed:
-            part.byteswap()
-    return packed[0].tobytes() + packed[1].tobytes()
-
-
-def unpack_neighbours(data: bytes) -> Neighbours:
-    half = len(data) // 2
-    return tuple(np.frombuffer(data[:half], "<i4").tolist()), tuple(np.frombuffer(data[half:], "<f4").tolist())
 
 
 @dataclass(frozen=True)
