@@ -79,7 +79,7 @@ def restored_index(state: StoredState, dimension: int, settings: IndexSettings) 
         last = min(first + settings.insert_block, inserted)
         index.add_all(first, stand_ins_filled(state.embeddings[first:last], dimension), threads)
     pending = stand_ins_filled(state.embeddings[inserted:], dimension)
-    return NeighbourSearch(index, settings.insert_block, settings.insert_threads, pending, state.forgotten)
+    return NeighbourSearch(index, settings.insert_block, threads, pending, state.forgotten)
 
 
 @dataclass(frozen=True)
