@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from clustering.lua_scripts import lua
 from clustering.redis_client import RedisClient
+from clustering.redis_keys import Key, SpaceKeys
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class WriterLease:
     def __init__(self, client: RedisClient, space: str, ttl_s: float) -> None:
         self.client = client
         self.space = space
-        self.key = f"{{fs:{space}}}:writer"
+        self.key = SpaceKeys(space).of(Key.WRITER)
         self.token = secrets.token_hex(16)
         self.ttl_ms = max(int(ttl_s * 1000), 100)
         self._renew = client.register_script(lua("renew_lease.lua"))
