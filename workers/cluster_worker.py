@@ -28,7 +28,6 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from redis.exceptions import RedisError
 
 from clustering.engine import OnlineRankOrder
-from clustering.lease import WriterLease
 from clustering.redis_client import RedisClient
 from clustering.store import StoreError
 from streaming.commands import Command, command_or_error, parse_cluster_input
@@ -42,18 +41,13 @@ from workers.positions import Positions
 from workers.retention import Retention
 from workers.settings import Settings
 from workers.space_writer import LeaseLostError, SpaceWriter
+from workers.space_writers import SpaceWriters, WrongPartitionError
 from workers.transactions import KafkaCallTimeoutError, TransactionalPublisher, transactional_id
 
 log = logging.getLogger(__name__)
 
 #: Failures the worker recovers from by stepping down and rebuilding its position from Redis.
 RECOVERABLE = (RedisError, StoreError, KafkaException, LeaseLostError, KafkaCallTimeoutError)
-
-
-class WrongPartitionError(ValueError):
-    """A face of a space whose faces are on another partition (a producer that did not key by space)."""
-
-    reason = "wrong_partition"
 
 
 class ClusterWorker:
@@ -83,9 +77,8 @@ class ClusterWorker:
             self.kafka, self.consumer, transactional_id(self.group, self.config.instance_id)
         )
         self.positions = Positions(self.consumer, client, self.kafka.faces_topic)
-        #: The spaces this worker writes now, by name.
-        self.writers: dict[str, SpaceWriter] = {}
-        self._leases: dict[str, WriterLease] = {}
+        #: The spaces this worker writes now.
+        self.writers = SpaceWriters(settings, client, self.positions, self.counters)
         self.retention = Retention(settings.clustering.retention_days)
         #: Held while a batch changes the engines, so that the identity API reads none half-changed.
         self.state_lock = threading.Lock()
@@ -100,18 +93,18 @@ class ClusterWorker:
         try:
             while not should_stop():
                 try:
-                    placed = self.positions.place(self._take_over)
-                    for writer in self.writers.values():
+                    placed = self.positions.place(self.writers.take_over)
+                    for writer in self.writers:
                         writer.keep()
                     messages = consume_batch(self.consumer, self.config.cluster_batch_size, self.config.batch_wait_s)
                     self.health.beat()
                     if messages:
                         with self.state_lock:
                             self.process(messages)
-                    self.retention.forward(self.publisher, list(self.writers))
-                    for writer in self.writers.values():
+                    self.retention.forward(self.publisher, self.writers.names())
+                    for writer in self.writers:
                         writer.snapshot_if_due()
-                    self.positions.mark_quiet_spaces(self.writers.values())
+                    self.positions.mark_quiet_spaces(self.writers)
                     self._working_again(placed)
                     self._report()
                 except RECOVERABLE as exc:
@@ -135,7 +128,7 @@ class ClusterWorker:
         metrics.WRITER.set(len(self.writers))
         if self._recovering:
             return  # not ready, with the failure's reason, until a turn completes with every partition placed
-        metrics.CLUSTERS.set(sum(w.engine.cluster_count for w in self.writers.values() if w.engine is not None))
+        metrics.CLUSTERS.set(sum(w.engine.cluster_count for w in self.writers if w.engine is not None))
         if not self.positions.assigned:
             self.health.standby(f"standby: no partition of {self.kafka.faces_topic} is assigned to this worker")
         elif self.positions.waiting:
@@ -156,32 +149,9 @@ class ClusterWorker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Between batches: nothing of these partitions is uncommitted.
         gone = {tp.partition for tp in partitions if tp.topic == self.kafka.faces_topic}
-        for space, writer in list(self.writers.items()):
-            if writer.home in gone:
-                writer.release(hand_over=True)
-                del self.writers[space]
+        self.writers.give_up(gone)
         self.positions.revoke(gone)
         consumer.incremental_unassign(partitions)
-
-    def _take_over(self, space: str, partition: int) -> SpaceWriter | WrongPartitionError | None:
-        """The writer of ``space`` for a face read from ``partition``: taken over if it is not yet, an error if
-        the space lives on another partition, None while another worker holds its lease."""
-        writer = self.writers.get(space)
-        if writer is not None:
-            if writer.home == partition:
-                return writer
-            return WrongPartitionError(f"space {space} lives on partition {writer.home}, not {partition}")
-        lease = self._leases.setdefault(space, WriterLease(self.client, space, self.config.lease_ttl_s))
-        writer = SpaceWriter(self.settings, self.client, lease)
-        home = writer.home_elsewhere(partition)
-        if home is not None:
-            return WrongPartitionError(f"space {space} lives on partition {home}, not {partition}")
-        self.positions.registry.add(partition, space)  # before anything of it is applied
-        if not writer.take_over(partition, self.positions.published_below(partition)):
-            return None
-        self.writers[space] = writer
-        self.counters.takeovers += 1
-        return writer
 
     # -- the batch ---------------------------------------------------------------------------------------------
 
@@ -208,7 +178,7 @@ class ClusterWorker:
             except MessageError as exc:
                 taken.append((message, exc, None))
                 continue
-            writer = self._take_over(parsed.space, partition)
+            writer = self.writers.take_over(parsed.space, partition)
             if writer is None:
                 self.positions.wait(partition, offset, parsed.space)  # read from here once the lease is free
                 continue
@@ -293,24 +263,18 @@ class ClusterWorker:
             metrics.REDIS_ERRORS.inc()
         self._recovering = True
         self.publisher.abandon(exc)
-        self._release_all()
+        self.writers.release_all()
         self.positions.unplace()
         metrics.WRITER.set(0)
 
-    def _release_all(self, hand_over: bool = False) -> None:
-        for writer in self.writers.values():
-            writer.release(hand_over)
-        self.writers.clear()
-
     def engine_of(self, space: str) -> OnlineRankOrder | None:
         """The engine of ``space`` if this worker writes it now."""
-        writer = self.writers.get(space)
-        return None if writer is None else writer.engine
+        return self.writers.engine_of(space)
 
     def summary(self) -> str:
         return self.counters.summary()
 
     def _close(self) -> None:
-        self._release_all(hand_over=not self._recovering)
+        self.writers.release_all(hand_over=not self._recovering)
         metrics.WRITER.set(0)
         self.consumer.close()
