@@ -25,7 +25,8 @@ import cv2
 from bench.common import DATA, video_frames
 from clustering.engine import OnlineRankOrder
 from models.analyzer import FaceAnalyzer
-from models.pipeline import CameraFrame, FacePipeline
+from models.frames import CameraFrame
+from models.pipeline import FacePipeline
 from models.settings import ModelSettings, RuntimeSettings
 from streaming.decode import decode_image
 from workers.faces import apply_face, face_record

@@ -23,7 +23,8 @@ from bench.common import DATA, require
 from clustering.engine import OnlineRankOrder
 from clustering.metrics import score_clustering
 from models.analyzer import FaceAnalyzer
-from models.pipeline import CameraFrame, FacePipeline
+from models.frames import CameraFrame
+from models.pipeline import FacePipeline
 from models.settings import ModelSettings, RuntimeSettings
 from models.tracker import iou_matrix
 from streaming.sources import Frame, FrameSource

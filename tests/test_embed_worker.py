@@ -14,7 +14,8 @@ import numpy as np
 from confluent_kafka import Producer
 
 from models.analyzer import FaceAnalyzer
-from models.pipeline import CameraFrame, FacePipeline
+from models.frames import CameraFrame
+from models.pipeline import FacePipeline
 from models.registry import sample_images
 from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import decode_image

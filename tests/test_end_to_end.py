@@ -20,7 +20,8 @@ from clustering.engine import OnlineRankOrder
 from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
 from models.analyzer import FaceAnalyzer
-from models.pipeline import CameraFrame, FacePipeline
+from models.frames import CameraFrame
+from models.pipeline import FacePipeline
 from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import decode_image
 from streaming.messages import FaceRecord, FrameHeaders, TrackRecord, parse_faces_topic

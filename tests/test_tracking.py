@@ -10,7 +10,8 @@ from clustering.engine import OnlineRankOrder
 from clustering.settings import ClusteringSettings
 from clustering.store import InMemoryStore
 from models.analyzer import FaceAnalyzer
-from models.pipeline import CameraFrame, FacePipeline, FrameResult, TrackReset
+from models.frames import CameraFrame, FrameResult, TrackReset
+from models.pipeline import FacePipeline
 from models.settings import TrackingSettings
 from models.tracker import FaceTracker, TrackerParams
 from streaming.sources import Frame, FrameSource

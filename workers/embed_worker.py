@@ -21,7 +21,8 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from models.analyzer import FaceAnalyzer
-from models.pipeline import CameraFrame, FacePipeline, FrameResult
+from models.frames import CameraFrame, FrameResult
+from models.pipeline import FacePipeline
 from models.track_log import TrackSummary
 from streaming.decode import ImageDecodeError, decode_image
 from streaming.kafka_io import (

@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from clustering.engine import OnlineRankOrder
 from clustering.events import Assignment
-from models.pipeline import FaceObservation
+from models.frames import FaceObservation
 from models.track_log import TrackSummary
 from streaming.messages import AppearanceEvent, FaceQuality, FaceRecord, TrackRecord
 

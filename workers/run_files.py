@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
-from models.pipeline import FaceObservation
+from models.frames import FaceObservation
 from models.track_log import TrackSummary
 from streaming.sources import Frame
 

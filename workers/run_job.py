@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from clustering.engine import OnlineRankOrder
 from models.analyzer import FaceAnalyzer
-from models.pipeline import CameraFrame, FacePipeline, FrameResult
+from models.frames import CameraFrame, FrameResult
+from models.pipeline import FacePipeline
 from models.track_log import TrackSummary
 from streaming.sources import BadInput, Frame, FrameSource, SourceItem
 from workers.corrections_file import CommandLine, PendingCorrections

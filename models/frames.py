@@ -1,0 +1,96 @@
+"""What goes into the face pipeline (frames of cameras) and what comes out of it (faces and appearances, per
+frame), with the counts a job or a worker reports (models/pipeline.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.quality import QualityReport
+from models.track_log import TrackSummary
+
+FloatArray = NDArray[np.float32]
+
+
+def track_id(camera: str, frame: int, detection: int) -> str:
+    """A track's id: unique per camera, since a camera's frames are numbered once (`camera:t<frame>.<n>`)."""
+    return f"{camera}:t{frame}.{detection}"
+
+
+class TrackReset(StrEnum):
+    """Why every track of a camera ended at a frame."""
+
+    CUT = "cut"
+    FRAME_SIZE = "frame_size"  # the camera's frames changed size
+    FRAME_ORDER = "frame_order"  # a frame number repeated or went backwards
+    GAP = "gap"  # frames further apart in time than max_gap_s
+    EVICTED = "evicted"  # more cameras than max_cameras
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    camera: str
+    number: int
+    timestamp: float
+    image: NDArray[np.uint8]  # BGR
+    #: A photo of a folder, not a video frame: detected on its own, never tracked.
+    still: bool = False
+    #: Where the frame sits in its input (a Kafka offset), to tell where a camera's open tracks began.
+    position: int | None = None
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    face_id: str
+    camera: str
+    frame: int
+    timestamp: float
+    box: FloatArray
+    landmarks: FloatArray
+    score: float  # the detector's score at the track's last detection
+    quality: QualityReport | None  # None on frames the detector skipped
+    track: str | None  # None with tracking off
+    detected: bool  # False: the tracker predicted the box
+    crop: NDArray[np.uint8] | None  # the aligned face, where it was embedded
+    embedding: FloatArray | None
+    #: Other tracks with a face on this frame: different people (a cannot-link for clustering).
+    cooccurring: tuple[str, ...] = ()
+
+
+@dataclass
+class FrameResult:
+    camera: str
+    number: int
+    timestamp: float
+    faces: list[FaceObservation]
+    #: Appearances reported at this frame, after its faces: tracks that ended, long tracks' stretches.
+    appearances: list[TrackSummary]
+    reset: TrackReset | None = None
+    detected: bool = True
+
+
+@dataclass
+class PipelineCounters:
+    frames: int = 0
+    detected_frames: int = 0
+    faces: int = 0
+    embedded: int = 0
+    appearances: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    resets: Counter[str] = field(default_factory=Counter)
+
+    def add(self, result: FrameResult) -> None:
+        self.frames += 1
+        self.detected_frames += result.detected
+        self.faces += len(result.faces)
+        self.appearances += len(result.appearances)
+        if result.reset is not None:
+            self.resets[result.reset.value] += 1
+        for face in result.faces:
+            self.embedded += face.embedding is not None
+            if face.detected and face.quality is not None and face.quality.rejection is not None:
+                self.rejected[face.quality.rejection.value] += 1
