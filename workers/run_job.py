@@ -9,15 +9,11 @@ later faces can merge earlier clusters.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import re
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 from tqdm import tqdm
@@ -30,73 +26,12 @@ from models.track_log import TrackSummary
 from streaming.sources import BadInput, Frame, FrameSource, SourceItem
 from workers.corrections_file import CommandLine, PendingCorrections
 from workers.faces import apply_face, face_record
-from workers.gallery import GalleryCluster, write_gallery
 from workers.lifecycle import StopFlag
 from workers.run_files import JsonLines, appearance_line, face_line
+from workers.run_report import Appearance, RunSummary, Seen, write_clusters
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunSummary:
-    frames: int = 0
-    detected_frames: int = 0
-    faces: int = 0
-    clustered: int = 0
-    clusters: int = 0
-    appearances: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    bad_inputs: Counter[str] = field(default_factory=Counter)
-    #: What became of each command of --corrections: applied, conflict, duplicate, or why it could not apply.
-    corrections: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-    stopped_early: bool = False
-
-    def line(self, out_dir: Path) -> str:
-        rejected = ", ".join(f"{n} {why}" for why, n in sorted(self.rejected.items())) or "none"
-        bad = ", ".join(f"{n} {why}" for why, n in sorted(self.bad_inputs.items())) or "none"
-        rate = self.faces / self.seconds if self.seconds else 0.0
-        state = "stopped early" if self.stopped_early else "done"
-        corrections = ", ".join(f"{n} {what}" for what, n in sorted(self.corrections.items()))
-        return (
-            f"{state}: {self.frames} frames, {self.faces} faces ({self.clustered} embedded and clustered; "
-            f"rejected: {rejected}), {self.appearances} appearances, {self.clusters} clusters, bad inputs: {bad}; "
-            + (f"corrections: {corrections}; " if corrections else "")
-            + f"{self.seconds:.1f} s ({rate:.1f} faces/s) -> {out_dir}"
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "frames": self.frames,
-            "detected_frames": self.detected_frames,
-            "faces": self.faces,
-            "clustered": self.clustered,
-            "clusters": self.clusters,
-            "appearances": self.appearances,
-            "rejected": dict(self.rejected),
-            "bad_inputs": dict(self.bad_inputs),
-            "corrections": dict(self.corrections),
-            "seconds": round(self.seconds, 3),
-            "stopped_early": self.stopped_early,
-        }
-
-
-@dataclass(frozen=True)
-class _Seen:
-    face_id: str
-    source: str
-    frame: int
-    timestamp: float
-    thumbnail: str
-
-
-@dataclass(frozen=True)
-class _Appearance:
-    anchor: str  # an embedded face of the track, whose final cluster is the appearance's
-    camera: str
-    first_timestamp: float
-    last_timestamp: float
 
 
 def _thumbnail_name(identifier: str) -> str:
@@ -129,8 +64,8 @@ class _Run:
         self.model = analyzer.embedder.path.name
         self.dimension = analyzer.embedder.dimension
         self.summary = RunSummary()
-        self.seen: list[_Seen] = []
-        self.appearances: list[_Appearance] = []
+        self.seen: list[Seen] = []
+        self.appearances: list[Appearance] = []
         #: Track -> its latest embedded face: the anchor of the track's other faces and appearances.
         self.anchors: dict[str, str] = {}
         self.faces_file = JsonLines(out_dir / "faces.jsonl")
@@ -149,7 +84,7 @@ class _Run:
                 thumbnail = _thumbnail_name(face.face_id)
                 assert face.crop is not None  # embedded faces keep their aligned crop
                 cv2.imwrite(str(self.out_dir / thumbnail), face.crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
-                self.seen.append(_Seen(face.face_id, frame.source, frame.number, frame.timestamp, thumbnail))
+                self.seen.append(Seen(face.face_id, frame.source, frame.number, frame.timestamp, thumbnail))
             elif anchor is not None:
                 cluster = self.engine.cluster_of(anchor)
             self.faces_file.write(face_line(frame, face, anchor, cluster))
@@ -175,7 +110,7 @@ class _Run:
             self.summary.appearances += 1
             if anchor is not None:
                 self.appearances.append(
-                    _Appearance(anchor, summary.camera, summary.first_timestamp, summary.last_timestamp)
+                    Appearance(anchor, summary.camera, summary.first_timestamp, summary.last_timestamp)
                 )
 
 
@@ -237,85 +172,13 @@ def run_pipeline(
         summary.clustered = len(run.seen)
         summary.clusters = len(set(labels.values()))
         summary.seconds = time.perf_counter() - started
-        _write_clusters(out_dir, run=run, labels=labels)
+        write_clusters(
+            out_dir,
+            clusters=run.engine.clusters(),
+            seen=run.seen,
+            appearances=run.appearances,
+            labels=labels,
+            summary=summary,
+            faces_per_cluster=settings.run.gallery_faces_per_cluster,
+        )
     return summary
-
-
-def _when(seconds: float) -> str:
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes}:{rest:02d}"
-
-
-def _appearance_text(appearances: list[_Appearance]) -> str:
-    """'3 appearances: door 2 (0:01-0:12, 1:30-1:41), hall 1 (0:05-0:09)' (times of video files)."""
-    by_camera: dict[str, list[_Appearance]] = {}
-    for item in appearances:
-        by_camera.setdefault(item.camera, []).append(item)
-    parts = []
-    for camera, items in sorted(by_camera.items()):
-        spans = ", ".join(f"{_when(a.first_timestamp)}-{_when(a.last_timestamp)}" for a in items[:5])
-        more = ", ..." if len(items) > 5 else ""
-        parts.append(f"{camera} {len(items)} ({spans}{more})")
-    return f"{len(appearances)} appearance{'s' if len(appearances) != 1 else ''}: " + "; ".join(parts)
-
-
-def _write_clusters(out_dir: Path, *, run: _Run, labels: dict[str, int]) -> None:
-    summaries = run.engine.clusters()
-    members: dict[int, list[_Seen]] = {}
-    for face in run.seen:
-        members.setdefault(labels[face.face_id], []).append(face)
-    appearances: dict[int, list[_Appearance]] = {}
-    for item in run.appearances:
-        appearances.setdefault(labels[item.anchor], []).append(item)
-    ordered = sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    records, gallery = [], []
-    for cluster_id, faces in ordered:
-        by_id = {f.face_id: f for f in faces}
-        picks = [by_id[face_id] for _, face_id in summaries[cluster_id].representatives]
-        first, last = faces[0], faces[-1]
-        sources = sorted({f.source for f in faces})
-        records.append(
-            {
-                "id": cluster_id,
-                "name": summaries[cluster_id].name,
-                "size": len(faces),
-                "first_seen": {
-                    "face_id": first.face_id,
-                    "frame": first.frame,
-                    "timestamp": round(first.timestamp, 3),
-                },
-                "last_seen": {
-                    "face_id": last.face_id,
-                    "frame": last.frame,
-                    "timestamp": round(last.timestamp, 3),
-                },
-                "sources": sources,
-                "representatives": [f.face_id for f in picks],
-                "appearances": len(appearances.get(cluster_id, [])),
-            }
-        )
-        pick_ids = {f.face_id for f in picks}
-        shown = picks + [f for f in faces if f.face_id not in pick_ids]
-        gallery.append(
-            GalleryCluster(
-                cluster_id,
-                len(faces),
-                f"{first.source} #{first.frame}",
-                f"{last.source} #{last.frame}",
-                sources,
-                [f.thumbnail for f in shown],
-                _appearance_text(appearances[cluster_id]) if cluster_id in appearances else "",
-                summaries[cluster_id].name,
-                [f.face_id for f in shown],
-            )
-        )
-    summary = run.summary
-    document = {"summary": summary.as_dict(), "clusters": records}
-    (out_dir / "clusters.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    write_gallery(
-        out_dir / "index.html",
-        "facestream: faces by identity",
-        summary.line(out_dir),
-        gallery,
-        run.settings.run.gallery_faces_per_cluster,
-    )
