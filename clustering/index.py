@@ -17,6 +17,7 @@ import hnswlib
 import numpy as np
 from numpy.typing import NDArray
 
+from clustering.instruction_set import check_hnswlib_build
 from clustering.settings import IndexSettings
 
 
@@ -67,6 +68,7 @@ class ReadWriteLock:
 class HnswIndex:
     def __init__(self, dimension: int, settings: IndexSettings, snapshot: Path | None = None) -> None:
         """An empty index, or the one ``save`` wrote to the file ``snapshot``."""
+        check_hnswlib_build()
         self.dimension = dimension
         self.settings = settings
         self._lock = ReadWriteLock()

@@ -93,6 +93,10 @@ def test_images_are_non_root_with_models_baked_in_and_a_healthcheck() -> None:
         assert f"EXPOSE {METRICS_PORT}" in text
         assert "facestream models --verify" in text  # sha256-checked models written at build time
         assert "HNSWLIB_NO_NATIVE=1" in text
+        # x86-64 builds target AVX2 (not the build machine's CPU) and say so, for the check at start.
+        assert re.search(r"^ARG HNSWLIB_X86_LEVEL=x86-64-v3$", text, re.M), name
+        assert 'export CXXFLAGS="-march=$HNSWLIB_X86_LEVEL"' in text, name  # g++ reads CXXFLAGS
+        assert "ENV HNSWLIB_BUILT_FOR=$HNSWLIB_X86_LEVEL" in text, name
         assert "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in text  # a snapshot's fork copies fewer page tables
         for package in top_level:
             assert f"COPY {package} ./{package}" in text, f"{name} does not copy the {package} package"
