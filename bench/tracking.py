@@ -33,7 +33,7 @@ from workers.settings import Settings
 
 
 @dataclass
-class Outcome:
+class TrackingRun:
     seconds: float
     faces: dict[int, list[tuple[NDArray[np.float32], int | None]]]  # frame -> (box, final cluster)
     clusters: int
@@ -42,7 +42,7 @@ class Outcome:
     embedded: int
 
 
-def run(frames: list[Frame], analyzer: FaceAnalyzer, tracking: bool) -> Outcome:
+def run(frames: list[Frame], analyzer: FaceAnalyzer, tracking: bool) -> TrackingRun:
     settings = Settings()  # FACESTREAM_TRACKING__... variables apply, to try other settings
     settings = settings.model_copy(update={"tracking": settings.tracking.model_copy(update={"enabled": tracking})})
     pipeline = FacePipeline(analyzer, settings.tracking)
@@ -73,10 +73,10 @@ def run(frames: list[Frame], analyzer: FaceAnalyzer, tracking: bool) -> Outcome:
     for frame, box, anchor in placed:
         faces.setdefault(frame, []).append((box, None if anchor is None else labels[anchor]))
     counters = pipeline.counters
-    return Outcome(seconds, faces, len(set(labels.values())), messages, counters.detected_frames, counters.embedded)
+    return TrackingRun(seconds, faces, len(set(labels.values())), messages, counters.detected_frames, counters.embedded)
 
 
-def agreement(on: Outcome, off: Outcome) -> tuple[float, int]:
+def agreement(on: TrackingRun, off: TrackingRun) -> tuple[float, int]:
     """BCubed F of tracking on against off over the faces both put in a cluster, and how many those are."""
     truth: list[int] = []
     predicted: list[int] = []

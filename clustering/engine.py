@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from clustering.clusters import Cluster
 from clustering.compaction import restored_index
 from clustering.corrections import Correction, CorrectionView, apply_correction
-from clustering.events import Assignment, CorrectionOutcome, Merge
+from clustering.events import CorrectionOutcome, FaceAssignment, Merge
 from clustering.index import HnswIndex
 from clustering.neighbour_search import NeighbourSearch
 from clustering.rank_order import candidate_links, enter
@@ -129,7 +129,7 @@ class OnlineRankOrder:
         offset: tuple[int, int] | None = None,
         track: str | None = None,
         cooccurring: Sequence[str] = (),
-    ) -> Assignment:
+    ) -> FaceAssignment:
         """Clusters one unit-length embedding; a face id seen before changes nothing.
 
         ``frame``: faces of one camera's frame are different people. ``track``: faces of one track are one
@@ -138,9 +138,9 @@ class OnlineRankOrder:
         if self._broken:
             raise StoreError("a store write failed earlier: restore the engine from its store before going on")
         if face_id in self._label_of:
-            return Assignment(face_id, self.cluster_of(face_id))
+            return FaceAssignment(face_id, self.cluster_of(face_id))
         if self._tombstones and tombstone(face_id) in self._tombstones:
-            return Assignment(face_id, -1)  # a forgotten face, read again: it stays forgotten
+            return FaceAssignment(face_id, -1)  # a forgotten face, read again: it stays forgotten
         vector = self._rounded(embedding)
         x = len(self._ids)
         k = self.params.k
@@ -220,7 +220,7 @@ class OnlineRankOrder:
             links=tuple(joined_by),
         )
         self._persist(delta)
-        return Assignment(face_id, delta.cluster, delta.merges)
+        return FaceAssignment(face_id, delta.cluster, delta.merges)
 
     def _persist(self, delta: FaceDelta) -> None:
         try:

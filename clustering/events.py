@@ -14,7 +14,7 @@ class Merge:
 
 
 @dataclass(frozen=True)
-class Assignment:
+class FaceAssignment:
     face_id: str
     cluster_id: int
     #: Clusters this face joined together; the oldest survives and keeps its id.

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from clustering.engine import OnlineRankOrder
-from clustering.events import Assignment
+from clustering.events import FaceAssignment
 from models.frames import FaceObservation
 from models.track_log import TrackSummary
 from streaming.messages import AppearanceEvent, FaceQuality, FaceRecord, TrackRecord
@@ -67,7 +67,7 @@ def apply_face(
     record: FaceRecord,
     vector: NDArray[np.float32],
     offset: tuple[int, int] | None = None,
-) -> Assignment:
+) -> FaceAssignment:
     """Clusters an embedded face: its frame and co-occurring tracks are cannot-links, its track a must-link."""
     return engine.add(
         record.face_id,
