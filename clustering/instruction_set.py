@@ -9,6 +9,7 @@ first insert, with nothing in the log to say why.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +20,9 @@ LEVEL_FLAGS = {
     "x86-64-v3": frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}),
     "x86-64-v4": frozenset({"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}),
 }
+
+
+log = logging.getLogger(__name__)
 
 
 class InstructionSetReason(StrEnum):
@@ -65,10 +69,12 @@ def check_hnswlib_build() -> None:
     if not level or flags is None:
         return  # a portable build, or not an x86 Linux to check
     missing = missing_flags(level, flags)
-    if missing:
-        raise InstructionSetError(
-            InstructionSetReason.MISSING_FLAGS,
-            f"hnswlib in this image is built for {level}, and this CPU lacks {', '.join(missing)}: it would stop "
-            "with an illegal instruction. Run it on a newer CPU, or rebuild the image with "
-            "--build-arg HNSWLIB_X86_LEVEL= (portable, about 1.3x slower HNSW) or a level this CPU has",
-        )
+    if not missing:
+        log.info("hnswlib is built for %s, which this CPU has", level)
+        return
+    raise InstructionSetError(
+        InstructionSetReason.MISSING_FLAGS,
+        f"hnswlib in this image is built for {level}, and this CPU lacks {', '.join(missing)}: it would stop "
+        "with an illegal instruction. Run it on a newer CPU, or rebuild the image with "
+        "--build-arg HNSWLIB_X86_LEVEL= (portable, about 1.3x slower HNSW) or a level this CPU has",
+    )

@@ -10,6 +10,7 @@ from clustering import instruction_set
 from clustering.index import HnswIndex
 from clustering.instruction_set import InstructionSetError, InstructionSetReason, cpu_flags, missing_flags
 from clustering.settings import IndexSettings
+from workers.cli import EXIT_FAILED, main
 
 SANDY_BRIDGE = "fpu sse sse2 ssse3 cx16 sse4_1 sse4_2 popcnt lahf_lm avx xsave"
 
@@ -55,3 +56,17 @@ def test_an_index_on_a_cpu_below_the_build_refuses_to_start(monkeypatch: pytest.
     instruction_set.check_hnswlib_build.cache_clear()
     assert len(HnswIndex(8, IndexSettings())) == 0
     instruction_set.check_hnswlib_build.cache_clear()
+
+
+def test_facestream_run_says_why_it_cannot_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if cpu_flags() is None:
+        pytest.skip("no x86 /proc/cpuinfo to check against")
+    monkeypatch.setenv("HNSWLIB_BUILT_FOR", "x86-64-v9")  # no CPU has it: refused as an unknown level
+    instruction_set.check_hnswlib_build.cache_clear()
+    try:
+        assert main(["run", "--sample", "--cpu", "--out", str(tmp_path / "out")]) == EXIT_FAILED
+    finally:
+        instruction_set.check_hnswlib_build.cache_clear()
+    assert "HNSWLIB_BUILT_FOR='x86-64-v9' is none of x86-64-v2, x86-64-v3, x86-64-v4" in caplog.text

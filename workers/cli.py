@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from clustering.instruction_set import InstructionSetError
 from models.errors import ModelError
 from models.registry import REGISTRY, builtin_path, sample_images
 from streaming.sources import FrameSource, SourceError
@@ -245,7 +246,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     stop.install()
     try:
         summary = run_worker(settings, args.role, stop, embed_group=args.group)
-    except StoreError as exc:
+    except (StoreError, InstructionSetError) as exc:
         log.error("%s", exc)
         return EXIT_FAILED
     for line in summary.lines:
@@ -294,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         log.error("invalid configuration:\n%s", exc)
         return EXIT_USAGE
-    except (SourceError, ModelError, FileNotFoundError, ValueError, IdentityCommandError) as exc:
+    except (SourceError, ModelError, FileNotFoundError, ValueError, IdentityCommandError, InstructionSetError) as exc:
         log.error("%s", exc)
         return EXIT_FAILED
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from clustering.instruction_set import check_hnswlib_build
 from clustering.redis_client import RedisClient, check_permissions, connect
 from streaming.redact import read_secret
 from workers import metrics
@@ -79,6 +80,7 @@ def run_worker(
         from workers.cluster_worker import ClusterWorker  # noqa: PLC0415
 
         config = settings.worker
+        check_hnswlib_build()  # before joining the group: a CPU below the image's hnswlib fails here, said why
         client = connect(config.redis_address())
         check_permissions(client, config.redis_url)
         cluster = ClusterWorker(settings, client)
