@@ -1,7 +1,7 @@
 """A loud failure, instead of SIGILL, when hnswlib was compiled for instructions this CPU lacks.
 
 hnswlib compiles from source. The images build it for ``x86-64-v3`` (AVX2 and FMA: its distance functions
-then make HNSW inserts and queries about 1.3x faster than the portable SSE build a plain ``uv sync`` makes) and
+then make HNSW inserts and queries 1.3-1.4x faster than the portable SSE build a plain ``uv sync`` makes) and
 say so in ``HNSWLIB_BUILT_FOR``; a process started on an older CPU would die of an illegal instruction in its
 first insert, with nothing in the log to say why.
 """
@@ -76,5 +76,5 @@ def check_hnswlib_build() -> None:
         InstructionSetReason.MISSING_FLAGS,
         f"hnswlib in this image is built for {level}, and this CPU lacks {', '.join(missing)}: it would stop "
         "with an illegal instruction. Run it on a newer CPU, or rebuild the image with "
-        "--build-arg HNSWLIB_X86_LEVEL= (portable, about 1.3x slower HNSW) or a level this CPU has",
+        "--build-arg HNSWLIB_X86_LEVEL= (portable, HNSW 1.3-1.4x slower) or a level this CPU has",
     )
