@@ -3,9 +3,10 @@
 hnswlib compiles from source; its distance functions use the widest vector instructions the compiler is
 allowed (README, "hnswlib's instruction set"). Each level is built into a temporary folder with
 ``uv pip install --target`` (``CXXFLAGS=-march=<level>``; nothing cached, since the cache does not key on
-flags), then each build clusters-like work in a process of its own, in turn, ``--rounds`` times: the bench's
-synthetic faces inserted in blocks of 256 on ``--threads`` cores, each block queried first (k 50, ef 64), as
-the engine does. Medians, and ratios against the installed build of the same run.
+flags), then each build does the engine's index work in a process of its own, in turn, ``--rounds`` times: the
+bench's synthetic faces inserted in blocks of 256 on ``--threads`` cores through clustering/index.py with the
+default settings, each block queried first for its ``direct_search`` nearest faces, as the engine does.
+Medians, and ratios against the installed build of the same run.
 
     uv run python -m bench.hnsw_builds [--faces 100000] [--levels x86-64-v3 native] [--rounds 2]
 """
@@ -22,13 +23,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
-
 from bench.common import median
-
-BLOCK = 256
-#: The query of each block, as the engine asks it (RankOrderSettings.direct_search, IndexSettings.ef).
-NEIGHBOURS, EF = 50, 64
 
 
 def build(level: str, folder: Path) -> Path:
@@ -43,23 +38,23 @@ def build(level: str, folder: Path) -> Path:
 
 def work(faces: int, threads: int) -> dict[str, float]:
     """Seconds of inserting and of querying ``faces`` synthetic faces, block by block."""
-    import hnswlib  # noqa: PLC0415 - the build on this process's path
+    # Imported here: hnswlib is the build on this process's path.
+    from bench.clustering import DIM, synthetic_faces  # noqa: PLC0415
+    from clustering.index import HnswIndex  # noqa: PLC0415
+    from clustering.settings import ClusteringSettings  # noqa: PLC0415
 
-    from bench.clustering import synthetic_faces  # noqa: PLC0415
-
+    settings = ClusteringSettings()
+    block_size, neighbours = settings.index.insert_block, settings.rank_order.direct_search
     vectors = synthetic_faces(faces)
-    index = hnswlib.Index(space="cosine", dim=vectors.shape[1])
-    index.init_index(max_elements=faces, M=16, ef_construction=100, random_seed=100)
-    index.set_ef(EF)
+    index = HnswIndex(DIM, settings.index)
     inserting = querying = 0.0
-    for first in range(0, faces, BLOCK):
-        block = vectors[first : first + BLOCK]
-        if first:
-            started = time.perf_counter()
-            index.knn_query(block, k=min(NEIGHBOURS, first), num_threads=threads)
-            querying += time.perf_counter() - started
+    for first in range(0, faces, block_size):
+        block = vectors[first : first + block_size]
         started = time.perf_counter()
-        index.add_items(block, np.arange(first, first + len(block)), num_threads=threads)
+        index.query_many(block, neighbours, threads)
+        querying += time.perf_counter() - started
+        started = time.perf_counter()
+        index.add_all(first, block, threads)
         inserting += time.perf_counter() - started
     return {"insert_s": inserting, "query_s": querying}
 
@@ -86,7 +81,7 @@ def main() -> None:
                     [*command, "--threads", str(args.threads)], env=env, check=True, capture_output=True, text=True
                 )
                 runs[name].append(json.loads(output.stdout.strip().splitlines()[-1]))
-    print(f"{args.faces} faces in blocks of {BLOCK}, {args.threads} threads, medians of {args.rounds}")
+    print(f"{args.faces} faces, {args.threads} threads, medians of {args.rounds}")
     print(f"{'build':<12}{'insert s':>10}{'query s':>10}{'total s':>10}{'x installed':>13}")
     base = median([r["insert_s"] + r["query_s"] for r in runs["installed"]])
     for name, results in runs.items():

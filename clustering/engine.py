@@ -81,9 +81,13 @@ class OnlineRankOrder:
             {
                 face_id: self._rounded(vector)
                 for face_id, vector in faces.items()
-                if face_id not in self._label_of and not (self._tombstones and tombstone(face_id) in self._tombstones)
+                if face_id not in self._label_of and not self._forgotten(face_id)
             }
         )
+
+    def _forgotten(self, face_id: str) -> bool:
+        """Whether ``face_id`` was forgotten (only its one-way tombstone is kept)."""
+        return bool(self._tombstones) and tombstone(face_id) in self._tombstones
 
     def _rounded(self, embedding: NDArray[np.float32]) -> NDArray[np.float32]:
         # Rounded to the stored precision: the index holds what a restart will read back.
@@ -139,7 +143,7 @@ class OnlineRankOrder:
             raise StoreError("a store write failed earlier: restore the engine from its store before going on")
         if face_id in self._label_of:
             return FaceAssignment(face_id, self.cluster_of(face_id))
-        if self._tombstones and tombstone(face_id) in self._tombstones:
+        if self._forgotten(face_id):
             return FaceAssignment(face_id, -1)  # a forgotten face, read again: it stays forgotten
         vector = self._rounded(embedding)
         x = len(self._ids)

@@ -141,15 +141,12 @@ class SpaceWriter:
     def expect(self, records: Iterable[FaceRecord | TrackRecord | Command], dimension: int) -> None:
         """The records of a batch about to be applied: the index searches of its embedded faces are made
         together (clustering/neighbour_search.py), and their embeddings decoded once."""
-        faces: dict[str, NDArray[np.float32]] = {}
         self._decoded = {}
         for record in records:
-            if isinstance(record, FaceRecord) and record.embedding:
+            if isinstance(record, FaceRecord) and record.embedding and record.face_id not in self._decoded:
                 with contextlib.suppress(MessageError):  # refused with its reason when it is applied
-                    if record.face_id not in faces:  # a repeat adds nothing
-                        faces[record.face_id] = record.vector(dimension)
-                        self._decoded[record.face_id] = (record, faces[record.face_id])
-        self._engine().expect(faces)
+                    self._decoded[record.face_id] = (record, record.vector(dimension))
+        self._engine().expect({face_id: vector for face_id, (_, vector) in self._decoded.items()})
 
     def apply(
         self, record: FaceRecord | TrackRecord | Command, dimension: int, at: tuple[int, int]

@@ -54,8 +54,9 @@ class SpaceWriters:
             if writer.home == partition:
                 return writer
             return WrongPartitionError(f"space {space} lives on partition {writer.home}, not {partition}")
-        ttl_s = self.settings.worker.lease_ttl_s
-        lease = self._leases.setdefault(space, WriterLease(self.client, space, ttl_s))
+        lease = self._leases.get(space)
+        if lease is None:  # made once: a space whose lease another worker holds is asked for every turn
+            lease = self._leases[space] = WriterLease(self.client, space, self.settings.worker.lease_ttl_s)
         writer = SpaceWriter(self.settings, self.client, lease)
         home = writer.home_elsewhere(partition)
         if home is not None:
