@@ -16,8 +16,6 @@ header is ever logged.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import json
 import logging
@@ -25,7 +23,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,8 +32,16 @@ from clustering.engine import OnlineRankOrder
 from clustering.redis_client import RedisClient
 from clustering.redis_store import RedisStore
 from clustering.store import ClusterSummary
-from streaming.decode import ImageDecodeError, decode_image
 from workers import metrics
+from workers.identity_requests import (
+    RequestError,
+    identity_json,
+    not_the_writer,
+    query_number,
+    request_embedding,
+    request_image,
+    request_space,
+)
 
 if TYPE_CHECKING:
     from models.analyzer import FaceAnalyzer
@@ -107,55 +113,6 @@ class WorkerIdentities:
                 self._analyzer = self._load_analyzer()
             face = largest_accepted(self._analyzer.analyze([image])[0])
         return None if face is None else face.embedding
-
-
-class RequestError(ValueError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def identity_json(summary: ClusterSummary) -> dict[str, Any]:
-    return {
-        "id": summary.id,
-        "name": summary.name,
-        "size": summary.size,
-        "first_seen": summary.first_seen,
-        "last_seen": summary.last_seen,
-        "cameras": list(summary.cameras),
-        "representatives": [face_id for _, face_id in summary.representatives],
-    }
-
-
-def _embedding(value: object, dimension: int) -> NDArray[np.float32]:
-    """A unit vector from a JSON list of floats or base64 little-endian float32."""
-    try:
-        if isinstance(value, str):
-            vector = np.frombuffer(base64.b64decode(value, validate=True), "<f4").astype(np.float32)
-        elif isinstance(value, list):
-            vector = np.asarray(value, dtype=np.float32)
-        else:
-            raise RequestError(400, "embedding: a list of floats or base64 of little-endian float32")
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise RequestError(400, f"embedding: {exc}") from exc
-    if vector.shape != (dimension,):
-        raise RequestError(400, f"embedding: {dimension} values expected, not {vector.size}")
-    norm = float(np.linalg.norm(vector.astype(np.float64)))
-    if not np.isfinite(norm) or norm < 1e-6:
-        raise RequestError(400, "embedding: a finite, non-zero vector is expected")
-    return (vector / norm).astype(np.float32)
-
-
-def _image(value: object) -> NDArray[np.uint8]:
-    """Pixels from base64 of an encoded image; a bad one is a 400 with the decoder's reason."""
-    if not isinstance(value, str):
-        raise RequestError(400, "image: base64 of an encoded image (JPEG, PNG, ...)")
-    try:
-        return decode_image(base64.b64decode(value, validate=True))
-    except binascii.Error as exc:
-        raise RequestError(400, f"image: not base64: {exc}") from exc
-    except ImageDecodeError as exc:
-        raise RequestError(400, f"image: {exc}") from exc
 
 
 class IdentityApi:
@@ -235,11 +192,11 @@ class _Routes:
         parts = urlsplit(path)
         segments = parts.path.strip("/").split("/")
         if len(segments) in (4, 5) and segments[:2] == ["v1", "spaces"] and segments[3] == "identities":
-            space = _space(segments[2])
+            space = request_space(segments[2])
             if len(segments) == 5:
                 return self._one(space, segments[4])
             query = parse_qs(parts.query)
-            limit, offset = _number(query, "limit", 100), _number(query, "offset", 0)
+            limit, offset = query_number(query, "limit", 100), query_number(query, "offset", 0)
             everyone = sorted(self.reader.identities(space), key=lambda s: (-s.size, s.id))
             page = everyone[offset : offset + limit]
             return {"space": space, "total": len(everyone), "identities": [identity_json(s) for s in page]}
@@ -257,7 +214,7 @@ class _Routes:
         segments = urlsplit(path).path.strip("/").split("/")
         if len(segments) != 4 or segments[:2] != ["v1", "spaces"] or segments[3] != "search":
             raise RequestError(404, "not found: POST /v1/spaces/<space>/search")
-        space = _space(segments[2])
+        space = request_space(segments[2])
         if not isinstance(body, dict) or len({"embedding", "image"} & body.keys()) != 1:
             raise RequestError(400, 'the body is {"embedding": ..., "k": 5} or {"image": ..., "k": 5}')
         k = body.get("k", 5)
@@ -265,15 +222,15 @@ class _Routes:
             raise RequestError(400, f"k is an integer from 1 to {MAX_K}")
         if "image" in body:
             if not self.reader.writes(space):  # before any model is loaded or run for nothing
-                raise _not_the_writer(space)
-            embedding = self.reader.face_embedding(_image(body["image"]))
+                raise not_the_writer(space)
+            embedding = self.reader.face_embedding(request_image(body["image"]))
             if embedding is None:
                 raise RequestError(422, "no face in the image passed the quality gate")
         else:
-            embedding = _embedding(body["embedding"], self.dimension)
+            embedding = request_embedding(body["embedding"], self.dimension)
         matches = self.reader.search(space, embedding, k)
         if matches is None:
-            raise _not_the_writer(space)
+            raise not_the_writer(space)
         return {
             "space": space,
             "matches": [
@@ -281,21 +238,3 @@ class _Routes:
                 for summary, similarity in matches
             ],
         }
-
-
-def _not_the_writer(space: str) -> RequestError:
-    return RequestError(409, f"this worker does not write space {space}: search on its writer")
-
-
-def _space(raw: str) -> str:
-    space = unquote(raw)
-    if not space or len(space) > 200 or any(c in space for c in "{}: /"):
-        raise RequestError(400, "a space name is 1 to 200 characters without braces, colons, slashes or spaces")
-    return space
-
-
-def _number(query: dict[str, list[str]], name: str, default: int) -> int:
-    raw = query.get(name, [str(default)])[0]
-    if not raw.isdigit() or int(raw) > 100_000:
-        raise RequestError(400, f"{name} is an integer from 0 to 100000")
-    return int(raw)

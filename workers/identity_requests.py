@@ -1,0 +1,82 @@
+"""What a request to the identity API carries, read and checked: each refusal a RequestError with its HTTP
+status and a message for the caller (workers/identity_api.py serves them)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import unquote
+
+import numpy as np
+from numpy.typing import NDArray
+
+from clustering.store import ClusterSummary
+from streaming.decode import ImageDecodeError, decode_image
+
+
+class RequestError(ValueError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def identity_json(summary: ClusterSummary) -> dict[str, Any]:
+    return {
+        "id": summary.id,
+        "name": summary.name,
+        "size": summary.size,
+        "first_seen": summary.first_seen,
+        "last_seen": summary.last_seen,
+        "cameras": list(summary.cameras),
+        "representatives": [face_id for _, face_id in summary.representatives],
+    }
+
+
+def request_embedding(value: object, dimension: int) -> NDArray[np.float32]:
+    """A unit vector from a JSON list of floats or base64 little-endian float32."""
+    try:
+        if isinstance(value, str):
+            vector = np.frombuffer(base64.b64decode(value, validate=True), "<f4").astype(np.float32)
+        elif isinstance(value, list):
+            vector = np.asarray(value, dtype=np.float32)
+        else:
+            raise RequestError(400, "embedding: a list of floats or base64 of little-endian float32")
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise RequestError(400, f"embedding: {exc}") from exc
+    if vector.shape != (dimension,):
+        raise RequestError(400, f"embedding: {dimension} values expected, not {vector.size}")
+    norm = float(np.linalg.norm(vector.astype(np.float64)))
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise RequestError(400, "embedding: a finite, non-zero vector is expected")
+    return (vector / norm).astype(np.float32)
+
+
+def request_image(value: object) -> NDArray[np.uint8]:
+    """Pixels from base64 of an encoded image; a bad one is a 400 with the decoder's reason."""
+    if not isinstance(value, str):
+        raise RequestError(400, "image: base64 of an encoded image (JPEG, PNG, ...)")
+    try:
+        return decode_image(base64.b64decode(value, validate=True))
+    except binascii.Error as exc:
+        raise RequestError(400, f"image: not base64: {exc}") from exc
+    except ImageDecodeError as exc:
+        raise RequestError(400, f"image: {exc}") from exc
+
+
+def not_the_writer(space: str) -> RequestError:
+    return RequestError(409, f"this worker does not write space {space}: search on its writer")
+
+
+def request_space(raw: str) -> str:
+    space = unquote(raw)
+    if not space or len(space) > 200 or any(c in space for c in "{}: /"):
+        raise RequestError(400, "a space name is 1 to 200 characters without braces, colons, slashes or spaces")
+    return space
+
+
+def query_number(query: dict[str, list[str]], name: str, default: int) -> int:
+    raw = query.get(name, [str(default)])[0]
+    if not raw.isdigit() or int(raw) > 100_000:
+        raise RequestError(400, f"{name} is an integer from 0 to 100000")
+    return int(raw)
