@@ -26,10 +26,12 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from clustering.hnsw_format import strip_vectors, write_with_vectors
+from clustering.huge_pages import COLLAPSER
 from clustering.index import HnswIndex
 from clustering.neighbour_search import NeighbourSearch, insert_cores
 from clustering.redis_client import RedisAddress, connect
@@ -110,10 +112,15 @@ def _child(job: SnapshotJob, index: HnswIndex, faces: int) -> int:
 class Compactor:
     """Forks a snapshot child every ``every`` faces, one at a time, and reaps it without waiting."""
 
-    def __init__(self, job: SnapshotJob, every: int, covered: int) -> None:
-        """``covered``: the faces the stored snapshot covers now."""
+    def __init__(
+        self, job: SnapshotJob, every: int, covered: int, child_ended: Callable[[], None] = COLLAPSER.request
+    ) -> None:
+        """``covered``: the faces the stored snapshot covers now. ``child_ended`` is called when a child is
+        gone: by default the writer's memory is put back in huge pages its writes split while the child shared
+        them (clustering/huge_pages.py)."""
         self.job = job
         self.every = every
+        self._child_ended = child_ended
         self._child: int | None = None
         self._faces = 0
         self._started = 0.0
@@ -167,6 +174,7 @@ class Compactor:
                 self.stop()
             return
         self._child = None
+        self._child_ended()
         if os.waitstatus_to_exitcode(status) == 0:
             self.finished.append((self._faces, time.monotonic() - self._started))
         else:
@@ -183,3 +191,4 @@ class Compactor:
         if child is not None:
             os.kill(child, signal.SIGKILL)  # a child that has exited is a zombie until reaped: this cannot miss
             os.waitpid(child, 0)
+            self._child_ended()

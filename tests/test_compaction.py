@@ -144,7 +144,9 @@ def test_the_compactor_stores_snapshots_from_a_forked_child_while_the_writer_goe
     store: RedisStore, redis_url: str
 ) -> None:
     engine, _ = _filled(store, 40)
-    compactor = Compactor(SnapshotJob(RedisAddress(redis_url), store.space, "", DIM), every=16, covered=0)
+    ended: list[int] = []  # the writer's memory goes back to huge pages after each child (clustering/huge_pages.py)
+    job = SnapshotJob(RedisAddress(redis_url), store.space, "", DIM)
+    compactor = Compactor(job, every=16, covered=0, child_ended=lambda: ended.append(len(engine)))
     compactor.after(engine.index)
     assert compactor.running()
     _more(engine, 20)  # the child stores the index as it was at the fork, whatever the writer adds meanwhile
@@ -152,11 +154,13 @@ def test_the_compactor_stores_snapshots_from_a_forked_child_while_the_writer_goe
     while compactor.running() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [faces for faces, _ in compactor.finished] == [40]
+    assert ended == [60]
     assert store.snapshot()[1] == 40
     assert OnlineRankOrder.restore(store, DIM, settings()).labels() == engine.labels()
     compactor.after(engine.index)  # 60 faces: the next is due at 56
     compactor.stop()  # a writer stepping down ends its child; that snapshot is simply not stored
     assert not compactor.running()
+    assert ended == [60, 60]
     assert store.snapshot()[1] == 40
 
 
