@@ -186,7 +186,8 @@ def command_cost(scale: int) -> None:
     """Seconds of one command of each type against the mean seconds of one face, on ``scale`` faces.
 
     The mean, not the median: faces are clustered as the worker does (batches of 256 announced to the engine),
-    and one face in 256 pays for inserting a block into the index, which is part of every face's cost."""
+    and one face in each insert block pays for inserting it into the index, which is part of every face's
+    cost."""
     faces = synthetic_faces(scale)
     engine = OnlineRankOrder(faces.shape[1], ClusteringSettings())
     timed_from = max(scale // 256 - 40, 0) * 256  # the mean over the last 40 batches

@@ -4,8 +4,9 @@ hnswlib compiles from source; its distance functions use the widest vector instr
 allowed (README, "hnswlib's instruction set"). Each level is built into a temporary folder with
 ``uv pip install --target`` (``CXXFLAGS=-march=<level>``; nothing cached, since the cache does not key on
 flags), then each build does the engine's index work in a process of its own, in turn, ``--rounds`` times: the
-bench's synthetic faces inserted in blocks of 256 on ``--threads`` cores through clustering/index.py with the
-default settings, each block queried first for its ``direct_search`` nearest faces, as the engine does.
+bench's synthetic faces inserted in blocks of ``index.insert_block`` on ``--threads`` cores through
+clustering/index.py with the default settings, each block queried first for its ``direct_search`` nearest
+faces, as the engine does.
 Medians, and ratios against the installed build of the same run.
 
     uv run python -m bench.hnsw_builds [--faces 100000] [--levels x86-64-v3 native] [--rounds 2]

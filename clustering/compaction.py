@@ -3,7 +3,8 @@
 A restarting writer loads the latest snapshot and adds the faces after it, so snapshots bound restart time.
 Serialising hnswlib's index holds the GIL (about 5 ms per 1,000 faces) and storing it in Redis takes longer
 still, so the writer does neither: every ``snapshot_every`` faces it forks (only page tables are copied: up
-to about 100 ms near a million faces, whose memory is in small pages). The child holds the index exactly as
+to about 35 ms near a million faces, with its large allocations in huge pages and put back in them after each
+child, clustering/huge_pages.py). The child holds the index exactly as
 it was after that face (copy on write: the writer goes on inserting into its own pages), saves it to a
 temporary file, stores its graph without the vectors (they are in Redis already; clustering/hnsw_format.py),
 fenced by the writer lease, and exits. The writer reaps it without waiting.

@@ -4,7 +4,8 @@ the faces of the block in progress.
 Faces enter the HNSW index a block at a time (``insert_block`` faces, labels ``b * block`` to ``(b + 1) *
 block - 1``), on ``insert_threads`` cores: hnswlib's inserts then run in parallel, and a block's queries can be
 answered in one parallel call ahead of the faces (``expect``). Until its block is full a face is found by brute
-force among the block's faces, which is exact and, at 256 faces, cheaper than one HNSW query. Which faces a
+force among the block's faces, which is exact and, for a block of up to a few hundred, cheaper than one
+HNSW query. Which faces a
 face is compared with by which search depends only on its label, never on how a consumer's polls cut the
 stream, so with one insert thread the answers are a function of the faces' order alone (docs/architecture.md).
 """
