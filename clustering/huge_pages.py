@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import re
 import threading
@@ -37,6 +38,8 @@ MIN_SPLIT_BYTES = 32 << 20
 
 _SMAPS = Path("/proc/self/smaps")
 _HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) ")
+#: Each mapping's lines start at a line with its address range.
+_MAPPING = re.compile(r"\n(?=[0-9a-f]+-[0-9a-f]+ )")
 
 
 @dataclass(frozen=True)
@@ -54,31 +57,21 @@ class Mapping:
 
 def mappings(smaps: str) -> list[Mapping]:
     """The mappings described by the text of a /proc/PID/smaps file."""
-    found: list[Mapping] = []
-    fields: dict[str, str] = {}
-    span: tuple[int, int] | None = None
-
-    def close() -> None:
-        if span is not None:
-            found.append(
-                Mapping(
-                    span[0],
-                    span[1],
-                    int(fields.get("Rss", "0 kB").split()[0]),
-                    int(fields.get("AnonHugePages", "0 kB").split()[0]),
-                    "hg" in fields.get("VmFlags", "").split(),
-                )
+    found = []
+    for block in _MAPPING.split(smaps):
+        header = _HEADER.match(block)
+        if header is None:
+            continue
+        fields = dict(line.split(":", 1) for line in block.splitlines()[1:] if ":" in line)
+        found.append(
+            Mapping(
+                int(header.group(1), 16),
+                int(header.group(2), 16),
+                int(fields.get("Rss", "0").split()[0]),
+                int(fields.get("AnonHugePages", "0").split()[0]),
+                "hg" in fields.get("VmFlags", "").split(),
             )
-
-    for line in smaps.splitlines():
-        header = _HEADER.match(line)
-        if header:
-            close()
-            span, fields = (int(header.group(1), 16), int(header.group(2), 16)), {}
-        elif ":" in line:
-            name, value = line.split(":", 1)
-            fields[name] = value.strip()
-    close()
+        )
     return found
 
 
@@ -94,6 +87,7 @@ def collapsible(found: list[Mapping], min_split: int = MIN_SPLIT_BYTES) -> list[
     return ranges
 
 
+@functools.cache
 def _madvise() -> Callable[[int, int, int], int] | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)

@@ -26,7 +26,7 @@ class IndexSettings(_Frozen):
         description="Faces inserted into the HNSW index together, on every insert core; until its block is full "
         "a face is found by exact search among the block's faces (clustering/neighbour_search.py). The face "
         "that fills a block waits for its insert: about 5 ms for 16 at a million faces, 100 ms for 256, which "
-        "cluster about 10% faster below a million (README, Speed and memory); 1 inserts each face alone.",
+        "cluster 10-20% faster below a million (README, Speed and memory); 1 inserts each face alone.",
     )
     insert_threads: int = Field(
         0,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings, RuntimeSettings
 from tests.services import missing
 from workers import local_services
+from workers.cluster_worker import ClusterWorker
 from workers.local_services import kafka_broker, redis_server
 
 # Many tests compare a worker's clusters with a reference run's, face for face. One insert thread makes the HNSW
@@ -88,3 +91,26 @@ def make_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
     yield factory
     for store in stores:
         store.clear()
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[[ClusterWorker, Callable[[], bool]], None]]:
+    """Runs a worker in a thread until a condition holds, then stops it cleanly."""
+    threads: list[tuple[threading.Thread, threading.Event]] = []
+
+    def start(worker: ClusterWorker, done: Callable[[], bool], timeout_s: float = 120) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop.is_set,), daemon=True)
+        thread.start()
+        threads.append((thread, stop))
+        deadline = time.monotonic() + timeout_s
+        while not done() and time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.1)
+        stop.set()
+        thread.join(timeout=60)
+        assert done(), "the worker did not finish in time"
+
+    yield start
+    for thread, stop in threads:
+        stop.set()
+        thread.join(timeout=60)
