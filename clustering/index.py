@@ -17,6 +17,7 @@ import hnswlib
 import numpy as np
 from numpy.typing import NDArray
 
+from clustering.huge_pages import small_pages
 from clustering.instruction_set import check_hnswlib_build
 from clustering.settings import IndexSettings
 
@@ -89,6 +90,11 @@ class HnswIndex:
     def __len__(self) -> int:
         return int(self._index.get_current_count())
 
+    @property
+    def capacity(self) -> int:
+        """Items it holds memory for; more make it resize."""
+        return int(self._index.get_max_elements())
+
     def add_all(self, first_label: int, vectors: NDArray[np.float32], threads: int) -> None:
         """Adds ``vectors`` as labels ``first_label``, ``first_label + 1``, ... on ``threads`` cores. With one,
         in order: the same input always builds the same graph; with more, the graph depends on thread timing."""
@@ -96,9 +102,23 @@ class HnswIndex:
             capacity = self._index.get_max_elements()
             needed = len(self) + len(vectors)
             if needed > capacity:
-                self._index.resize_index(max(needed, capacity * 2, 1024))
+                self._resize(max(needed, capacity * 2, 1024))
             labels = np.arange(first_label, first_label + len(vectors))
             self._index.add_items(vectors, labels, num_threads=threads)
+
+    def grow_ahead(self) -> bool:
+        """Doubles the capacity when more than three quarters of it is used, so that ``add_all`` seldom has to
+        (the caller picks a moment a resize is cheap: clustering/compaction.py). Returns whether it grew."""
+        with self._lock.write():
+            capacity = self._index.get_max_elements()
+            if len(self) * 4 <= capacity * 3:
+                return False
+            self._resize(capacity * 2)
+            return True
+
+    def _resize(self, capacity: int) -> None:
+        with small_pages():  # the new per-item locks: fresh memory, faster to fault in 4 KB pages
+            self._index.resize_index(capacity)
 
     def delete(self, labels: list[int]) -> None:
         """Takes these items out of every later query (hnswlib marks them deleted)."""

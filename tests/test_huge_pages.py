@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clustering.huge_pages import HUGE_PAGE, HugePageCollapser, Mapping, collapsible, mappings
+from clustering.huge_pages import HUGE_PAGE, HugePageCollapser, Mapping, collapsible, mappings, small_pages
 
 SMAPS = """\
 7f0000001000-7f0010001000 rw-p 00000000 00:00 0
@@ -72,3 +72,18 @@ def test_pages_split_by_writes_while_a_child_shared_them_are_collapsed_again() -
 
     assert _mapping_of(memory).small_bytes < 8 << 20
     assert int(memory[::4096].sum()) == 2 * len(memory[::4096])  # what memory holds is unchanged
+
+
+def _huge_pages_on_fault() -> bool:
+    enabled = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    return enabled.exists() and "[never]" not in enabled.read_text()
+
+
+@pytest.mark.skipif(not _huge_pages_on_fault(), reason="needs transparent huge pages")
+def test_memory_first_touched_inside_small_pages_comes_in_4k_pages_and_huge_ones_after() -> None:
+    with small_pages():
+        inside = np.ones(32 << 20, np.uint8)  # numpy asks large arrays for huge pages
+    after = np.ones(32 << 20, np.uint8)
+    assert _mapping_of(inside).asks_huge
+    assert _mapping_of(inside).huge_kb == 0
+    assert _mapping_of(after).huge_kb > 0
