@@ -17,7 +17,11 @@ class IndexSettings(_Frozen):
         100, ge=8, description="HNSW candidate list size while inserting (200 costs twice the time per face)."
     )
     ef: int = Field(64, ge=1, description="HNSW candidate list size while querying (raised to k when lower).")
-    initial_capacity: int = Field(4096, ge=16, description="Items before the first resize; it doubles after.")
+    initial_capacity: int = Field(
+        4096,
+        ge=16,
+        description="Items the index holds memory for at first; it doubles as it fills (the cluster worker: at 3/4).",
+    )
     random_seed: int = Field(100, description="Seed of the HNSW level draws, for reproducible graphs.")
     insert_block: int = Field(
         16,
