@@ -99,7 +99,7 @@ class HnswIndex:
         """Adds ``vectors`` as labels ``first_label``, ``first_label + 1``, ... on ``threads`` cores. With one,
         in order: the same input always builds the same graph; with more, the graph depends on thread timing."""
         with self._lock.write():
-            capacity = self._index.get_max_elements()
+            capacity = self.capacity
             needed = len(self) + len(vectors)
             if needed > capacity:
                 self._resize(max(needed, capacity * 2, 1024))
@@ -109,11 +109,10 @@ class HnswIndex:
     def grow_ahead(self) -> bool:
         """Doubles the capacity when more than three quarters of it is used, so that ``add_all`` seldom has to
         (the caller picks a moment a resize is cheap: clustering/compaction.py). Returns whether it grew."""
+        if len(self) * 4 <= self.capacity * 3:  # most batch ends: no need to hold back the readers
+            return False
         with self._lock.write():
-            capacity = self._index.get_max_elements()
-            if len(self) * 4 <= capacity * 3:
-                return False
-            self._resize(capacity * 2)
+            self._resize(self.capacity * 2)
             return True
 
     def _resize(self, capacity: int) -> None:

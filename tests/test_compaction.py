@@ -23,7 +23,6 @@ from clustering.metrics import score_clustering
 from clustering.redis_client import RedisAddress, RedisClient, connect
 from clustering.redis_records import OutboxEntry
 from clustering.redis_store import RedisStore
-from clustering.settings import IndexSettings
 from clustering.store import FaceMeta, StoreError
 from tests.test_engine import DIM, identities, settings
 
@@ -163,28 +162,6 @@ def test_the_compactor_stores_snapshots_from_a_forked_child_while_the_writer_goe
     assert not compactor.running()
     assert ended == [60, 60]
     assert store.snapshot()[1] == 40
-
-
-def test_the_index_grows_ahead_of_need_between_snapshot_children_never_beside_one(
-    store: RedisStore, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A resize remaps the memory a child shares page by page (about 20 times the cost): no batch should pay it.
-    monkeypatch.setattr("clustering.compaction.store_snapshot", lambda *_: time.sleep(60))
-    vectors, _ = identities(7, 4, 0.3, seed=5)
-    index = HnswIndex(DIM, IndexSettings(initial_capacity=16))
-    index.add_all(0, vectors[:13], threads=1)
-    compactor = Compactor(SnapshotJob(RedisAddress(redis_url), store.space, "", DIM), 8, 0, child_ended=lambda: None)
-    compactor.after(index)  # 13 of 16 used, and a snapshot due: the growth first, alone
-    assert (index.capacity, compactor.running()) == (32, False)
-    compactor.after(index)
-    assert compactor.running()
-    index.add_all(13, vectors[13:25], threads=1)
-    compactor.after(index)  # 25 of 32, but a child runs
-    assert index.capacity == 32
-    compactor.stop()
-    compactor.after(index)
-    assert index.capacity == 64
-    assert len(index) == 25
 
 
 def test_a_failed_or_stuck_snapshot_child_is_logged_and_never_blocks_the_writer(
