@@ -1,12 +1,15 @@
 """Helpers of the cluster worker's tests: settings on fresh topics, the test's own identity space, publishing
-faces and reading back the state a worker left in Redis."""
+faces, a writer's store of a fresh space and reading back the state a worker left in Redis."""
 
 from __future__ import annotations
+
+import uuid
 
 from confluent_kafka import Producer
 
 from clustering.engine import OnlineRankOrder
-from clustering.redis_client import connect
+from clustering.lease import WriterLease
+from clustering.redis_client import RedisClient, connect
 from clustering.redis_store import RedisStore
 from workers.local_services import fresh_kafka
 from workers.settings import Settings, WorkerSettings
@@ -34,3 +37,10 @@ def publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
 def state_labels(settings: Settings, space: str | None = None) -> dict[str, int]:
     store = RedisStore(connect(settings.worker.redis_url), space or face_space(settings))
     return OnlineRankOrder.restore(store, 512, settings.clustering).labels()
+
+
+def leased_store(client: RedisClient, prefix: str, ttl_s: float) -> tuple[WriterLease, RedisStore]:
+    """A fresh space named after ``prefix``, its writer lease taken, and the store that writes through it."""
+    lease = WriterLease(client, f"{prefix}{uuid.uuid4().hex[:8]}", ttl_s)
+    assert lease.acquire()
+    return lease, RedisStore(client, lease.space, lease.token)

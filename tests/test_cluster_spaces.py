@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import uuid
 import zlib
 from pathlib import Path
 
@@ -16,11 +15,11 @@ import pytest
 from confluent_kafka import Message, Producer
 
 from clustering.engine import OnlineRankOrder
-from clustering.lease import WriterLease
 from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
 from clustering.store import StoreError
 from streaming.messages import DeadLetter, FaceRecord
+from tests.cluster_worker_runs import leased_store
 from tests.streams import identities_view, read_all, reference_labels, running, synthetic_faces
 from workers.cluster_worker import ClusterWorker
 from workers.local_services import free_port, fresh_kafka, http_get, settings_env, wait_for
@@ -179,14 +178,11 @@ def test_a_face_of_a_space_on_another_partition_is_a_dead_letter(kafka_bootstrap
 
 def test_a_quiet_space_records_how_far_its_partition_was_read(redis_url: str) -> None:
     client = connect(redis_url)
-    space = f"quiet{uuid.uuid4().hex[:8]}"
-    lease = WriterLease(client, space, ttl_s=5)
-    assert lease.acquire()
-    store = RedisStore(client, space, lease.token)
+    lease, store = leased_store(client, "quiet", ttl_s=5)
     store.applied_through(3, 120)
     store.applied_through(3, 80)  # never backwards
     assert store.offsets() == {3: 120}
-    stranger = RedisStore(client, space, "not-the-lease")
+    stranger = RedisStore(client, lease.space, "not-the-lease")
     with pytest.raises(StoreError, match="no longer holds the writer lease"):
         stranger.applied_through(3, 500)
     assert store.offsets() == {3: 120}

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import StoreError
-from tests.cluster_worker_runs import cluster_settings, face_space, publish, state_labels
+from tests.cluster_worker_runs import cluster_settings, face_space, leased_store, publish, state_labels
 from tests.streams import identities_view, read_all, reference_labels, synthetic_faces
 from workers.cluster_worker import ClusterWorker
 from workers.local_services import free_port, http_get, redis_server, settings_env, wait_for
@@ -153,10 +152,8 @@ def test_a_standby_waits_for_the_lease_and_takes_over_where_the_writer_stopped(
 
 def test_a_writer_whose_lease_lapsed_is_refused(redis_url: str) -> None:
     client = connect(redis_url)
-    space = f"lease{uuid.uuid4().hex[:8]}"
-    old = WriterLease(client, space, ttl_s=0.6)
-    assert old.acquire()
-    store = RedisStore(client, space, old.token)
+    old, store = leased_store(client, "lease", ttl_s=0.6)
+    space = old.space
     engine = OnlineRankOrder(512, ClusteringSettings(), store)
     records = synthetic_faces(3, identities=2, space=space)
     engine.add(records[0].face_id, records[0].vector(), offset=(0, 0))
