@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from clustering.cosine import DEFAULT_COSINE_THRESHOLD
+from streaming.frozen import FrozenModel
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class IndexSettings(_Frozen):
+class IndexSettings(FrozenModel):
     m: int = Field(16, ge=2, le=128, description="HNSW links per node (hnswlib M).")
     ef_construction: int = Field(
         100, ge=8, description="HNSW candidate list size while inserting (200 costs twice the time per face)."
@@ -42,7 +39,7 @@ class IndexSettings(_Frozen):
     )
 
 
-class RankOrderSettings(_Frozen):
+class RankOrderSettings(FrozenModel):
     """Defaults chosen on LFW DevTrain (README, "Choosing the clustering parameters")."""
 
     k: int = Field(10, ge=2, le=200, description="Neighbour list length.")
@@ -74,7 +71,7 @@ class RankOrderSettings(_Frozen):
     )
 
 
-class ClusteringSettings(_Frozen):
+class ClusteringSettings(FrozenModel):
     cosine_threshold: float = Field(
         DEFAULT_COSINE_THRESHOLD,
         ge=-1.0,

@@ -5,16 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from models.session import PROVIDER_PREFERENCE
+from streaming.frozen import FrozenModel
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RuntimeSettings(_Frozen):
+class RuntimeSettings(FrozenModel):
     providers: tuple[str, ...] = Field(
         PROVIDER_PREFERENCE,
         description="Execution providers in order of preference; those onnxruntime lacks are skipped.",
@@ -27,7 +24,7 @@ class RuntimeSettings(_Frozen):
     )
 
 
-class DetectorSettings(_Frozen):
+class DetectorSettings(FrozenModel):
     model: str = Field("scrfd-500m", description="Registry id or path of a RetinaFace/SCRFD ONNX file.")
     sha256: str | None = Field(None, description="Expected sha256 of a model given by path.")
     input_size: tuple[int, int] = Field(
@@ -51,7 +48,7 @@ class DetectorSettings(_Frozen):
     max_faces: int = Field(100, ge=1, description="Most faces kept per frame, highest scores first.")
 
 
-class EmbedderSettings(_Frozen):
+class EmbedderSettings(FrozenModel):
     model: str = Field("arcface-w600k-mbf", description="Registry id or path of an ArcFace-style ONNX file.")
     sha256: str | None = Field(None, description="Expected sha256 of a model given by path.")
     input_mean: float = Field(127.5, description="Pixels enter the model as (value - mean) / std.")
@@ -60,7 +57,7 @@ class EmbedderSettings(_Frozen):
     batch_size: int = Field(32, ge=1, le=1024, description="Most faces per embedder call.")
 
 
-class QualitySettings(_Frozen):
+class QualitySettings(FrozenModel):
     min_face_size: float = Field(20.0, ge=0.0, description="Shorter side of the box, in pixels.")
     min_score: float = Field(
         0.5,
@@ -80,7 +77,7 @@ class QualitySettings(_Frozen):
     )
 
 
-class TrackingSettings(_Frozen):
+class TrackingSettings(FrozenModel):
     """Faces followed through each camera's frames (README, "Tracking: how the defaults were chosen")."""
 
     enabled: bool = Field(
@@ -144,7 +141,7 @@ class TrackingSettings(_Frozen):
     )
 
 
-class ModelSettings(_Frozen):
+class ModelSettings(FrozenModel):
     runtime: RuntimeSettings = RuntimeSettings()
     detector: DetectorSettings = DetectorSettings()
     embedder: EmbedderSettings = EmbedderSettings()

@@ -19,7 +19,9 @@ from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
+from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
+
+from streaming.frozen import FrozenModel
 
 SCHEMA_VERSION = 1
 
@@ -46,9 +48,7 @@ class MessageError(ValueError):
         self.reason = reason
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class _Message(FrozenModel):
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
 

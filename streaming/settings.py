@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from streaming.frozen import FrozenModel
 from streaming.kafka_logs import kafka_logger
 from streaming.redact import read_secret
 
 
-class KafkaSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class KafkaSettings(FrozenModel):
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
     frames_topic: str = Field("facestream.frames", description="JPEG frames in (key: camera id).")
     faces_topic: str = Field("facestream.faces", description="Face records from the embed stage.")

@@ -8,29 +8,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clustering.redis_client import RedisAddress
 from clustering.settings import ClusteringSettings
 from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import DEFAULT_MAX_PIXELS
+from streaming.frozen import FrozenModel
 from streaming.redact import read_secret
 from streaming.settings import KafkaSettings
 
 
-class RunSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class RunSettings(FrozenModel):
     batch_size: int = Field(8, ge=1, le=256, description="Frames per detector batch.")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="Larger images are refused undecoded.")
     gallery_faces_per_cluster: int = Field(24, ge=1, description="Thumbnails shown per cluster in index.html.")
 
 
-class WorkerSettings(BaseModel):
+class WorkerSettings(FrozenModel):
     """The Kafka workers (`facestream worker`)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     cluster_group: str = Field(
         "facestream-cluster",
