@@ -18,6 +18,9 @@ searches are made together) and stored in one Redis round trip. "p50/p99/max ms"
 face that fills an insert block pays for inserting it, the last face of a batch for the round trip and, every
 ``snapshot_every`` faces, the fork of the snapshot child); "batch p99"
 is a batch's whole time: what every face of it waits before the worker publishes its assignment.
+"unstolen" is the longest face during which the hypervisor took no CPU from this machine, and "steal s" all
+the CPU time it took during the run, all CPUs together (bench/host_steal.py): on a shared VM the longest face
+is often a pause of the host's.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from bench.host_steal import StealCounter
 from clustering.compaction import Compactor, SnapshotJob
 from clustering.engine import OnlineRankOrder
 from clustering.lease import LeaseKeeper, WriterLease
@@ -113,6 +117,8 @@ def _run(
     engine = OnlineRankOrder(DIM, ClusteringSettings(), store)
     before = _rss_bytes()
     latencies = np.empty(len(faces))
+    stolen = np.zeros(len(faces), dtype=np.int64)  # steal ticks while each face was timed
+    steal = StealCounter()
     batches = []
     start = time.perf_counter()
     for first in range(0, len(faces), BATCH):
@@ -121,20 +127,25 @@ def _run(
         # As the cluster worker does: a batch's deltas reach Redis in one round trip at its end.
         with store.batch() if isinstance(store, RedisStore) else nullcontext():
             engine.expect({f"cam:{i}:0": faces[i] for i in range(first, last + 1)})  # as the worker does
+            mark = steal.ticks()
             for i in range(first, last + 1):
                 t0 = time.perf_counter()
                 engine.add(f"cam:{i}:0", faces[i], camera="cam", frame=i)
                 latencies[i] = time.perf_counter() - t0
+                now = steal.ticks()  # one read a face: this face's end is the next one's start
+                stolen[i], mark = now - mark, now
             t0 = time.perf_counter()
         gc.freeze()  # as the cluster worker does after each batch: full collections skip the engine's objects
         if compactor is not None:
             compactor.after(engine.index)  # the fork: the next batch waits for it
         # The batch's round trip and the fork, charged to its last face.
         latencies[last] += time.perf_counter() - t0
+        stolen[last] += steal.ticks() - mark
         batches.append(time.perf_counter() - batch_started)
         if keeper is not None:
             keeper.progressed()  # as the worker's loop does after each batch
     seconds = time.perf_counter() - start
+    steal.close()
     grown = _rss_bytes() - before
     result = {
         "faces": float(len(faces)),
@@ -142,6 +153,8 @@ def _run(
         "p50_ms": float(np.percentile(latencies, 50) * 1000),
         "p99_ms": float(np.percentile(latencies, 99) * 1000),
         "max_ms": float(latencies.max() * 1000),
+        "max_unstolen_ms": float(latencies[stolen == 0].max(initial=0.0) * 1000),
+        "steal_s": float(stolen.sum() * StealCounter.TICK_S),
         "batch_p99_ms": float(np.percentile(batches, 99) * 1000),
         "bytes_per_face_beyond_embedding": grown / len(faces) - DIM * 4,
         "clusters": float(engine.cluster_count),
@@ -164,7 +177,8 @@ def main() -> None:
         return
     sizes = [*args.sizes, *([1_000_000] if args.million else [])]
     print(
-        f"{'faces':>9} {'store':<7}{'faces/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>9}{'batch p99':>10}"
+        f"{'faces':>9} {'store':<7}{'faces/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>9}{'unstolen':>9}{'steal s':>8}"
+        f"{'batch p99':>10}"
         f"{'B/face':>8}{'redis B/face':>13}{'clusters':>10}{'restart s':>10}{'snapshot':>10}{'lease':>7}"
     )
     for size in sizes:
@@ -184,7 +198,7 @@ def main() -> None:
             lease = f"{'-':>7}" if "lease_lost" not in r else f"{'LOST' if r['lease_lost'] else 'held':>7}"
             print(
                 f"{size:>9} {store:<7}{r['faces_per_s']:>9.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}"
-                f"{r['max_ms']:>9.1f}{r['batch_p99_ms']:>10.0f}{r['bytes_per_face_beyond_embedding']:>8.0f}{redis_bytes}{r['clusters']:>10.0f}"
+                f"{r['max_ms']:>9.1f}{r['max_unstolen_ms']:>9.1f}{r['steal_s']:>8.2f}{r['batch_p99_ms']:>10.0f}{r['bytes_per_face_beyond_embedding']:>8.0f}{redis_bytes}{r['clusters']:>10.0f}"
                 f"{restart}{lease}",
                 flush=True,
             )
