@@ -109,7 +109,8 @@ class HnswIndex:
     def grow_ahead(self) -> bool:
         """Doubles the capacity when more than three quarters of it is used, so that ``add_all`` seldom has to
         (the caller picks a moment a resize is cheap: clustering/compaction.py). Returns whether it grew."""
-        if len(self) * 4 <= self.capacity * 3:  # most batch ends: no need to hold back the readers
+        # Read unlocked: only the writer, which calls this, changes either. Most batch ends stop here, readers free.
+        if len(self) * 4 <= self.capacity * 3:
             return False
         with self._lock.write():
             self._resize(self.capacity * 2)

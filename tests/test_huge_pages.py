@@ -5,7 +5,6 @@ from __future__ import annotations
 import mmap
 import os
 import platform
-import re
 import signal
 import time
 from pathlib import Path
@@ -102,7 +101,6 @@ def _fresh_asking_huge(size: int) -> mmap.mmap:
 
 
 def _huge_kb() -> int:
-    """This process's anonymous memory in 2 MB pages, in KB."""
-    found = re.search(r"^AnonHugePages:\s+(\d+) kB", Path("/proc/self/smaps_rollup").read_text(), re.MULTILINE)
-    assert found is not None
-    return int(found.group(1))
+    """This process's anonymous memory in 2 MB pages, in KB (smaps_rollup: all mappings as one)."""
+    (everything,) = mappings(Path("/proc/self/smaps_rollup").read_text())
+    return everything.huge_kb
