@@ -37,6 +37,7 @@ from streaming.sources import FrameSource
 from workers.local_services import free_port, fresh_kafka, http_get, kafka_broker, redis_server, settings_env, wait_for
 from workers.run_job import run_pipeline
 from workers.settings import Settings, WorkerSettings
+from workers.source_readers import readers_of
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Result:
 
 def _baseline(folder: Path, out: Path, settings: Settings) -> Result:
     started = time.perf_counter()
-    summary = run_pipeline([FrameSource(str(folder), "bench")], out, settings, progress=False)
+    summary = run_pipeline(readers_of([FrameSource(str(folder), "bench")], settings), out, settings, progress=False)
     return Result(time.perf_counter() - started, summary.frames, summary.clustered, [])
 
 

@@ -16,9 +16,27 @@ from models.track_log import TrackSummary
 FloatArray = NDArray[np.float32]
 
 
-def track_id(camera: str, frame: int, detection: int) -> str:
-    """A track's id: unique per camera, since a camera's frames are numbered once (`camera:t<frame>.<n>`)."""
-    return f"{camera}:t{frame}.{detection}"
+def stream_of(camera: str, session: str | None) -> str:
+    """What a camera's ids start with: ``camera@session`` where its producer names the connection (a session),
+    so that a camera whose frames are numbered from 0 again after a reconnect never reuses an id; the bare
+    camera id for a source that has no sessions (a file `facestream run` reads, another make of producer)."""
+    return camera if session is None else f"{camera}@{session}"
+
+
+def face_id(stream: str, frame: int, index: int) -> str:
+    """The stable id of a detected face: its stream (``stream_of``), frame number and rank among the frame's
+    detections; a replay of the same frame gives the same id."""
+    return f"{stream}:{frame}:{index}"
+
+
+def carried_face_id(stream: str, frame: int, index: int) -> str:
+    """The id of a face the tracker carried over a frame the detector skipped: never one of a detected face."""
+    return f"{stream}:{frame}:c{index}"
+
+
+def track_id(stream: str, frame: int, detection: int) -> str:
+    """A track's id, unique since a stream's frames are numbered once (`stream:t<frame>.<n>`)."""
+    return f"{stream}:t{frame}.{detection}"
 
 
 class TrackReset(StrEnum):
@@ -29,6 +47,7 @@ class TrackReset(StrEnum):
     FRAME_ORDER = "frame_order"  # a frame number repeated or went backwards
     GAP = "gap"  # frames further apart in time than max_gap_s
     EVICTED = "evicted"  # more cameras than max_cameras
+    SESSION = "session"  # the camera's producer connected anew: no track spans the gap
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,13 @@ class CameraFrame:
     still: bool = False
     #: Where the frame sits in its input (a Kafka offset), to tell where a camera's open tracks began.
     position: int | None = None
+    #: The producer's connection to the camera (a new one after every reconnect); None where it names none.
+    session: str | None = None
+
+    @property
+    def stream(self) -> str:
+        """What the ids of this frame's faces and tracks start with."""
+        return stream_of(self.camera, self.session)
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,20 @@ from numpy.typing import NDArray
 
 from models.analyzer import FaceAnalyzer
 from models.detection import Detections
-from models.frames import CameraFrame, FaceObservation, FrameResult, PipelineCounters, TrackReset, track_id
+from models.frames import (
+    CameraFrame,
+    FaceObservation,
+    FrameResult,
+    PipelineCounters,
+    TrackReset,
+    carried_face_id,
+    face_id,
+    track_id,
+)
 from models.quality import QualityReport
 from models.settings import TrackingSettings
 from models.track_log import TrackLog, TrackSummary
 from models.tracker import FaceTracker, Track, TrackerParams
-from streaming.messages import carried_face_id, face_id
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,7 @@ class _Camera:
     tracker: FaceTracker
     shape: tuple[int, ...] = ()
     last_number: int = -1
+    session: str | None = None
     last_timestamp: float = 0.0
     thumb: NDArray[np.float32] | None = None
     since_detection: int = 0
@@ -132,7 +141,9 @@ class FacePipeline:
         state.arrived = time.monotonic()
         reset: TrackReset | None = None
         if state.last_number >= 0:
-            if frame.image.shape != state.shape:
+            if frame.session != state.session:
+                reset = TrackReset.SESSION
+            elif frame.image.shape != state.shape:
                 reset = TrackReset.FRAME_SIZE
             elif frame.number <= state.last_number:
                 reset = TrackReset.FRAME_ORDER
@@ -152,11 +163,12 @@ class FacePipeline:
             or frame.timestamp - state.detected_at >= settings.detect_every_s - 1e-6
             or change >= settings.motion_threshold
         )
-        state.shape, state.last_number, state.last_timestamp, state.thumb = (
+        state.shape, state.last_number, state.last_timestamp, state.thumb, state.session = (
             frame.image.shape,
             frame.number,
             frame.timestamp,
             thumb_f,
+            frame.session,
         )
         state.since_detection = 0 if detect else state.since_detection + 1
         if detect:
@@ -189,7 +201,7 @@ class FacePipeline:
         reports: list[QualityReport] = []
         crops: NDArray[np.uint8] | None = None
         if found is not None:
-            new_ids = [track_id(frame.camera, frame.number, i) for i in range(len(found))]
+            new_ids = [track_id(frame.stream, frame.number, i) for i in range(len(found))]
             started, ended = tracker.update(found.boxes, found.scores, found.landmarks, new_ids)
             appearances += self._end(state, ended)
             for track in started:
@@ -202,9 +214,9 @@ class FacePipeline:
             # A detected face is named by its rank among the frame's detections, which a replay of the frame
             # reproduces whatever the tracks were; a carried one by its rank among the frame's carried faces.
             if track.detection is not None and found is not None:
-                identifier = face_id(frame.camera, frame.number, track.detection)
+                identifier = face_id(frame.stream, frame.number, track.detection)
             else:
-                identifier = carried_face_id(frame.camera, frame.number, index)
+                identifier = carried_face_id(frame.stream, frame.number, index)
             face_log = state.logs[track.id]
             face_log.seen(frame.number, frame.timestamp, frame.position)
             report: QualityReport | None = None
@@ -255,7 +267,7 @@ class FacePipeline:
         crops, reports = self.analyzer.describe(frame.image, found)
         faces = [
             FaceObservation(
-                face_id(frame.camera, frame.number, i),
+                face_id(frame.stream, frame.number, i),
                 frame.camera,
                 frame.number,
                 frame.timestamp,

@@ -1,11 +1,10 @@
-"""`facestream produce`: camera frames to the frames topic as JPEG, with their headers."""
+"""`facestream produce`: the frames of every source, read at once, to the frames topic as JPEG with their headers."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -13,8 +12,9 @@ from confluent_kafka import KafkaError, Message, Producer
 from tqdm import tqdm
 
 from streaming.messages import FrameHeaders
+from streaming.readers import Readers, ReadPolicy
 from streaming.settings import KafkaSettings
-from streaming.sources import BadInput, FrameSource
+from streaming.sources import BadInput, Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +28,17 @@ class ProduceSummary:
     skipped_bad: Counter[str] = field(default_factory=Counter)
     failed: int = 0
     bytes: int = 0
+    dropped_stale: int = 0
+    #: Sources given up (camera: why): unreadable files, live sources past their retries.
+    sources_failed: dict[str, str] = field(default_factory=dict)
 
     def line(self, topic: str) -> str:
         bad = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped_bad.items())) or "none"
+        failed = "; ".join(f"{camera}: {why}" for camera, why in sorted(self.sources_failed.items()))
         return (
             f"produced {self.frames} frames ({self.bytes / 1e6:.1f} MB) to {topic}; "
-            f"bad inputs: {bad}; undelivered: {self.failed}"
+            f"bad inputs: {bad}; stale frames dropped: {self.dropped_stale}; undelivered: {self.failed}"
+            + (f"; sources given up: {failed}" if failed else "")
         )
 
 
@@ -50,62 +55,93 @@ def encode_jpeg(image: cv2.typing.MatLike, quality: int = 90) -> bytes:
     raise FrameTooLargeError(f"frame of {image.shape[1]}x{image.shape[0]} stays over {MAX_FRAME_BYTES} bytes as JPEG")
 
 
+class FrameProducer:
+    """The Kafka side of `facestream produce`: one idempotent producer, frames as JPEG with their headers."""
+
+    def __init__(self, kafka: KafkaSettings, summary: ProduceSummary) -> None:
+        self.topic = kafka.frames_topic
+        self.summary = summary
+        self._producer = Producer(kafka.client_config(**{"enable.idempotence": True, "linger.ms": 20}))
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self.summary.failed += 1
+            log.error("frame of camera %s was not delivered: %s", (message.key() or b"").decode(), error)
+
+    def send(self, frame: Frame, space: str) -> None:
+        try:
+            value = encode_jpeg(frame.image)
+        except FrameTooLargeError as exc:
+            self.summary.skipped_bad["too_large"] += 1
+            log.warning("skipped %s frame %d: %s", frame.source, frame.number, exc)
+            return
+        headers = FrameHeaders(
+            camera=frame.source,
+            session=frame.session,
+            frame=frame.number,
+            timestamp=frame.timestamp,
+            space=space,
+        )
+        self._producer.produce(
+            self.topic, key=frame.source.encode(), value=value, headers=headers.to_kafka(), on_delivery=self._delivered
+        )
+        self._producer.poll(0)
+        self.summary.frames += 1
+        self.summary.bytes += len(value)
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float) -> None:
+        self.summary.failed += self._producer.flush(timeout_s)
+
+
 def produce_frames(
-    sources: Sequence[FrameSource],
+    readers: Readers,
+    spaces: Mapping[str, str],
     kafka: KafkaSettings,
     *,
-    space: str = "default",
-    fps: float | None = None,
-    every: int = 1,
+    total: int | None = None,
     progress: bool = True,
     should_stop: Callable[[], bool] | None = None,
+    summary: ProduceSummary | None = None,
 ) -> ProduceSummary:
-    """Publishes every ``every``-th frame, paced at ``fps`` (None: the source's own rate; 0: no pacing)."""
-    summary = ProduceSummary()
-    producer = Producer(kafka.client_config(**{"enable.idempotence": True, "linger.ms": 20}))
-
-    def delivered(error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            summary.failed += 1
-            log.error("frame %s was not delivered: %s", message.key(), error)
-
-    total = sum(s.total or 0 for s in sources) // every or None
-    with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
-        for source in sources:
-            rate = fps if fps is not None else (source.fps or 0.0)
-            start = time.monotonic()
-            for item in source:
-                if should_stop is not None and should_stop():
+    """Publishes the frames of every source as they come, each to its camera's space, until every source has
+    ended or ``should_stop()``; readers are closed on the way out."""
+    summary = summary or ProduceSummary()
+    producer = FrameProducer(kafka, summary)
+    stop = should_stop or (lambda: False)
+    try:
+        with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
+            for item in readers.items():
+                if stop():
                     break
+                if item is None:
+                    producer.poll()
+                    continue
                 if isinstance(item, BadInput):
                     summary.skipped_bad[item.reason.value] += 1
                     log.warning("skipped %s frame %d (%s): %s", item.source, item.number, item.name or "-", item.detail)
                     continue
-                if item.number % every:
-                    continue
-                if rate > 0:
-                    due = start + item.number / rate
-                    time.sleep(max(0.0, due - time.monotonic()))
-                try:
-                    value = encode_jpeg(item.image)
-                except FrameTooLargeError as exc:
-                    summary.skipped_bad["too_large"] += 1
-                    log.warning("skipped %s frame %d: %s", item.source, item.number, exc)
-                    continue
-                headers = FrameHeaders(camera=item.source, frame=item.number, timestamp=item.timestamp, space=space)
-                producer.produce(
-                    kafka.frames_topic,
-                    key=item.source.encode(),
-                    value=value,
-                    headers=headers.to_kafka(),
-                    on_delivery=delivered,
-                )
-                producer.poll(0)
-                summary.frames += 1
-                summary.bytes += len(value)
+                producer.send(item, spaces[item.source])
                 bar.update(1)
-            if should_stop is not None and should_stop():
-                break
-    undelivered = producer.flush(30)
-    summary.failed += undelivered
+    finally:
+        readers.close()
+        producer.flush(30)
+        summary.dropped_stale = sum(status.dropped_stale for status in readers.statuses)
+        summary.sources_failed = {s.camera: s.error or "failed" for s in readers.failed()}
     return summary
+
+
+def produce_sources(
+    sources: Sequence[FrameSource],
+    kafka: KafkaSettings,
+    *,
+    space: str = "default",
+    policy: ReadPolicy | None = None,
+    progress: bool = False,
+) -> ProduceSummary:
+    """Every frame of these sources, read at once (unpaced, full size unless ``policy`` says otherwise), to
+    the frames topic under one identity space: for scripts and tests; the command plans its own readers."""
+    readers = Readers([(source, policy or ReadPolicy()) for source in sources]).start()
+    return produce_frames(readers, {source.camera: space for source in sources}, kafka, progress=progress)

@@ -15,8 +15,12 @@ MASK = "***"
 
 # scheme://user:password@host -> scheme://user:***@host (an empty user too: redis://:password@host).
 _USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s'\"]*):(?P<secret>[^@/\s'\"]+)@")
-# ?password=...&token=... in a query string or a key=value list.
-_QUERY = re.compile(r"(?P<head>\b(?:password|passwd|pwd|pass|token|secret|access_token)=)[^&\s'\"]+", re.IGNORECASE)
+# ?password=...&token=... in a query string or a key=value list (the names cameras and their vendors use).
+_QUERY = re.compile(
+    r"(?P<head>\b(?:password|passwd|pwd|pass|token|secret|access_token|auth|authorization|api_?key|apikey|key|"
+    r"sig|signature|credentials?|session_?id|sid)=)[^&\s'\"]+",
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:

@@ -29,7 +29,7 @@ from streaming.messages import (
 
 #: Contracts whose JSON Schemas live in docs/schemas/, by file stem.
 SCHEMAS: dict[str, type[_Message]] = {
-    "frame-headers.v1": FrameHeaders,
+    "frame-headers.v2": FrameHeaders,
     "face.v2": FaceRecord,
     "track.v2": TrackRecord,
     "assignment.v1": Assignment,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -50,3 +50,48 @@ class KafkaSettings(FrozenModel):
             **secret,
             **overrides,
         }
+
+
+class SourceSettings(FrozenModel):
+    """How `facestream produce` and `facestream run` read their sources, live cameras above all."""
+
+    cameras_file: Path | None = Field(
+        None,
+        description="A camera list (TOML: one [[camera]] table per camera with id, url and optionally space, "
+        "max_fps, max_size, transport) read by `facestream produce` besides its SOURCE arguments.",
+    )
+    max_size: int | None = Field(
+        None,
+        ge=0,
+        description="Frames are scaled down at the edge so that their long side is at most this (aspect kept); "
+        "0: full size. Unset: `produce` uses the detector's input side (640 by default), `run` full size.",
+    )
+    max_fps: float | None = Field(
+        None, gt=0, description="Frames per second kept of each source at most; unset: all of them."
+    )
+    open_timeout_s: float = Field(10.0, gt=0, description="Longest wait to connect to a live stream.")
+    read_timeout_s: float = Field(
+        5.0, gt=0, description="Longest silence on an open live stream before it counts as dropped."
+    )
+    reconnect_first_s: float = Field(0.5, gt=0, description="Wait before the first reconnection after a drop.")
+    reconnect_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between reconnections (the wait doubles after each failed try)."
+    )
+    max_retries: int | None = Field(
+        None,
+        ge=0,
+        description="Failed reconnections in a row after which a live source is given up (the command then "
+        "exits 1); unset: try forever.",
+    )
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport of live streams.")
+    live_queue: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="Newest frames of a live source kept waiting while the consumer is busy; older ones are "
+        "dropped as stale (facestream_producer_frames_dropped_total).",
+    )
+    metrics_port: int = Field(
+        9401, ge=0, le=65535, description="Port of `facestream produce`'s /metrics, /healthz and /readyz (0: none)."
+    )
+    metrics_host: str = Field("0.0.0.0", description="Address of the producer's /metrics.")  # noqa: S104

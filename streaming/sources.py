@@ -1,4 +1,5 @@
-"""Frame sources: a video file, an image folder, a camera index or a network stream, as one iterator."""
+"""Frame sources: a video file, an image folder, a camera index or a network stream; each iteration of a source
+is one pass over a file or one connection to a live source (streaming/readers.py reconnects and runs many)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -15,6 +17,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from streaming.decode import DEFAULT_MAX_PIXELS, DecodeFailure, ImageDecodeError, decode_image
+from streaming.live_stream import StreamDroppedError, StreamTimeouts, Transport, stream_frames
 from streaming.redact import redact
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ class Frame:
     timestamp: float  # seconds: position in a video file; Unix time for live streams and image files
     image: NDArray[np.uint8]  # BGR
     name: str | None = None  # the image file's path inside a folder source
+    session: str | None = None  # the connection (or pass over a file) it came from; None: ids without one
 
 
 @dataclass(frozen=True)
@@ -54,12 +58,26 @@ class SourceError(RuntimeError):
     """The source as a whole cannot be opened or read."""
 
 
-class FrameSource:
-    """Iterates frames of one source; ``total`` is known for files and folders, None for live streams."""
+class SourceDroppedError(SourceError):
+    """A live source stopped giving frames, or could not be opened: the reader tries again after a wait."""
 
-    def __init__(self, uri: str, camera: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+
+class FrameSource:
+    """Frames of one source; ``total`` is known for files and folders, None for live streams."""
+
+    def __init__(
+        self,
+        uri: str,
+        camera: str | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        *,
+        timeouts: StreamTimeouts | None = None,
+        transport: Transport = Transport.TCP,
+    ) -> None:
         self.uri = uri
         self.max_pixels = max_pixels
+        self.timeouts = timeouts or StreamTimeouts()
+        self.transport = transport
         self.kind, self.camera = _classify(uri, camera)
         self._files: list[Path] = []
         if self.kind == "folder":
@@ -67,6 +85,11 @@ class FrameSource:
         elif self.kind == "image":
             self._files = [Path(uri)]
         self.total, self.fps = self._probe()
+
+    @property
+    def live(self) -> bool:
+        """A camera or a stream: it has no end, drops and comes back; files and folders end."""
+        return self.kind in ("camera", "stream")
 
     def _probe(self) -> tuple[int | None, float | None]:
         """Frame count (None when unknown, as for live streams) and frames per second of a video file."""
@@ -83,11 +106,18 @@ class FrameSource:
         return (count if count > 0 else None), (fps if 0 < fps < 1000 else None)
 
     def __iter__(self) -> Iterator[SourceItem]:
-        if self.kind in ("folder", "image"):
-            return self._folder()
-        return self._capture()
+        return self.frames()
 
-    def _folder(self) -> Iterator[SourceItem]:
+    def frames(self, session: str | None = None) -> Iterator[SourceItem]:
+        """One pass over a file or folder, or one connection to a live source (its frames numbered from 0),
+        each frame marked with ``session``. A live source raises SourceDroppedError when the connection ends."""
+        if self.kind in ("folder", "image"):
+            return self._folder(session)
+        if self.kind == "stream":
+            return self._stream(session)
+        return self._capture(session)
+
+    def _folder(self, session: str | None) -> Iterator[SourceItem]:
         for number, path in enumerate(self._files):
             name = str(path)
             try:
@@ -99,27 +129,37 @@ class FrameSource:
             except OSError as exc:
                 yield BadInput(self.camera, number, DecodeFailure.CORRUPT, f"cannot read: {exc}", name)
                 continue
-            yield Frame(self.camera, number, path.stat().st_mtime, image, name)
+            yield Frame(self.camera, number, path.stat().st_mtime, image, name, session)
 
-    def _capture(self) -> Iterator[SourceItem]:
+    def _stream(self, session: str | None) -> Iterator[SourceItem]:
+        try:
+            for number, (image, timestamp) in enumerate(stream_frames(self.uri, self.timeouts, self.transport)):
+                yield Frame(self.camera, number, timestamp, image, session=session)
+        except StreamDroppedError as exc:
+            raise SourceDroppedError(str(exc)) from exc
+
+    def _capture(self, session: str | None) -> Iterator[SourceItem]:
         target: str | int = int(self.uri) if self.kind == "camera" else self.uri
         capture = cv2.VideoCapture(target)
         if not capture.isOpened():
             capture.release()
+            if self.live:
+                raise SourceDroppedError("cannot open: OpenCV found no camera at this index")
             raise SourceError(f"cannot open {self.kind} {redact(self.uri)!r}: OpenCV found no decodable video stream")
-        live = self.kind != "video"
         try:
             number = 0
             while True:
                 ok, image = capture.read()
                 if not ok or image is None:
                     break
-                timestamp = time.time() if live else float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
-                yield Frame(self.camera, number, timestamp, _as_bgr8(image))
+                timestamp = time.time() if self.live else float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+                yield Frame(self.camera, number, timestamp, _as_bgr8(image), session=session)
                 number += 1
         finally:
             capture.release()
-        if number == 0 and not live:
+        if self.live:
+            raise SourceDroppedError("the camera stopped giving frames")
+        if number == 0:
             raise SourceError(f"{redact(self.uri)}: no frame could be decoded (corrupt or unsupported video)")
 
 
@@ -160,7 +200,13 @@ def _classify(uri: str, camera: str | None) -> tuple[str, str]:
 
 
 def _stream_name(uri: str) -> str:
-    # Keep credentials out of the camera id: it ends up in face ids, logs and metrics.
-    rest = uri.split("://", 1)[1]
-    host_and_path = rest.rsplit("@", 1)[-1]
-    return host_and_path.replace("/", "_").replace(":", "_").strip("_") or "stream"
+    """A camera id from a stream URL: host, port and path, never its user, password, query or fragment (they
+    may hold credentials, and the camera id ends up in Kafka keys, face ids, Redis, events and metrics)."""
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "stream"
+    name = "_".join(part for part in (host, str(port) if port else "", parts.path.replace("/", "_")) if part)
+    return "_".join(piece for piece in name.replace(":", "_").split("_") if piece) or "stream"

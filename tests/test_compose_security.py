@@ -22,7 +22,7 @@ from clustering.redis_client import check_permissions, connect
 from models.analyzer import FaceAnalyzer
 from models.registry import sample_images
 from streaming.messages import FaceRecord, parse_faces_topic
-from streaming.produce import produce_frames
+from streaming.produce import produce_sources
 from streaming.sources import FrameSource
 from tests.secure_redis import CLUSTER_STAGE_RIGHTS
 from tests.services import missing
@@ -162,7 +162,7 @@ def test_sample_photos_to_identities_with_the_compose_secrets_and_acls(
         compose_host.settings(service, monkeypatch) for service in ("producer", "embed", "cluster")
     )
     sources = [FrameSource(str(path), f"cam{i}") for i, path in enumerate(sample_images())]
-    assert produce_frames(sources, producer.kafka, space="compose", fps=0, progress=False).frames == len(sources)
+    assert produce_sources(sources, producer.kafka, space="compose").frames == len(sources)
 
     embed = EmbedWorker(embed_settings, analyzer)
     cluster = ClusterWorker(cluster_settings, connect(cluster_settings.worker.redis_address()))

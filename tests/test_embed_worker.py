@@ -20,7 +20,8 @@ from models.registry import sample_images
 from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import decode_image
 from streaming.messages import DeadLetter, FaceRecord, FrameHeaders, TrackRecord, parse_faces_topic
-from streaming.produce import produce_frames
+from streaming.produce import produce_sources
+from streaming.readers import ReadPolicy
 from streaming.sources import Frame, FrameSource
 from tests.conftest import data_dir
 from tests.streams import committed_to_end, read_all
@@ -37,7 +38,7 @@ def test_frames_become_faces_and_bad_messages_dead_letters(
     suffix = kafka.frames_topic.removeprefix("frames-")
 
     video = data_dir("videos", "intel_face-demographics-walking-and-pause.mp4")
-    produced = produce_frames([FrameSource(str(video), "door")], kafka, fps=0, every=4, progress=False)
+    produced = produce_sources([FrameSource(str(video), "door")], kafka, policy=ReadPolicy(every=4))
     assert produced.failed == 0
     good = FrameHeaders(camera="door", frame=100000, timestamp=1.0).to_kafka()
     bad_messages: dict[str, tuple[bytes, list[tuple[str, str | bytes | None]]]] = {

@@ -15,7 +15,7 @@ from clustering.redis_store import RedisStore
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
 from streaming.messages import FrameHeaders
-from streaming.produce import produce_frames
+from streaming.produce import produce_sources
 from streaming.sources import Frame, FrameSource, SourceItem
 from tests.conftest import data_dir
 from tests.streams import (
@@ -34,6 +34,7 @@ from tests.worker_processes import (
 )
 from workers.local_services import free_port, http_get, wait_for
 from workers.run_job import run_pipeline
+from workers.source_readers import readers_of
 
 
 def test_frames_in_identities_out_equal_facestream_run(
@@ -41,7 +42,7 @@ def test_frames_in_identities_out_equal_facestream_run(
 ) -> None:
     settings = settings_for(kafka_bootstrap, redis_url, cpu_models)
     sources = [FrameSource(str(data_dir("videos", name)), camera) for camera, name in VIDEOS.items()]
-    produced = produce_frames(sources, settings.kafka, space=space_of(settings), fps=0, progress=False)
+    produced = produce_sources(sources, settings.kafka, space=space_of(settings))
     assert produced.failed == 0
 
     # `facestream run` on the very frames the workers receive (the JPEGs on the frames topic, their headers).
@@ -53,8 +54,11 @@ def test_frames_in_identities_out_equal_facestream_run(
         camera_dir.mkdir(parents=True, exist_ok=True)
         (camera_dir / f"{headers.frame:06d}.jpg").write_bytes(message.value() or b"")
     stamps = {(h.camera, h.frame): h.timestamp for h in (FrameHeaders.from_kafka(m.headers()) for m in messages)}
+    sessions = {h.camera: h.session for h in (FrameHeaders.from_kafka(m.headers()) for m in messages)}
     summary = run_pipeline(
-        [_StampedFolder(str(frames_dir / camera), camera, stamps) for camera in VIDEOS],
+        readers_of(
+            [_StampedFolder(str(frames_dir / camera), camera, stamps, sessions[camera]) for camera in VIDEOS], settings
+        ),
         tmp_path / "run",
         settings,
         analyzer=analyzer,
@@ -105,14 +109,16 @@ def test_frames_in_identities_out_equal_facestream_run(
 class _StampedFolder(FrameSource):
     """A folder of video frames named by number, with the timestamps their headers carried."""
 
-    def __init__(self, uri: str, camera: str, stamps: dict[tuple[str, int], float]) -> None:
+    def __init__(self, uri: str, camera: str, stamps: dict[tuple[str, int], float], session: str | None) -> None:
         super().__init__(uri, camera)
-        self._stamps = stamps
+        self._stamps, self._session = stamps, session
 
-    def __iter__(self) -> Iterator[SourceItem]:
-        for item in super().__iter__():
+    def frames(self, session: str | None = None) -> Iterator[SourceItem]:
+        for item in super().frames(session):
             if isinstance(item, Frame) and item.name is not None:
                 number = int(Path(item.name).stem)
-                yield Frame(item.source, number, self._stamps[(item.source, number)], item.image)  # video, not photos
+                stamp = self._stamps[(item.source, number)]
+                # A video's frames (not photos), in the session the producer gave them.
+                yield Frame(item.source, number, stamp, item.image, session=self._session)
             else:
                 yield item

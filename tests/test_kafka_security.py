@@ -26,7 +26,7 @@ from clustering.redis_client import connect
 from models.analyzer import FaceAnalyzer
 from models.registry import sample_images
 from streaming.messages import FaceRecord, parse_faces_topic
-from streaming.produce import produce_frames
+from streaming.produce import produce_sources
 from streaming.settings import KafkaSettings
 from streaming.sources import FrameSource
 from tests.streams import identities_view, read_all, running, synthetic_faces
@@ -195,7 +195,7 @@ def test_frames_to_identities_over_sasl_ssl_each_stage_with_only_its_acls(
         update={"client": {**kafka.client, "sasl.username": "admin"}, "sasl_password_file": tmp_path / "admin.password"}
     )
     sources = [FrameSource(str(path), f"cam{i}") for i, path in enumerate(sample_images())]
-    produced = produce_frames(sources, admin_kafka, space="sasl", fps=0, progress=False)
+    produced = produce_sources(sources, admin_kafka, space="sasl")
     assert produced.frames == len(sources)
 
     embed = EmbedWorker(settings.model_copy(update={"kafka": embed_kafka}), analyzer, group=embed_group)

@@ -20,6 +20,11 @@ from workers.corrections_file import CorrectionsFileError, read_corrections
 from workers.lifecycle import StopFlag
 from workers.run_job import run_pipeline
 from workers.settings import Settings
+from workers.source_readers import PlannedReaders, readers_of
+
+
+def _readers(*sources: FrameSource) -> PlannedReaders:
+    return readers_of(list(sources), Settings())
 
 
 def _settings(models: ModelSettings) -> Settings:
@@ -35,7 +40,11 @@ def test_video_run_writes_faces_clusters_and_gallery(
 ) -> None:
     video = data_dir("videos", "short_hamilton_clip.mp4")
     summary = run_pipeline(
-        [FrameSource(str(video))], tmp_path, _settings(cpu_models), analyzer=analyzer, progress=False
+        readers_of([FrameSource(str(video))], _settings(cpu_models)),
+        tmp_path,
+        _settings(cpu_models),
+        analyzer=analyzer,
+        progress=False,
     )
     faces = _lines(tmp_path / "faces.jsonl")
     assert summary.frames == 275
@@ -83,7 +92,13 @@ def test_a_folder_with_bad_files_is_counted_not_fatal(
     (photos / "broken.jpg").write_bytes(sample_images()[0].read_bytes()[:2000])
     (photos / "fake.png").write_bytes(b"<html>not an image</html>")
     out = tmp_path / "out"
-    summary = run_pipeline([FrameSource(str(photos))], out, _settings(cpu_models), analyzer=analyzer, progress=False)
+    summary = run_pipeline(
+        readers_of([FrameSource(str(photos))], _settings(cpu_models)),
+        out,
+        _settings(cpu_models),
+        analyzer=analyzer,
+        progress=False,
+    )
     assert summary.bad_inputs == {"empty": 1, "corrupt": 1, "not_image": 1}
     assert summary.frames == 3
     assert summary.faces >= 8
@@ -102,7 +117,12 @@ def test_a_stop_request_ends_early_and_still_writes_everything(
     stop = StopFlag()
     stop.set()  # as if Ctrl-C came during the first batch
     summary = run_pipeline(
-        [FrameSource(str(video))], tmp_path, _settings(cpu_models), analyzer=analyzer, stop=stop, progress=False
+        readers_of([FrameSource(str(video))], _settings(cpu_models)),
+        tmp_path,
+        _settings(cpu_models),
+        analyzer=analyzer,
+        stop=stop,
+        progress=False,
     )
     assert summary.stopped_early
     assert summary.frames == _settings(cpu_models).run.batch_size
@@ -157,7 +177,9 @@ def test_corrections_of_one_run_are_respected_by_the_next(
 ) -> None:
     sources = [FrameSource(str(path)) for path in sample_images()]
     first = tmp_path / "first"
-    run_pipeline(sources, first, _settings(cpu_models), analyzer=analyzer, progress=False)
+    run_pipeline(
+        readers_of(sources, _settings(cpu_models)), first, _settings(cpu_models), analyzer=analyzer, progress=False
+    )
     clusters = json.loads((first / "clusters.json").read_text())["clusters"]
     group = next(c for c in clusters if c["size"] >= 2)
     faces = [f["face_id"] for f in _lines(first / "faces.jsonl") if f["cluster"] == group["id"]]
@@ -181,7 +203,14 @@ def test_corrections_of_one_run_are_respected_by_the_next(
 
     second = tmp_path / "second"
     lines = read_corrections(corrections)
-    summary = run_pipeline(sources, second, _settings(cpu_models), analyzer=analyzer, progress=False, corrections=lines)
+    summary = run_pipeline(
+        readers_of(sources, _settings(cpu_models)),
+        second,
+        _settings(cpu_models),
+        analyzer=analyzer,
+        progress=False,
+        corrections=lines,
+    )
     assert summary.corrections == {"applied": 4}
     assigned = {f["face_id"]: f["cluster"] for f in _lines(second / "faces.jsonl")}
     assert assigned[faces[-1]] != assigned[faces[0]] == group["id"]

@@ -12,7 +12,8 @@ from clustering.redis_store import RedisStore
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
 from streaming.messages import FaceRecord, TrackRecord, parse_faces_topic
-from streaming.produce import produce_frames
+from streaming.produce import produce_sources
+from streaming.readers import ReadPolicy
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
 from tests.streams import (
@@ -43,7 +44,7 @@ def test_an_embed_worker_killed_with_tracks_open_loses_no_face_and_two_others_fi
 ) -> None:
     settings = settings_for(kafka_bootstrap, redis_url, cpu_models, partitions=4)
     sources = [FrameSource(str(data_dir("videos", name)), camera) for camera, name in VIDEOS.items()]
-    produced = produce_frames(sources, settings.kafka, space=space_of(settings), fps=0, progress=False)
+    produced = produce_sources(sources, settings.kafka, space=space_of(settings))
     frames = read_messages(kafka_bootstrap, settings.kafka.frames_topic, idle_s=1.0)
     assert len(frames) == produced.frames
     with_faces = frames_with_faces(frames, analyzer, settings)
@@ -108,9 +109,9 @@ def test_a_restarted_static_member_gets_its_partitions_back_and_the_other_is_nev
         for camera, name in VIDEOS.items()
     ]
     producing = threading.Thread(
-        target=produce_frames,
+        target=produce_sources,
         args=(sources, settings.kafka),
-        kwargs={"space": space_of(settings), "fps": 12, "progress": False},
+        kwargs={"space": space_of(settings), "policy": ReadPolicy(pace=12)},
         daemon=True,
     )
     try:
@@ -158,7 +159,7 @@ def test_a_kafka_outage_mid_stream_loses_nothing_and_assigns_each_face_once(
         settings = settings_for(bootstrap, redis_url, cpu_models)
         settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"retry_max_s": 2.0})})
         sources = [FrameSource(str(data_dir("videos", name)), camera) for camera, name in VIDEOS.items()]
-        produce_frames(sources, settings.kafka, space=space_of(settings), fps=0, progress=False)
+        produce_sources(sources, settings.kafka, space=space_of(settings))
         frames = read_messages(bootstrap, settings.kafka.frames_topic, idle_s=1.0)
         with_faces = frames_with_faces(frames, analyzer, settings)
 

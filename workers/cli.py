@@ -15,12 +15,15 @@ from pydantic import ValidationError
 from clustering.instruction_set import InstructionSetError
 from models.errors import ModelError
 from models.registry import REGISTRY, builtin_path, sample_images
-from streaming.sources import FrameSource, SourceError
+from streaming.camera_list import CameraListError
+from streaming.readers import CameraStatus
+from streaming.sources import SourceError
 from workers.cli_parser import build_parser
 from workers.identity_cli import IdentityCommandError, run_identity
 from workers.lifecycle import StopFlag
 from workers.logs import configure_logging
 from workers.settings import Settings, load_settings
+from workers.source_readers import SourcePlan, plan_readers
 
 log = logging.getLogger("facestream")
 
@@ -47,40 +50,67 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["clustering"] = {"cosine_threshold": args.threshold}
     if getattr(args, "no_tracking", False):
         overrides["tracking"] = {"enabled": False}
+    if sources := _source_overrides(args):
+        overrides["sources"] = sources
     return overrides
 
 
-def _sources(args: argparse.Namespace, settings: Settings) -> list[FrameSource] | None:
-    """The command's sources, or None after logging why the arguments name none."""
+def _plan(args: argparse.Namespace, producer: bool) -> SourcePlan | None:
+    """What the command reads, or None after logging why the arguments name nothing."""
     uris = list(args.sources) + ([str(p) for p in sample_images()] if args.sample else [])
-    if not uris:
-        log.error("give at least one SOURCE, or --sample")
+    cameras_file = getattr(args, "cameras", None)
+    if not uris and cameras_file is None and not (producer and load_settings().sources.cameras_file):
+        log.error("give at least one SOURCE, --cameras FILE, or --sample")
         return None
     if args.camera and len(uris) > 1:
         log.error("--camera names one source; %d were given", len(uris))
         return None
-    return [FrameSource(uri, args.camera, settings.run.max_pixels) for uri in uris]
+    return SourcePlan(
+        uris,
+        args.camera,
+        cameras_file,
+        space=getattr(args, "space", "default"),
+        every=getattr(args, "every", 1),
+        fps=getattr(args, "fps", None),
+        producer=producer,
+    )
+
+
+def _source_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The `sources` settings given as flags."""
+    flags = ("max_size", "max_fps", "retries", "open_timeout", "read_timeout", "transport", "metrics_port")
+    names = ("max_size", "max_fps", "max_retries", "open_timeout_s", "read_timeout_s", "transport", "metrics_port")
+    given = {name: getattr(args, flag, None) for flag, name in zip(flags, names, strict=True)}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from workers.corrections_file import CorrectionsFileError, read_corrections  # noqa: PLC0415
     from workers.run_job import run_pipeline  # noqa: PLC0415 - keeps `facestream models` light
 
-    sources = _sources(args, settings)
-    if sources is None:
+    plan = _plan(args, producer=False)
+    if plan is None:
         return EXIT_USAGE
     try:
         corrections = read_corrections(args.corrections) if args.corrections else []
     except CorrectionsFileError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
+    planned = plan_readers(plan, settings)
     stop = StopFlag()
     stop.install()
     summary = run_pipeline(
-        sources, args.out, settings, stop=stop, progress=not args.no_progress, corrections=corrections
+        planned, args.out, settings, stop=stop, progress=not args.no_progress, corrections=corrections
     )
     print(summary.line(args.out))
-    return 0
+    return _sources_failed(planned.readers.failed())
+
+
+def _sources_failed(failed: list[CameraStatus]) -> int:
+    """The exit status after reading: 1 where a source was given up (its reader logged why)."""
+    if failed:
+        log.error("%d source(s) ended unexpectedly: %s", len(failed), ", ".join(s.camera for s in failed))
+    return EXIT_FAILED if failed else 0
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
@@ -100,7 +130,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from streaming.produce import produce_frames  # noqa: PLC0415 - keeps the other commands light
+    from workers.producer import run_producer  # noqa: PLC0415 - keeps the other commands light
 
     kafka: dict[str, Any] = {}
     if args.bootstrap:
@@ -113,26 +143,25 @@ def _produce(args: argparse.Namespace) -> int:
             log.error("-X takes KEY=VALUE")
             return EXIT_USAGE
         kafka["client"] = dict(pairs)
-    settings = load_settings(kafka=kafka) if kafka else load_settings()
+    overrides: dict[str, Any] = {"kafka": kafka} if kafka else {}
+    if sources := _source_overrides(args):
+        overrides["sources"] = sources
+    settings = load_settings(**overrides)
     if args.every < 1:
         log.error("--every must be 1 or more")
         return EXIT_USAGE
-    sources = _sources(args, settings)
-    if sources is None:
+    plan = _plan(args, producer=True)
+    if plan is None:
         return EXIT_USAGE
+    planned = plan_readers(plan, settings)
     stop = StopFlag()
     stop.install()
-    summary = produce_frames(
-        sources,
-        settings.kafka,
-        space=args.space,
-        fps=args.fps,
-        every=args.every,
-        progress=not args.no_progress,
-        should_stop=stop.is_set,
+    summary = run_producer(
+        planned, settings.kafka, settings.sources, progress=not args.no_progress, should_stop=stop.is_set
     )
     print(summary.line(settings.kafka.frames_topic))
-    return EXIT_FAILED if summary.failed else 0
+    failed = _sources_failed(planned.readers.failed())
+    return EXIT_FAILED if summary.failed or failed else 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -206,7 +235,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         log.error("invalid configuration:\n%s", exc)
         return EXIT_USAGE
-    except (SourceError, ModelError, FileNotFoundError, ValueError, IdentityCommandError, InstructionSetError) as exc:
+    except (
+        SourceError,
+        CameraListError,
+        ModelError,
+        FileNotFoundError,
+        ValueError,
+        IdentityCommandError,
+        InstructionSetError,
+    ) as exc:
         log.error("%s", exc)
         return EXIT_FAILED
 

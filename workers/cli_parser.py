@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON lines of merge/split/reject/label commands naming faces and clusters of an earlier run "
         "over the same sources; applied as they become possible, and obeyed by the faces after",
     )
+    _source_flags(run)
     _model_flags(run)
 
     evaluate = commands.add_parser("eval", help="cluster labeled identity/image folders and score the result")
@@ -50,19 +51,36 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     _model_flags(evaluate)
 
-    produce = commands.add_parser("produce", help="publish frames of a source to the frames topic as JPEG")
+    produce = commands.add_parser(
+        "produce", help="publish the frames of every source, read at once, to the frames topic as JPEG"
+    )
     produce.add_argument("sources", nargs="*", metavar="SOURCE", help="video file, image folder, camera or URL")
+    produce.add_argument(
+        "--cameras",
+        type=Path,
+        metavar="FILE",
+        help="camera list (TOML, [[camera]] with id, url, space, max_fps, max_size, transport; "
+        "FACESTREAM_SOURCES__CAMERAS_FILE)",
+    )
     produce.add_argument("--sample", action="store_true", help="add the sample photos shipped with the models")
     produce.add_argument("--bootstrap", help="Kafka bootstrap servers (FACESTREAM_KAFKA__BOOTSTRAP_SERVERS)")
     produce.add_argument("--topic", help="frames topic (FACESTREAM_KAFKA__FRAMES_TOPIC)")
     produce.add_argument("--space", default="default", help="identity space the frames belong to")
     produce.add_argument("--camera", help="camera id instead of the source's name (one source only)")
-    produce.add_argument("--fps", type=float, help="frames per second (default: the source's rate; 0: no pacing)")
+    produce.add_argument(
+        "--fps",
+        type=float,
+        help="files: replay at this many frames per second (default: the file's rate; 0: no pacing)",
+    )
     produce.add_argument("--every", type=int, default=1, metavar="N", help="keep one frame in N")
     produce.add_argument(
         "-X", dest="client", action="append", default=[], metavar="KEY=VALUE", help="librdkafka setting"
     )
     produce.add_argument("--no-progress", action="store_true", help="no progress bar")
+    produce.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="/metrics, /healthz, /readyz port (0: none; default 9401)"
+    )
+    _source_flags(produce)
 
     worker = commands.add_parser("worker", help="run the Kafka stages: embed (frames -> faces), cluster, or all")
     worker.add_argument("--role", choices=["embed", "cluster", "all"], default="embed", help="which stage(s) to run")
@@ -84,6 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="check every built-in model's sha256 and write those that ship as bytes to the cache (image builds)",
     )
     return parser
+
+
+def _source_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sources (also FACESTREAM_SOURCES__... environment variables)")
+    group.add_argument(
+        "--max-size",
+        type=int,
+        metavar="PX",
+        help="scale frames down to this long side at the edge (0: full size; produce's default: the detector's "
+        "input side)",
+    )
+    group.add_argument("--max-fps", type=float, metavar="FPS", help="keep at most this many frames a second a source")
+    group.add_argument(
+        "--retries", type=int, metavar="N", help="give a live source up after N failed reconnections (default: never)"
+    )
+    group.add_argument("--open-timeout", type=float, metavar="S", help="longest wait to connect to a stream (10)")
+    group.add_argument("--read-timeout", type=float, metavar="S", help="longest silence of an open stream (5)")
+    group.add_argument("--transport", choices=["tcp", "udp"], help="RTSP transport (tcp)")
 
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:

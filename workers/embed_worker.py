@@ -171,7 +171,11 @@ class EmbedWorker:
                 continue
             self.commits.seen(partition, headers.camera, headers.space)
             headers_of.append(headers)
-            frames.append(CameraFrame(headers.camera, headers.frame, headers.timestamp, image, position=offset))
+            frames.append(
+                CameraFrame(
+                    headers.camera, headers.frame, headers.timestamp, image, position=offset, session=headers.session
+                )
+            )
         if not usable:
             return
         metrics.BATCH_SIZE.labels("embed").observe(len(usable))

@@ -8,7 +8,6 @@ later faces can merge earlier clusters.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import time
@@ -23,13 +22,14 @@ from models.analyzer import FaceAnalyzer
 from models.frames import CameraFrame, FrameResult
 from models.pipeline import FacePipeline
 from models.track_log import TrackSummary
-from streaming.sources import BadInput, Frame, FrameSource, SourceItem
+from streaming.sources import BadInput, Frame, SourceItem
 from workers.corrections_file import CommandLine, PendingCorrections
 from workers.faces import apply_face, face_record
 from workers.lifecycle import StopFlag
 from workers.run_files import JsonLines, appearance_line, face_line
 from workers.run_report import Appearance, RunSummary, Seen, write_clusters
 from workers.settings import Settings
+from workers.source_readers import PlannedReaders
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +38,22 @@ def _thumbnail_name(identifier: str) -> str:
     return "thumbs/" + re.sub(r"[^A-Za-z0-9._-]", "_", identifier) + ".jpg"
 
 
-def _batches(items: Iterable[SourceItem], size: int) -> Iterator[tuple[list[Frame], list[BadInput]]]:
-    """Up to ``size`` frames at a time, with the bad inputs met on the way."""
+def _batches(items: Iterable[SourceItem | None], size: int) -> Iterator[tuple[list[Frame], list[BadInput]]]:
+    """Up to ``size`` frames at a time, with the bad inputs met on the way; a batch is cut short when the
+    sources give nothing for a moment (live cameras), so that no frame waits for others that are not there."""
     frames: list[Frame] = []
     bad: list[BadInput] = []
     for item in items:
         if isinstance(item, BadInput):
             bad.append(item)
             continue
-        frames.append(item)
-        if len(frames) == size:
+        if item is not None:
+            frames.append(item)
+        if len(frames) == size or (item is None and (frames or bad)):
             yield frames, bad
             frames, bad = [], []
+        elif item is None:
+            yield [], []  # a moment with nothing: the caller sees its stop flag
     if frames or bad:
         yield frames, bad
 
@@ -115,7 +119,7 @@ class _Run:
 
 
 def run_pipeline(
-    sources: Sequence[FrameSource],
+    planned: PlannedReaders,
     out_dir: Path,
     settings: Settings,
     *,
@@ -124,8 +128,8 @@ def run_pipeline(
     progress: bool = True,
     corrections: Sequence[CommandLine] = (),
 ) -> RunSummary:
-    """Runs every source through the pipeline into ``out_dir``; returns what happened. ``corrections``
-    (workers/corrections_file.py) apply as soon as what they name is clustered."""
+    """Runs every source, read at once, through the pipeline into ``out_dir``; returns what happened.
+    ``corrections`` (workers/corrections_file.py) apply as soon as what they name is clustered."""
     started = time.perf_counter()
     analyzer = analyzer or FaceAnalyzer.from_settings(settings.models)
     pipeline = FacePipeline(analyzer, settings.tracking)
@@ -134,16 +138,18 @@ def run_pipeline(
     run = _Run(out_dir, settings, analyzer)
     summary = run.summary
     pending = PendingCorrections(list(corrections))
-    totals = [s.total for s in sources]
-    total = None if None in totals else sum(t for t in totals if t is not None)
-    bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=planned.total, unit="frame", disable=not progress, dynamic_ncols=True)
+    readers = planned.readers.start()
     try:
-        for batch, bad in _batches(itertools.chain.from_iterable(sources), settings.run.batch_size):
+        for batch, bad in _batches(readers.items(), settings.run.batch_size):
             for item in bad:
                 summary.bad_inputs[item.reason.value] += 1
                 log.warning("skipped %s frame %d (%s): %s", item.source, item.number, item.name or "-", item.detail)
             bar.update(len(bad))
-            frames = [CameraFrame(f.source, f.number, f.timestamp, f.image, still=f.name is not None) for f in batch]
+            frames = [
+                CameraFrame(f.source, f.number, f.timestamp, f.image, still=f.name is not None, session=f.session)
+                for f in batch
+            ]
             for frame, result in zip(batch, pipeline.process(frames), strict=True):
                 run.frame(frame, result)
             pending.apply_ready(run.engine)
@@ -154,6 +160,7 @@ def run_pipeline(
                 summary.stopped_early = True
                 break
     finally:
+        readers.close()
         bar.close()
         run.ended(pipeline.finish())
         counters = pipeline.counters

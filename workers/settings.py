@@ -17,7 +17,7 @@ from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import DEFAULT_MAX_PIXELS
 from streaming.frozen import FrozenModel
 from streaming.redact import read_secret
-from streaming.settings import KafkaSettings
+from streaming.settings import KafkaSettings, SourceSettings
 
 
 class RunSettings(FrozenModel):
@@ -110,6 +110,7 @@ class Settings(BaseSettings):
     run: RunSettings = RunSettings()
     kafka: KafkaSettings = KafkaSettings()
     worker: WorkerSettings = WorkerSettings()
+    sources: SourceSettings = SourceSettings()
 
 
 def load_settings(**overrides: Any) -> Settings:

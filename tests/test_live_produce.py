@@ -1,0 +1,269 @@
+"""`facestream produce` on live cameras against the real broker (and Redis): stops, give-ups, camera lists,
+credentials, and producers restarted under the same camera id."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Message
+
+from clustering.redis_client import connect
+from models.analyzer import FaceAnalyzer
+from models.settings import ModelSettings
+from streaming.decode import decode_image
+from streaming.messages import FaceRecord, FrameHeaders, parse_faces_topic
+from streaming.produce import produce_sources
+from streaming.sources import FrameSource
+from tests.conftest import data_dir
+from tests.live_servers import Behaviour, MjpegServer, clip_jpegs, mjpeg_server
+from tests.streams import identities_view, read_all, read_messages, running
+from tests.worker_processes import settings_for, space_of
+from workers.cli import main
+from workers.cluster_worker import ClusterWorker
+from workers.embed_worker import EmbedWorker
+from workers.local_services import free_port, fresh_kafka, http_get, wait_for
+
+SECRETS = ("s3cr3tpw", "t0kenvalue", "authvalue", "fragvalue")
+
+
+@pytest.fixture(scope="module")
+def clip() -> list[bytes]:
+    return clip_jpegs(data_dir("videos", "intel_head-pose-face-detection-male.mp4"), 60)
+
+
+@pytest.fixture
+def server() -> Iterator[MjpegServer]:
+    with mjpeg_server() as running_server:
+        yield running_server
+
+
+def _produce_process(*argv: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "workers.cli", "-v", "produce", "--no-progress", *argv]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_line(process: subprocess.Popen[str], text: str, timeout_s: float = 30) -> list[str]:
+    """stderr lines of ``process`` up to the first that holds ``text``."""
+    assert process.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        lines.append(line)
+        if text in line:
+            return lines
+        assert line or process.poll() is None, "".join(lines)
+    raise AssertionError(f"no line with {text!r} in {timeout_s} s: {''.join(lines)}")
+
+
+def test_sigint_stops_produce_within_a_second_even_while_a_stream_hangs(
+    kafka_bootstrap: str, server: MjpegServer, clip: list[bytes]
+) -> None:
+    server.paths["stuck"] = Behaviour(clip, hang_after=3)
+    kafka = fresh_kafka(kafka_bootstrap)
+    process = _produce_process(
+        server.url("stuck"), "--bootstrap", kafka_bootstrap, "--topic", kafka.frames_topic,
+        "--read-timeout", "60", "--metrics-port", "0",
+    )  # fmt: skip
+    try:
+        _wait_for_line(process, "connected")
+        time.sleep(1.0)  # inside the hung read now
+        asked = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+        took = time.monotonic() - asked
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert took < 1.5, f"stopped {took:.2f} s after SIGINT"
+    assert "produced 3 frames" in out
+
+
+def test_a_camera_that_never_comes_back_ends_produce_with_exit_1(
+    kafka_bootstrap: str, server: MjpegServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.paths["gone"] = Behaviour([], down=True)
+    kafka = fresh_kafka(kafka_bootstrap)
+    argv = ["produce", server.url("gone"), "--camera", "gone", "--bootstrap", kafka_bootstrap]
+    argv += ["--topic", kafka.frames_topic, "--retries", "1", "--metrics-port", "0", "--no-progress"]
+    assert main(argv) == 1
+    assert "camera gone: gave up after 1 reconnection(s): cannot open: Server returned 5XX" in caplog.text
+    assert "1 source(s) ended unexpectedly: gone" in caplog.text
+
+
+def test_a_camera_list_names_ids_spaces_and_limits(
+    kafka_bootstrap: str, server: MjpegServer, clip: list[bytes], tmp_path: Path
+) -> None:
+    server.paths["front"] = Behaviour(clip, fps=20)
+    server.paths["back"] = Behaviour(clip, fps=20)
+    cameras = tmp_path / "cameras.toml"
+    cameras.write_text(
+        f'[[camera]]\nid = "front"\nurl = "{server.url("front")}"\nspace = "north"\nmax_size = 240\n\n'
+        f'[[camera]]\nid = "back"\nurl = "{server.url("back")}"\nmax_fps = 4\n'
+    )
+    kafka = fresh_kafka(kafka_bootstrap)
+    process = _produce_process(
+        "--cameras", str(cameras), "--space", "south", "--bootstrap", kafka_bootstrap, "--topic", kafka.frames_topic,
+        "--metrics-port", "0",
+    )  # fmt: skip
+    try:
+        _wait_for_line(process, "camera front: connected")
+        time.sleep(2.5)
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    messages = read_messages(kafka_bootstrap, kafka.frames_topic, idle_s=1.0)
+    by_camera: dict[str, list[FrameHeaders]] = {}
+    for message in messages:
+        headers = FrameHeaders.from_kafka(message.headers())
+        assert message.key() == headers.camera.encode()
+        by_camera.setdefault(headers.camera, []).append(headers)
+    assert {h.space for h in by_camera["front"]} == {"north"}
+    assert {h.space for h in by_camera["back"]} == {"south"}
+    assert len(by_camera["front"]) > 2 * len(by_camera["back"])  # back at most 4 a second, front 20
+    assert len(_sizes(messages, "front")) == 1
+    assert _sizes(messages, "front") == {(240, 135)}
+    assert _sizes(messages, "back") == {(480, 270)}  # under the default 640: as it came
+
+
+def _sizes(messages: list[Message], camera: str) -> set[tuple[int, int]]:
+    sizes = set()
+    for message in messages:
+        if message.key() == camera.encode():
+            image = decode_image(message.value() or b"")
+            sizes.add((image.shape[1], image.shape[0]))
+    return sizes
+
+
+def test_credentials_in_a_stream_url_appear_nowhere(
+    kafka_bootstrap: str, server: MjpegServer, clip: list[bytes]
+) -> None:
+    server.paths["lobby"] = Behaviour(clip, fps=20, close_after_s=1.0)  # a drop: its log lines too
+    url = server.url("lobby", "token=t0kenvalue&auth=authvalue").replace("http://", "http://admin:s3cr3tpw@")
+    url += "#fragvalue"
+    kafka = fresh_kafka(kafka_bootstrap)
+    port = free_port()
+    process = _produce_process(
+        url, "--bootstrap", kafka_bootstrap, "--topic", kafka.frames_topic, "--metrics-port", str(port)
+    )
+    try:
+        _wait_for_line(process, "reconnected")
+        _, metrics = http_get(port, "/metrics")
+        _, ready = http_get(port, "/readyz")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "facestream_producer_cameras" in metrics
+    assert "sources connected" in ready
+    messages = read_messages(kafka_bootstrap, kafka.frames_topic, idle_s=1.0)
+    assert messages
+    seen = [out, err, metrics, ready]
+    for message in messages:
+        seen.append((message.key() or b"").decode())
+        seen += [repr(header) for header in message.headers() or []]
+    for secret in SECRETS:
+        assert not [text for text in seen if secret in text], secret
+    assert FrameHeaders.from_kafka(messages[0].headers()).camera == f"127.0.0.1_{server.port}_lobby"
+
+
+def test_producer_metrics_count_cameras_reconnects_and_frames(
+    kafka_bootstrap: str, server: MjpegServer, clip: list[bytes]
+) -> None:
+    server.paths["a"] = Behaviour(clip, fps=20)
+    server.paths["b"] = Behaviour(clip, fps=20, close_after_s=1.0)
+    server.paths["c"] = Behaviour([], down=True)
+    kafka = fresh_kafka(kafka_bootstrap)
+    port = free_port()
+    process = _produce_process(
+        server.url("a"), server.url("b"), server.url("c"), "--bootstrap", kafka_bootstrap,
+        "--topic", kafka.frames_topic, "--metrics-port", str(port),
+    )  # fmt: skip
+    try:
+        _wait_for_line(process, "reconnected")
+        _, metrics = http_get(port, "/metrics")
+        status, ready = http_get(port, "/readyz")
+        health, _ = http_get(port, "/healthz")
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    values = _samples(metrics)
+    assert values['facestream_producer_cameras{state="reconnecting"}'] >= 1  # c, never up
+    assert values['facestream_producer_cameras{state="connected"}'] >= 1
+    assert values["facestream_producer_drops_total"] >= 2
+    assert values["facestream_producer_connections_total"] >= 3
+    assert values["facestream_producer_frames_sent_total"] > 10
+    assert values["facestream_producer_stalest_frame_age_seconds"] < 5
+    assert (status, health) == (200, 200)
+    assert f"127.0.0.1_{server.port}_c (reconnecting: cannot open" in ready
+
+
+def _samples(metrics: str) -> dict[str, float]:
+    samples = {}
+    for line in metrics.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_a_restarted_producer_and_a_reused_camera_id_cluster_every_face(
+    kafka_bootstrap: str, redis_url: str, cpu_models: ModelSettings, analyzer: FaceAnalyzer
+) -> None:
+    """The same clip produced twice under one camera id (a restart: frames numbered from 0 again), then
+    another person's clip under that id: every face of every session is clustered, none is taken for a repeat,
+    and the other person joins nobody through a track id of an earlier session."""
+    settings = settings_for(kafka_bootstrap, redis_url, cpu_models)
+    space = space_of(settings)
+    same = data_dir("videos", "intel_head-pose-face-detection-male.mp4")
+    other = data_dir("videos", "intel_head-pose-face-detection-female.mp4")
+    for video in (same, same, other):
+        assert produce_sources([FrameSource(str(video), "door")], settings.kafka, space=space).failed == 0
+    frames = read_messages(kafka_bootstrap, settings.kafka.frames_topic, 1.0)
+    sessions = [FrameHeaders.from_kafka(m.headers()).session for m in frames]
+    assert len(set(sessions)) == 3
+
+    embed = EmbedWorker(settings, analyzer, group=f"embed-{space}")
+    cluster = ClusterWorker(settings, connect(redis_url))
+    faces: list[FaceRecord] = []
+    view: dict[str, int] = {}
+
+    def every_face_assigned() -> bool:
+        records = [parse_faces_topic(v) for _, v in read_all(kafka_bootstrap, settings.kafka.faces_topic, 1.0)]
+        faces[:] = [r for r in records if isinstance(r, FaceRecord) and r.embedding]
+        assigned, view_now = identities_view(
+            [v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic, 1.0)]
+        )
+        view.clear()
+        view.update(view_now)
+        return len(faces) > 0 and set(assigned) == {f.face_id for f in faces}
+
+    with running(embed, cluster):
+        wait_for(lambda: embed.pipeline.counters.frames == len(sessions), 180, "every frame analysed")
+        wait_for(every_face_assigned, 120, "every face assigned")
+    by_session: dict[str, list[FaceRecord]] = {}
+    for face in faces:
+        by_session.setdefault(face.face_id.split(":")[0], []).append(face)
+    first, second, third = [by_session[f"door@{session}"] for session in dict.fromkeys(sessions)]
+    assert len(first) == len(second) > 0, "the restarted producer's faces are all clustered, none a repeat"
+    assert len(third) > 0
+    assert cluster.counters.duplicates == 0
+    for face in faces:
+        assert face.track is not None
+        assert face.track.startswith(face.face_id.split(":")[0] + ":"), "a track stays in its session"
+    men = {view[f.face_id] for f in first + second}
+    woman = {view[f.face_id] for f in third}
+    assert not men & woman, "the other person joined nobody through a track of an earlier session"
