@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streaming.messages import new_session
-from streaming.sources import Frame, FrameSource, SourceDroppedError, SourceError, SourceItem
+from streaming.sources import Frame, FrameSource, SourceDroppedError, SourceError, SourceItem, public_url
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,8 @@ class _Reader:
 
     def _run(self) -> None:
         failures = 0
+        if self.source.kind == "stream":
+            log.info("camera %s: reading %s", self.source.camera, public_url(self.source.uri))
         try:
             while not self._stop.is_set():
                 live = self.source.live
@@ -123,6 +125,9 @@ class _Reader:
                 failures = 1 if delivered else failures + 1
                 if not self._retry(failures, reason):
                     return
+        except Exception as exc:  # a decoder's surprise or a bug: this source is given up, loudly, not the rest
+            self.status.state, self.status.error = ReaderState.FAILED, f"reader failed: {exc!r}"
+            log.exception("camera %s: reader failed", self.source.camera)
         finally:
             with self._ready:
                 self.done = True

@@ -199,6 +199,16 @@ def _classify(uri: str, camera: str | None) -> tuple[str, str]:
     raise SourceError(f"source {redact(uri)!r} is not a folder, a file, a camera index or a stream URL")
 
 
+def public_url(uri: str) -> str:
+    """Where a stream is, fit to log: scheme, host, port and path, without user, password, query or fragment."""
+    try:
+        parts = urlsplit(uri)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<a URL that does not parse>"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
 def _stream_name(uri: str) -> str:
     """A camera id from a stream URL: host, port and path, never its user, password, query or fragment (they
     may hold credentials, and the camera id ends up in Kafka keys, face ids, Redis, events and metrics)."""

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -11,11 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from models.analyzer import FaceAnalyzer
+from models.settings import ModelSettings
 from streaming.live_stream import StreamTimeouts, Transport
 from streaming.readers import Readers, ReaderState, ReadPolicy
 from streaming.sources import Frame, FrameSource
 from tests.conftest import data_dir
 from tests.live_servers import Behaviour, MjpegServer, clip_jpegs, mjpeg_server, rtsp_server
+from workers.lifecycle import StopFlag
+from workers.run_job import run_pipeline
+from workers.settings import Settings
+from workers.source_readers import readers_of
 
 FAST = StreamTimeouts(open_s=3.0, read_s=1.0)
 QUICK_RETRY = ReadPolicy(backoff_first_s=0.2, backoff_max_s=0.5)
@@ -168,3 +176,23 @@ def test_files_are_merged_in_turn_the_same_way_every_time() -> None:
         "intel_head-pose-face-detection-female",
         "intel_face-demographics-walking",
     ] * 2
+
+
+def test_run_on_a_live_camera_that_drops_writes_every_output_when_stopped(
+    server: MjpegServer, clip: list[bytes], analyzer: FaceAnalyzer, cpu_models: ModelSettings, tmp_path: Path
+) -> None:
+    server.paths["door"] = Behaviour(clip, fps=12, close_after_s=2.5)
+    settings = Settings(models=cpu_models)
+    planned = readers_of([FrameSource(server.url("door"), "door", timeouts=FAST)], settings)
+    stop = StopFlag()
+    threading.Timer(7.0, stop.set).start()
+    summary = run_pipeline(planned, tmp_path, settings, analyzer=analyzer, stop=stop, progress=False)
+    assert summary.stopped_early
+    for name in ("faces.jsonl", "appearances.jsonl", "clusters.json", "index.html"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    faces = [json.loads(line) for line in (tmp_path / "faces.jsonl").read_text().splitlines()]
+    sessions = {face["face_id"].split(":")[0] for face in faces}
+    assert len(sessions) >= 2, "frames after the drop flow"
+    assert all(face["track"].startswith(face["face_id"].split(":")[0] + ":") for face in faces), "no track spans it"
+    appearances = [json.loads(line) for line in (tmp_path / "appearances.jsonl").read_text().splitlines()]
+    assert {a["track"].split(":")[0] for a in appearances} == sessions

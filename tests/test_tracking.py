@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -126,6 +128,26 @@ def test_bad_frames_start_new_tracks_with_a_reason(analyzer: FaceAnalyzer) -> No
     assert results[11].reset == TrackReset.FRAME_SIZE
     assert results[15].reset == TrackReset.FRAME_ORDER
     assert pipeline.counters.resets == {"frame_size": 2, "frame_order": 1}
+
+
+def test_a_new_session_ends_every_track_and_its_ids_never_repeat_the_old_ones(analyzer: FaceAnalyzer) -> None:
+    """A producer that reconnects numbers its frames from 0 again in a new session: the same frame numbers, the
+    same picture even, give faces and tracks of their own, and no track spans the two sessions."""
+    clip = _clip("intel_head-pose-face-detection-male.mp4", "door")[:12]
+    first = [replace(frame, session="aaaa") for frame in clip]
+    again = [replace(frame, session="bbbb") for frame in clip]
+    pipeline = FacePipeline(analyzer, TrackingSettings())
+    results = _run(pipeline, first + again)
+    assert results[len(first)].reset == TrackReset.SESSION
+    ended = {a.track for a in results[len(first)].appearances}
+    assert ended == {f.track for f in results[len(first) - 1].faces}
+    ids = [{f.face_id for f in r.faces} | {str(f.track) for f in r.faces} for r in results]
+    before, after = set().union(*ids[: len(first)]), set().union(*ids[len(first) :])
+    assert before
+    assert after
+    assert before.isdisjoint(after)
+    assert all(i.startswith("door@aaaa:") for i in before)
+    assert all(i.startswith("door@bbbb:") for i in after)
 
 
 def test_tracking_off_embeds_every_accepted_face(analyzer: FaceAnalyzer) -> None:
