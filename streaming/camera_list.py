@@ -37,7 +37,8 @@ class CameraEntry(FrozenModel):
 
 
 class CameraList(FrozenModel):
-    camera: list[CameraEntry] = Field(min_length=1)
+    #: May be empty: a site's list with every camera commented out, or not yet written.
+    camera: list[CameraEntry] = Field(default_factory=list)
 
 
 def read_camera_list(path: Path) -> list[CameraEntry]:

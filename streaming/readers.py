@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from streaming.live_stream import fitted_size
 from streaming.messages import new_session
 from streaming.sources import Frame, FrameSource, SourceDroppedError, SourceError, SourceItem, public_url
 
@@ -83,11 +84,9 @@ def backoff_s(failures: int, first_s: float, cap_s: float) -> float:
 
 def scaled(image: NDArray[np.uint8], max_size: int | None) -> NDArray[np.uint8]:
     """The image with its long side at most ``max_size`` pixels, aspect kept (None or 0: as it is)."""
-    height, width = image.shape[:2]
-    if not max_size or max(height, width) <= max_size:
+    size = fitted_size(image.shape[1], image.shape[0], max_size)
+    if size is None:
         return image
-    ratio = max_size / max(height, width)
-    size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
     return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
@@ -157,7 +156,7 @@ class _Reader:
         started = time.monotonic()
         last_kept: list[float] = []  # timestamp of the last frame kept, for max_fps
         delivered = False
-        for item in self.source.frames(session):
+        for item in self.source.frames(session, self.policy.max_size):
             if self._stop.is_set():
                 break
             if isinstance(item, Frame):

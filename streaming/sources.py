@@ -108,13 +108,14 @@ class FrameSource:
     def __iter__(self) -> Iterator[SourceItem]:
         return self.frames()
 
-    def frames(self, session: str | None = None) -> Iterator[SourceItem]:
+    def frames(self, session: str | None = None, max_size: int | None = None) -> Iterator[SourceItem]:
         """One pass over a file or folder, or one connection to a live source (its frames numbered from 0),
-        each frame marked with ``session``. A live source raises SourceDroppedError when the connection ends."""
+        each frame marked with ``session``. A live source raises SourceDroppedError when the connection ends.
+        ``max_size``: a stream's frames may come scaled down to it already (others are scaled by the reader)."""
         if self.kind in ("folder", "image"):
             return self._folder(session)
         if self.kind == "stream":
-            return self._stream(session)
+            return self._stream(session, max_size)
         return self._capture(session)
 
     def _folder(self, session: str | None) -> Iterator[SourceItem]:
@@ -131,9 +132,10 @@ class FrameSource:
                 continue
             yield Frame(self.camera, number, path.stat().st_mtime, image, name, session)
 
-    def _stream(self, session: str | None) -> Iterator[SourceItem]:
+    def _stream(self, session: str | None, max_size: int | None) -> Iterator[SourceItem]:
+        frames = stream_frames(self.uri, self.timeouts, self.transport, max_size)
         try:
-            for number, (image, timestamp) in enumerate(stream_frames(self.uri, self.timeouts, self.transport)):
+            for number, (image, timestamp) in enumerate(frames):
                 yield Frame(self.camera, number, timestamp, image, session=session)
         except StreamDroppedError as exc:
             raise SourceDroppedError(str(exc)) from exc

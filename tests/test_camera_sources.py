@@ -47,7 +47,7 @@ def test_a_camera_list_gives_ids_urls_and_per_camera_limits(tmp_path: Path) -> N
         ('[[camera]]\nid = "a"\nurl = "rtsp://u:SECRET@x/1"\nmax_fps = -1\n', "camera.0.max_fps"),
         ('[[camera]]\nid = "a"\nurl = "rtsp://x/1"\nfps = 3\n', "camera.0.fps"),
         ("[[camera]\n", "not valid TOML"),
-        ("", "camera: Field required"),
+        ('camera = "rtsp://x/1"\n', "camera: Input should be a valid list"),
     ],
 )
 def test_a_bad_camera_list_says_what_is_wrong_and_where(tmp_path: Path, text: str, message: str) -> None:
@@ -56,6 +56,12 @@ def test_a_bad_camera_list_says_what_is_wrong_and_where(tmp_path: Path, text: st
     with pytest.raises(CameraListError, match=message) as caught:
         read_camera_list(path)
     assert "SECRET" not in str(caught.value)
+
+
+def test_a_camera_list_with_every_camera_commented_out_names_none(tmp_path: Path) -> None:
+    path = tmp_path / "cameras.toml"
+    path.write_text('# [[camera]]\n# id = "door"\n')
+    assert read_camera_list(path) == []
 
 
 def test_reconnection_waits_double_up_to_their_cap() -> None:

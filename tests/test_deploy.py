@@ -58,6 +58,10 @@ def test_compose_file_follows_the_compose_spec_and_names_real_things(monkeypatch
         assert set(service.get("secrets", [])) <= declared.keys(), f"{name} uses a secret not declared"
     workers = {name: s for name, s in services.items() if s["image"].startswith("facestream:")}
     assert {"embed", "cluster", "cluster-standby", "producer"} <= workers.keys()
+    producer = services["producer"]
+    assert producer["restart"] == "on-failure"  # a camera given up, a crash: restarted; files read: done
+    assert "cameras.toml" in producer["secrets"]
+    assert (compose_dir / declared["cameras.toml"]["file"]).is_file()
     for name, service in workers.items():
         assert (REPO / service["build"]["dockerfile"]).is_file()
         settings = _settings_from(service["environment"], monkeypatch)
@@ -147,6 +151,15 @@ def test_kubernetes_manifests_validate_against_the_api_schemas(monkeypatch: pyte
         assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"], name
         assert container["resources"]["requests"], name
     assert "nvidia.com/gpu" in json.dumps(deployments["facestream-embed-gpu"])
+    # The producer reads a mounted camera list, is restarted when it exits, and never runs twice at once.
+    producer = deployments["facestream-producer"]["spec"]
+    assert producer["replicas"] == 1
+    assert producer["strategy"]["type"] == "Recreate"
+    variables = {v["name"]: v["value"] for v in producer["template"]["spec"]["containers"][0]["env"]}
+    cameras = Path(variables["FACESTREAM_SOURCES__CAMERAS_FILE"])
+    (list_secret,) = [d for d in documents["producer.yaml"] if d["kind"] == "Secret"]
+    assert cameras.name in list_secret["stringData"]
+    assert int(variables["FACESTREAM_SOURCES__METRICS_PORT"]) == METRICS_PORT
     # The cluster stage writes index snapshots and restores through a temporary file: with a read-only root
     # filesystem, /tmp must be a volume of its own.
     cluster = deployments["facestream-cluster"]["spec"]["template"]["spec"]

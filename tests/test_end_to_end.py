@@ -113,8 +113,8 @@ class _StampedFolder(FrameSource):
         super().__init__(uri, camera)
         self._stamps, self._session = stamps, session
 
-    def frames(self, session: str | None = None) -> Iterator[SourceItem]:
-        for item in super().frames(session):
+    def frames(self, session: str | None = None, max_size: int | None = None) -> Iterator[SourceItem]:
+        for item in super().frames(session, max_size):
             if isinstance(item, Frame) and item.name is not None:
                 number = int(Path(item.name).stem)
                 stamp = self._stamps[(item.source, number)]
