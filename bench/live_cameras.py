@@ -4,7 +4,8 @@ Serves N live MJPEG streams on 127.0.0.1 (a clip's frames scaled to --size, loop
 serves them), starts a Kafka broker of its own, and for each camera count runs the producer's readers and
 Kafka producer in this process for --seconds twice: frames sent at full size (max_size 0), then scaled to the
 default edge size (the detector's input side). Prints, per run: frames per second sent per camera (median over
-cameras), CPU (process time / wall, 100% = one core), bytes per camera per second and its ratio to full size,
+cameras), CPU (process time / wall, 100% = one core; the MJPEG server's threads are in it too), bytes per
+camera per second and bytes per frame as a ratio to full size's,
 frames read and stale frames dropped (the producer could not keep up, or Kafka could not). Then the
 reconnection time after a drop: a camera whose stream closes every --drop-after seconds, the time from its
 last frame to the first frame of the next session, median of --reconnects drops.
@@ -46,9 +47,13 @@ class Run:
     read: int
     sent_per_camera: list[int]
 
-    def row(self, full_bytes: float | None) -> str:
+    @property
+    def frame_bytes(self) -> float:
+        return self.summary.bytes / max(1, self.summary.frames)
+
+    def row(self, full_frame_bytes: float | None) -> str:
         per_camera = self.summary.bytes / self.cameras / self.seconds
-        ratio = f"{per_camera / full_bytes:6.2f}" if full_bytes else "   1.00"
+        ratio = f"{self.frame_bytes / full_frame_bytes:6.2f}" if full_frame_bytes else "   1.00"
         size = "full" if not self.max_size else str(self.max_size)
         fps = median([n / self.seconds for n in self.sent_per_camera])
         return (
@@ -71,7 +76,7 @@ def _jpegs(video: Path, size: tuple[int, int], count: int) -> list[bytes]:
 def _produce(server: MjpegServer, bootstrap: str, cameras: int, max_size: int | None, seconds: float) -> Run:
     kafka = fresh_kafka(bootstrap)
     sources = [FrameSource(server.url(f"cam{i}"), f"cam{i}") for i in range(cameras)]
-    readers = Readers([(source, ReadPolicy(max_size=max_size)) for source in sources]).start()
+    readers = Readers([(source, ReadPolicy(max_size=max_size, jpeg=True)) for source in sources]).start()
     stop = threading.Event()
     timer = threading.Timer(seconds, stop.set)
     sent: dict[str, int] = defaultdict(int)
@@ -126,15 +131,14 @@ def main() -> None:
         f"{len(frames)} frames of {args.video.name} at {width}x{height} (JPEG {jpeg_kb:.0f} KB), "
         f"{args.fps:g} fps per camera, {args.seconds:g} s a run; default edge size {default_size}"
     )
-    print("cameras   size  sent fps   CPU%   KB/s/cam  ratio  read fps  stale")
+    print("cameras   size  sent fps   CPU%   KB/s/cam  B/frame ratio  read fps  stale")
     with tempfile.TemporaryDirectory() as folder, kafka_broker(Path(folder)) as bootstrap, mjpeg_server() as server:
         for cameras in args.cameras:
             for i in range(cameras):
                 server.paths[f"cam{i}"] = Behaviour(frames, fps=args.fps)
             full = _produce(server, bootstrap, cameras, None, args.seconds)
             print(full.row(None), flush=True)
-            full_bytes = full.summary.bytes / cameras / full.seconds
-            print(_produce(server, bootstrap, cameras, default_size, args.seconds).row(full_bytes), flush=True)
+            print(_produce(server, bootstrap, cameras, default_size, args.seconds).row(full.frame_bytes), flush=True)
         times = _reconnect_times(server, args.reconnects, args.drop_after, frames)
     print(
         f"reconnection after a drop: median {median(times):.2f} s over {len(times)} drops "

@@ -7,19 +7,16 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import cv2
 from confluent_kafka import KafkaError, Message, Producer
 from tqdm import tqdm
 
+from streaming.jpeg import FrameTooLargeError, encode_jpeg
 from streaming.messages import FrameHeaders
 from streaming.readers import Readers, ReadPolicy
 from streaming.settings import KafkaSettings
 from streaming.sources import BadInput, Frame, FrameSource
 
 log = logging.getLogger(__name__)
-
-#: Kafka's default message.max.bytes is about 1 MB; larger frames are re-encoded at lower quality.
-MAX_FRAME_BYTES = 1_000_000
 
 
 @dataclass
@@ -42,19 +39,6 @@ class ProduceSummary:
         )
 
 
-class FrameTooLargeError(ValueError):
-    pass
-
-
-def encode_jpeg(image: cv2.typing.MatLike, quality: int = 90) -> bytes:
-    """JPEG bytes under MAX_FRAME_BYTES, lowering the quality as needed."""
-    for attempt in (quality, 75, 60, 40):
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, attempt])
-        if ok and len(data) <= MAX_FRAME_BYTES:
-            return bytes(data)
-    raise FrameTooLargeError(f"frame of {image.shape[1]}x{image.shape[0]} stays over {MAX_FRAME_BYTES} bytes as JPEG")
-
-
 class FrameProducer:
     """The Kafka side of `facestream produce`: one idempotent producer, frames as JPEG with their headers."""
 
@@ -70,7 +54,7 @@ class FrameProducer:
 
     def send(self, frame: Frame, space: str) -> None:
         try:
-            value = encode_jpeg(frame.image)
+            value = frame.jpeg or encode_jpeg(frame.image)
         except FrameTooLargeError as exc:
             self.summary.skipped_bad["too_large"] += 1
             log.warning("skipped %s frame %d: %s", frame.source, frame.number, exc)
@@ -143,5 +127,5 @@ def produce_sources(
 ) -> ProduceSummary:
     """Every frame of these sources, read at once (unpaced, full size unless ``policy`` says otherwise), to
     the frames topic under one identity space: for scripts and tests; the command plans its own readers."""
-    readers = Readers([(source, policy or ReadPolicy()) for source in sources]).start()
+    readers = Readers([(source, policy or ReadPolicy(jpeg=True)) for source in sources]).start()
     return produce_frames(readers, {source.camera: space for source in sources}, kafka, progress=progress)

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from streaming.jpeg import FrameTooLargeError, encode_jpeg
 from streaming.live_stream import fitted_size
 from streaming.messages import new_session
 from streaming.sources import Frame, FrameSource, SourceDroppedError, SourceError, SourceItem, public_url
@@ -50,6 +51,9 @@ class ReadPolicy:
     #: A session for every pass over a file too (a producer: each run of it is new to the stages after it);
     #: False keeps a file's ids the same from run to run (`facestream run`, whose corrections name them).
     file_sessions: bool = True
+    #: Encode each kept frame as JPEG in its reader's thread (a producer: the cameras' encoding then runs on
+    #: every core, not one after another in the thread that sends).
+    jpeg: bool = False
 
 
 class ReaderState(StrEnum):
@@ -156,7 +160,7 @@ class _Reader:
         started = time.monotonic()
         last_kept: list[float] = []  # timestamp of the last frame kept, for max_fps
         delivered = False
-        for item in self.source.frames(session, self.policy.max_size):
+        for item in self.source.frames(session, self.policy.max_size, self._skipped):
             if self._stop.is_set():
                 break
             if isinstance(item, Frame):
@@ -173,6 +177,10 @@ class _Reader:
                 self._put(item)
         return delivered
 
+    def _skipped(self, count: int) -> None:
+        """Frames the stream skipped undecoded: decoding fell behind the camera."""
+        self.status.dropped_stale += count
+
     def _thinned(self, frame: Frame, last_kept: list[float]) -> Frame | None:
         """The frame as it is queued (scaled), or None where ``every`` or ``max_fps`` leave it out."""
         policy, status = self.policy, self.status
@@ -185,6 +193,11 @@ class _Reader:
             return None
         last_kept[:] = [frame.timestamp]
         image = scaled(frame.image, policy.max_size)
+        if policy.jpeg:
+            try:
+                return replace(frame, image=image, jpeg=encode_jpeg(image))
+            except FrameTooLargeError:
+                pass  # left to the producer, which skips and counts it
         return frame if image is frame.image else replace(frame, image=image)
 
     def _connected(self, session: str | None, started: float) -> None:

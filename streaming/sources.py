@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ class Frame:
     image: NDArray[np.uint8]  # BGR
     name: str | None = None  # the image file's path inside a folder source
     session: str | None = None  # the connection (or pass over a file) it came from; None: ids without one
+    jpeg: bytes | None = None  # the image as the frames topic carries it, where its reader encoded it
 
 
 @dataclass(frozen=True)
@@ -108,14 +109,17 @@ class FrameSource:
     def __iter__(self) -> Iterator[SourceItem]:
         return self.frames()
 
-    def frames(self, session: str | None = None, max_size: int | None = None) -> Iterator[SourceItem]:
+    def frames(
+        self, session: str | None = None, max_size: int | None = None, on_stale: Callable[[int], None] | None = None
+    ) -> Iterator[SourceItem]:
         """One pass over a file or folder, or one connection to a live source (its frames numbered from 0),
         each frame marked with ``session``. A live source raises SourceDroppedError when the connection ends.
-        ``max_size``: a stream's frames may come scaled down to it already (others are scaled by the reader)."""
+        A stream's frames may come scaled down to ``max_size`` already (the reader scales the others), and it
+        tells ``on_stale`` of frames it skipped because decoding fell behind the camera."""
         if self.kind in ("folder", "image"):
             return self._folder(session)
         if self.kind == "stream":
-            return self._stream(session, max_size)
+            return self._stream(session, max_size, on_stale)
         return self._capture(session)
 
     def _folder(self, session: str | None) -> Iterator[SourceItem]:
@@ -132,8 +136,10 @@ class FrameSource:
                 continue
             yield Frame(self.camera, number, path.stat().st_mtime, image, name, session)
 
-    def _stream(self, session: str | None, max_size: int | None) -> Iterator[SourceItem]:
-        frames = stream_frames(self.uri, self.timeouts, self.transport, max_size)
+    def _stream(
+        self, session: str | None, max_size: int | None, on_stale: Callable[[int], None] | None
+    ) -> Iterator[SourceItem]:
+        frames = stream_frames(self.uri, self.timeouts, self.transport, max_size, on_stale)
         try:
             for number, (image, timestamp) in enumerate(frames):
                 yield Frame(self.camera, number, timestamp, image, session=session)

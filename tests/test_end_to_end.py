@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from clustering.engine import OnlineRankOrder
@@ -113,8 +113,10 @@ class _StampedFolder(FrameSource):
         super().__init__(uri, camera)
         self._stamps, self._session = stamps, session
 
-    def frames(self, session: str | None = None, max_size: int | None = None) -> Iterator[SourceItem]:
-        for item in super().frames(session, max_size):
+    def frames(
+        self, session: str | None = None, max_size: int | None = None, on_stale: Callable[[int], None] | None = None
+    ) -> Iterator[SourceItem]:
+        for item in super().frames(session, max_size, on_stale):
             if isinstance(item, Frame) and item.name is not None:
                 number = int(Path(item.name).stem)
                 stamp = self._stamps[(item.source, number)]

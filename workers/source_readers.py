@@ -94,4 +94,5 @@ def _policy(plan: SourcePlan, settings: Settings, source: FrameSource, entry: Ca
         max_retries=options.max_retries,
         live_queue=options.live_queue,
         file_sessions=plan.producer,
+        jpeg=plan.producer,
     )
