@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
+from streaming.decode import decode_image
 from streaming.live_stream import StreamTimeouts, Transport
 from streaming.readers import Readers, ReaderState, ReadPolicy
 from streaming.sources import Frame, FrameSource
@@ -203,9 +203,9 @@ def test_run_on_a_live_camera_that_drops_writes_every_output_when_stopped(
 def test_a_reader_whose_decoding_falls_behind_skips_to_the_newest_frames(server: MjpegServer) -> None:
     """A camera sending more than this machine can decode: the reader skips undecoded frames (counted) and stays
     near the camera's newest frame instead of falling ever further behind."""
-    big = [cv2.imencode(".jpg", cv2.resize(cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR), (1920, 1080)))[1]
-           for j in clip_jpegs(data_dir("videos", "intel_head-pose-face-detection-male.mp4"), 10)]  # fmt: skip
-    server.paths["fast"] = Behaviour([bytes(j) for j in big], fps=1000)
+    small = clip_jpegs(data_dir("videos", "intel_head-pose-face-detection-male.mp4"), 10)
+    big = [bytes(cv2.imencode(".jpg", cv2.resize(decode_image(jpeg), (1920, 1080)))[1]) for jpeg in small]
+    server.paths["fast"] = Behaviour(big, fps=1000)
     readers = Readers([(FrameSource(server.url("fast"), "fast", timeouts=FAST), ReadPolicy(max_size=640))])
     frames = _read(readers, 3.0)
     status = readers.statuses[0]
