@@ -3,12 +3,13 @@
 Serves N live MJPEG streams on 127.0.0.1 (a clip's frames scaled to --size, looped at --fps, as an IP camera
 serves them), starts a Kafka broker of its own, and for each camera count runs the producer's readers and
 Kafka producer in this process for --seconds twice: frames sent at full size (max_size 0), then scaled to the
-default edge size (the detector's input side). Prints, per run: frames per second sent per camera (median over
-cameras), CPU (process time / wall, 100% = one core; the MJPEG server's threads are in it too), bytes per
-camera per second and bytes per frame as a ratio to full size's,
-frames read and stale frames dropped (the producer could not keep up, or Kafka could not). Then the
-reconnection time after a drop: a camera whose stream closes every --drop-after seconds, the time from its
-last frame to the first frame of the next session, median of --reconnects drops.
+default edge size (the detector's input side). Prints, per run: frames per second sent per camera; CPU
+(process time / wall, 100% = one core; the MJPEG server's threads are in it too, the broker is not); bytes
+per camera per second, and bytes per frame as a ratio to full size's; frames decoded per camera per second;
+stale frames dropped (skipped undecoded because decoding fell behind the camera, or decoded and then
+overtaken by a newer one while the sending thread was busy). Then the reconnection time after a drop: a camera
+whose stream closes every --drop-after seconds, from its last frame to the first frame of its next session,
+median of --reconnects drops.
 
     uv run python -m bench.live_cameras [--cameras 1 4 8] [--seconds 10] [--size 1920x1080] [--fps 25]
 """
@@ -20,7 +21,6 @@ import itertools
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +44,7 @@ class Run:
     seconds: float
     cpu_s: float
     summary: ProduceSummary
-    read: int
-    sent_per_camera: list[int]
+    read: int  # frames decoded
 
     @property
     def frame_bytes(self) -> float:
@@ -55,7 +54,7 @@ class Run:
         per_camera = self.summary.bytes / self.cameras / self.seconds
         ratio = f"{self.frame_bytes / full_frame_bytes:6.2f}" if full_frame_bytes else "   1.00"
         size = "full" if not self.max_size else str(self.max_size)
-        fps = median([n / self.seconds for n in self.sent_per_camera])
+        fps = self.summary.frames / self.cameras / self.seconds
         return (
             f"{self.cameras:7d} {size:>6} {fps:9.1f} {100 * self.cpu_s / self.seconds:6.0f} "
             f"{per_camera / 1e3:10.0f} {ratio} {self.read / self.cameras / self.seconds:9.1f} "
@@ -79,16 +78,13 @@ def _produce(server: MjpegServer, bootstrap: str, cameras: int, max_size: int | 
     readers = Readers([(source, ReadPolicy(max_size=max_size, jpeg=True)) for source in sources]).start()
     stop = threading.Event()
     timer = threading.Timer(seconds, stop.set)
-    sent: dict[str, int] = defaultdict(int)
     started_cpu, started = time.process_time(), time.monotonic()
     timer.start()
     summary = produce_frames(
         readers, {s.camera: "bench" for s in sources}, kafka, progress=False, should_stop=stop.is_set
     )
     wall, cpu = time.monotonic() - started, time.process_time() - started_cpu
-    for status in readers.statuses:
-        sent[status.camera] = status.frames - status.dropped_stale
-    return Run(cameras, max_size, wall, cpu, summary, sum(s.frames for s in readers.statuses), list(sent.values()))
+    return Run(cameras, max_size, wall, cpu, summary, sum(s.frames for s in readers.statuses))
 
 
 def _reconnect_times(server: MjpegServer, drops: int, drop_after_s: float, frames: list[bytes]) -> list[float]:
