@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -267,3 +268,29 @@ def test_a_restarted_producer_and_a_reused_camera_id_cluster_every_face(
     men = {view[f.face_id] for f in first + second}
     woman = {view[f.face_id] for f in third}
     assert not men & woman, "the other person joined nobody through a track of an earlier session"
+
+
+def test_eight_cameras_at_once_all_reach_the_frames_topic(
+    kafka_bootstrap: str, server: MjpegServer, clip: list[bytes]
+) -> None:
+    names = [f"cam{i}" for i in range(8)]
+    for name in names:
+        server.paths[name] = Behaviour(clip, fps=10)
+    kafka = fresh_kafka(kafka_bootstrap)
+    process = _produce_process(
+        *[server.url(name) for name in names], "--bootstrap", kafka_bootstrap, "--topic", kafka.frames_topic,
+        "--metrics-port", "0",
+    )  # fmt: skip
+    try:
+        for _ in names:
+            _wait_for_line(process, ": connected")
+        time.sleep(2.0)
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    counts = Counter(m.key() for m in read_messages(kafka_bootstrap, kafka.frames_topic, idle_s=1.0))
+    assert set(counts) == {f"127.0.0.1_{server.port}_{name}".encode() for name in names}
+    assert min(counts.values()) >= 10, counts
