@@ -250,6 +250,11 @@ class Readers:
         return self
 
     @property
+    def live(self) -> bool:
+        """Whether a source is live (its frames come when they come, not when asked for)."""
+        return any(reader.source.live for reader in self._readers)
+
+    @property
     def statuses(self) -> list[CameraStatus]:
         return [reader.status for reader in self._readers]
 
@@ -285,7 +290,7 @@ class Readers:
                 return None, (turn + step) % count
         return None, turn
 
-    def close(self, wait_s: float = 1.0) -> None:
+    def close(self, wait_s: float = 0.5) -> None:
         """Stops every reader; waits at most ``wait_s`` in all (a reader inside a hung read is left to its
         read timeout: it is a daemon thread and drops its connection when it wakes)."""
         self._stop.set()

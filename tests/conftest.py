@@ -19,6 +19,7 @@ from clustering.redis_store import RedisStore
 from clustering.store import InMemoryStore, StateStore
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings, RuntimeSettings
+from tests.live_servers import MjpegServer, mjpeg_server
 from tests.services import missing
 from workers import local_services
 from workers.cluster_worker import ClusterWorker
@@ -114,3 +115,18 @@ def running() -> Iterator[Callable[[ClusterWorker, Callable[[], bool]], None]]:
     for thread, stop in threads:
         stop.set()
         thread.join(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def clip() -> list[bytes]:
+    """60 JPEG frames of a short clip of one person, as a live camera of the tests serves them."""
+    from tests.live_servers import clip_jpegs  # noqa: PLC0415 - only the live-camera tests need OpenCV's reader
+
+    return clip_jpegs(data_dir("videos", "intel_head-pose-face-detection-male.mp4"), 60)
+
+
+@pytest.fixture
+def server() -> Iterator[MjpegServer]:
+    """An HTTP MJPEG server on 127.0.0.1 with no camera yet: a test adds its paths."""
+    with mjpeg_server() as running:
+        yield running

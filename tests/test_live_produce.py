@@ -9,6 +9,8 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,9 +22,10 @@ from models.settings import ModelSettings
 from streaming.decode import decode_image
 from streaming.messages import FaceRecord, FrameHeaders, parse_faces_topic
 from streaming.produce import produce_sources
+from streaming.settings import KafkaSettings
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
-from tests.live_servers import Behaviour, MjpegServer, clip_jpegs, mjpeg_server
+from tests.live_servers import Behaviour, MjpegServer
 from tests.streams import identities_view, read_all, read_messages, running
 from tests.worker_processes import settings_for, space_of
 from workers.cli import main
@@ -33,24 +36,42 @@ from workers.local_services import free_port, fresh_kafka, http_get, wait_for
 SECRETS = ("s3cr3tpw", "t0kenvalue", "authvalue", "fragvalue")
 
 
-@pytest.fixture(scope="module")
-def clip() -> list[bytes]:
-    return clip_jpegs(data_dir("videos", "intel_head-pose-face-detection-male.mp4"), 60)
+@dataclass
+class Produced:
+    """How a `facestream produce` process ended after SIGINT."""
+
+    returncode: int | None = None
+    out: str = ""
+    err: str = ""
+    stop_s: float = 0.0  # from SIGINT to its exit
 
 
-@pytest.fixture
-def server() -> Iterator[MjpegServer]:
-    with mjpeg_server() as running_server:
-        yield running_server
-
-
-def _produce_process(*argv: str) -> subprocess.Popen[str]:
+@contextmanager
+def producing(
+    kafka: KafkaSettings, *argv: str, ready: str = "connected", readies: int = 1, metrics_port: int = 0
+) -> Iterator[Produced]:
+    """A `facestream produce` process to ``kafka``'s frames topic for the block, from its ``readies``-th log line
+    holding ``ready``; SIGINT at the block's end."""
     command = [sys.executable, "-m", "workers.cli", "-v", "produce", "--no-progress", *argv]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command += ["--bootstrap", kafka.bootstrap_servers, "--topic", kafka.frames_topic]
+    command += ["--metrics-port", str(metrics_port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    produced = Produced()
+    try:
+        for _ in range(readies):
+            _wait_for_line(process, ready)
+        yield produced
+        asked = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        produced.out, produced.err = process.communicate(timeout=10)
+        produced.stop_s, produced.returncode = time.monotonic() - asked, process.returncode
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
-def _wait_for_line(process: subprocess.Popen[str], text: str, timeout_s: float = 30) -> list[str]:
-    """stderr lines of ``process`` up to the first that holds ``text``."""
+def _wait_for_line(process: subprocess.Popen[str], text: str, timeout_s: float = 30) -> None:
+    """Reads the process's stderr up to the first line that holds ``text``."""
     assert process.stderr is not None
     lines: list[str] = []
     deadline = time.monotonic() + timeout_s
@@ -58,7 +79,7 @@ def _wait_for_line(process: subprocess.Popen[str], text: str, timeout_s: float =
         line = process.stderr.readline()
         lines.append(line)
         if text in line:
-            return lines
+            return
         assert line or process.poll() is None, "".join(lines)
     raise AssertionError(f"no line with {text!r} in {timeout_s} s: {''.join(lines)}")
 
@@ -68,23 +89,11 @@ def test_sigint_stops_produce_within_a_second_even_while_a_stream_hangs(
 ) -> None:
     server.paths["stuck"] = Behaviour(clip, hang_after=3)
     kafka = fresh_kafka(kafka_bootstrap)
-    process = _produce_process(
-        server.url("stuck"), "--bootstrap", kafka_bootstrap, "--topic", kafka.frames_topic,
-        "--read-timeout", "60", "--metrics-port", "0",
-    )  # fmt: skip
-    try:
-        _wait_for_line(process, "connected")
+    with producing(kafka, server.url("stuck"), "--read-timeout", "60") as produced:
         time.sleep(1.0)  # inside the hung read now
-        asked = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
-        took = time.monotonic() - asked
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, err
-    assert took < 1.5, f"stopped {took:.2f} s after SIGINT"
-    assert "produced 3 frames" in out
+    assert produced.returncode == 0, produced.err
+    assert produced.stop_s < 1.5, f"stopped {produced.stop_s:.2f} s after SIGINT"
+    assert "produced 3 frames" in produced.out
 
 
 def test_a_camera_that_never_comes_back_ends_produce_with_exit_1(
@@ -110,19 +119,9 @@ def test_a_camera_list_names_ids_spaces_and_limits(
         f'[[camera]]\nid = "back"\nurl = "{server.url("back")}"\nmax_fps = 4\n'
     )
     kafka = fresh_kafka(kafka_bootstrap)
-    process = _produce_process(
-        "--cameras", str(cameras), "--space", "south", "--bootstrap", kafka_bootstrap, "--topic", kafka.frames_topic,
-        "--metrics-port", "0",
-    )  # fmt: skip
-    try:
-        _wait_for_line(process, "camera front: connected")
+    with producing(kafka, "--cameras", str(cameras), "--space", "south", ready="camera front: connected") as produced:
         time.sleep(2.5)
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0
+    assert produced.returncode == 0
     messages = read_messages(kafka_bootstrap, kafka.frames_topic, idle_s=1.0)
     by_camera: dict[str, list[FrameHeaders]] = {}
     for message in messages:
@@ -154,23 +153,14 @@ def test_credentials_in_a_stream_url_appear_nowhere(
     url += "#fragvalue"
     kafka = fresh_kafka(kafka_bootstrap)
     port = free_port()
-    process = _produce_process(
-        url, "--bootstrap", kafka_bootstrap, "--topic", kafka.frames_topic, "--metrics-port", str(port)
-    )
-    try:
-        _wait_for_line(process, "reconnected")
+    with producing(kafka, url, ready="reconnected", metrics_port=port) as produced:
         _, metrics = http_get(port, "/metrics")
         _, ready = http_get(port, "/readyz")
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert "facestream_producer_cameras" in metrics
     assert "sources connected" in ready
     messages = read_messages(kafka_bootstrap, kafka.frames_topic, idle_s=1.0)
     assert messages
-    seen = [out, err, metrics, ready]
+    seen = [produced.out, produced.err, metrics, ready]
     for message in messages:
         seen.append((message.key() or b"").decode())
         seen += [repr(header) for header in message.headers() or []]
@@ -187,20 +177,11 @@ def test_producer_metrics_count_cameras_reconnects_and_frames(
     server.paths["c"] = Behaviour([], down=True)
     kafka = fresh_kafka(kafka_bootstrap)
     port = free_port()
-    process = _produce_process(
-        server.url("a"), server.url("b"), server.url("c"), "--bootstrap", kafka_bootstrap,
-        "--topic", kafka.frames_topic, "--metrics-port", str(port),
-    )  # fmt: skip
-    try:
-        _wait_for_line(process, "reconnected")
+    urls = [server.url(name) for name in ("a", "b", "c")]
+    with producing(kafka, *urls, ready="reconnected", metrics_port=port):
         _, metrics = http_get(port, "/metrics")
         status, ready = http_get(port, "/readyz")
         health, _ = http_get(port, "/healthz")
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
     values = _samples(metrics)
     assert values['facestream_producer_cameras{state="reconnecting"}'] >= 1  # c, never up
     assert values['facestream_producer_cameras{state="connected"}'] >= 1
@@ -277,20 +258,10 @@ def test_eight_cameras_at_once_all_reach_the_frames_topic(
     for name in names:
         server.paths[name] = Behaviour(clip, fps=10)
     kafka = fresh_kafka(kafka_bootstrap)
-    process = _produce_process(
-        *[server.url(name) for name in names], "--bootstrap", kafka_bootstrap, "--topic", kafka.frames_topic,
-        "--metrics-port", "0",
-    )  # fmt: skip
-    try:
-        for _ in names:
-            _wait_for_line(process, ": connected")
+    urls = [server.url(name) for name in names]
+    with producing(kafka, *urls, ready=": connected", readies=len(names)) as produced:
         time.sleep(2.0)
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0
+    assert produced.returncode == 0
     counts = Counter(m.key() for m in read_messages(kafka_bootstrap, kafka.frames_topic, idle_s=1.0))
     assert set(counts) == {f"127.0.0.1_{server.port}_{name}".encode() for name in names}
     assert min(counts.values()) >= 10, counts

@@ -8,7 +8,6 @@ import json
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -21,7 +20,7 @@ from streaming.live_stream import StreamTimeouts, Transport
 from streaming.readers import Readers, ReaderState, ReadPolicy
 from streaming.sources import Frame, FrameSource
 from tests.conftest import data_dir
-from tests.live_servers import Behaviour, MjpegServer, clip_jpegs, mjpeg_server, rtsp_server
+from tests.live_servers import Behaviour, MjpegServer, clip_jpegs, rtsp_server
 from workers.lifecycle import StopFlag
 from workers.run_job import run_pipeline
 from workers.settings import Settings
@@ -29,17 +28,6 @@ from workers.source_readers import readers_of
 
 FAST = StreamTimeouts(open_s=3.0, read_s=1.0)
 QUICK_RETRY = ReadPolicy(backoff_first_s=0.2, backoff_max_s=0.5)
-
-
-@pytest.fixture(scope="module")
-def clip() -> list[bytes]:
-    return clip_jpegs(data_dir("videos", "intel_head-pose-face-detection-male.mp4"), 60)
-
-
-@pytest.fixture
-def server() -> Iterator[MjpegServer]:
-    with mjpeg_server() as running:
-        yield running
 
 
 def _read(readers: Readers, seconds: float) -> list[Frame]:

@@ -225,12 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(run_identity(args, settings), indent=1))
             return 0
         if args.command == "worker":
-            code = _worker(args, settings)
-            # Every Kafka client was flushed and closed by its stage; librdkafka's destructors can still block
-            # the interpreter's exit (a known class of librdkafka issues), so a worker leaves at once.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            return _worker(args, settings)
         return _eval(args, settings)
     except ValidationError as exc:
         log.error("invalid configuration:\n%s", exc)
@@ -248,5 +243,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def console_main() -> None:
+    """The `facestream` command as a process: ``main``, then an exit that runs no interpreter finalisation.
+    Every output is written and every client flushed and closed by then; what can still be running is a live
+    camera's reader inside a read of FFmpeg's that waits for its timeout, and librdkafka's destructors, and
+    tearing the interpreter down under either can block or crash the exit."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -38,9 +38,10 @@ def _thumbnail_name(identifier: str) -> str:
     return "thumbs/" + re.sub(r"[^A-Za-z0-9._-]", "_", identifier) + ".jpg"
 
 
-def _batches(items: Iterable[SourceItem | None], size: int) -> Iterator[tuple[list[Frame], list[BadInput]]]:
-    """Up to ``size`` frames at a time, with the bad inputs met on the way; a batch is cut short when the
-    sources give nothing for a moment (live cameras), so that no frame waits for others that are not there."""
+def _batches(items: Iterable[SourceItem | None], size: int, live: bool) -> Iterator[tuple[list[Frame], list[BadInput]]]:
+    """Up to ``size`` frames at a time, with the bad inputs met on the way. With a ``live`` source a batch is cut
+    short when the sources give nothing for a moment, so that no frame waits for others that are not there;
+    files always fill their batches, so a run over them is cut the same way every time."""
     frames: list[Frame] = []
     bad: list[BadInput] = []
     for item in items:
@@ -49,7 +50,7 @@ def _batches(items: Iterable[SourceItem | None], size: int) -> Iterator[tuple[li
             continue
         if item is not None:
             frames.append(item)
-        if len(frames) == size or (item is None and (frames or bad)):
+        if len(frames) == size or (live and item is None and (frames or bad)):
             yield frames, bad
             frames, bad = [], []
         elif item is None:
@@ -141,7 +142,7 @@ def run_pipeline(
     bar = tqdm(total=planned.total, unit="frame", disable=not progress, dynamic_ncols=True)
     readers = planned.readers.start()
     try:
-        for batch, bad in _batches(readers.items(), settings.run.batch_size):
+        for batch, bad in _batches(readers.items(), settings.run.batch_size, readers.live):
             for item in bad:
                 summary.bad_inputs[item.reason.value] += 1
                 log.warning("skipped %s frame %d (%s): %s", item.source, item.number, item.name or "-", item.detail)
