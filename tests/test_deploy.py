@@ -209,10 +209,18 @@ def exported_metrics(scrape: str) -> set[str]:
     return names
 
 
-def assert_dashboard_and_alerts_use_exported_metrics(scrape: str) -> None:
+def assert_dashboard_and_alerts_use_exported_metrics(scrape: str, producer: bool = False) -> None:
+    """Every metric the queries name is on the scraped page: a worker's, or (``producer``) `facestream
+    produce`'s, whose metrics are the ones named facestream_producer_*."""
     exported = exported_metrics(scrape)
-    unknown = {where: sorted(names - exported) for where, names in queried_metrics().items() if names - exported}
-    assert not unknown, f"queries name metrics the workers do not export: {unknown}"
+    queried = {
+        where: {name for name in names if name.startswith("facestream_producer_") == producer}
+        for where, names in queried_metrics().items()
+    }
+    unknown = {where: sorted(names - exported) for where, names in queried.items() if names - exported}
+    assert not unknown, (
+        f"queries name metrics the {'producer does' if producer else 'workers do'} not export: {unknown}"
+    )
 
 
 def test_the_dashboard_loads_and_every_panel_queries_a_metric() -> None:

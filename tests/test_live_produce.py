@@ -27,6 +27,7 @@ from streaming.sources import FrameSource
 from tests.conftest import data_dir
 from tests.live_servers import Behaviour, MjpegServer
 from tests.streams import identities_view, read_all, read_messages, running
+from tests.test_deploy import assert_dashboard_and_alerts_use_exported_metrics
 from tests.worker_processes import settings_for, space_of
 from workers.cli import main
 from workers.cluster_worker import ClusterWorker
@@ -192,6 +193,7 @@ def test_producer_metrics_count_cameras_reconnects_and_frames(
     assert values["facestream_producer_stalest_frame_age_seconds"] < 5
     assert (status, health) == (200, 200)
     assert f"127.0.0.1_{server.port}_c (reconnecting: cannot open" in ready
+    assert_dashboard_and_alerts_use_exported_metrics(metrics, producer=True)
 
 
 def _samples(metrics: str) -> dict[str, float]:

@@ -55,11 +55,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _plan(args: argparse.Namespace, producer: bool) -> SourcePlan | None:
+def _plan(args: argparse.Namespace, settings: Settings, producer: bool) -> SourcePlan | None:
     """What the command reads, or None after logging why the arguments name nothing."""
     uris = list(args.sources) + ([str(p) for p in sample_images()] if args.sample else [])
-    cameras_file = getattr(args, "cameras", None)
-    if not uris and cameras_file is None and not (producer and load_settings().sources.cameras_file):
+    cameras_file = args.cameras
+    if not uris and cameras_file is None and settings.sources.cameras_file is None:
         log.error("give at least one SOURCE, --cameras FILE, or --sample")
         return None
     if args.camera and len(uris) > 1:
@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from workers.corrections_file import CorrectionsFileError, read_corrections  # noqa: PLC0415
     from workers.run_job import run_pipeline  # noqa: PLC0415 - keeps `facestream models` light
 
-    plan = _plan(args, producer=False)
+    plan = _plan(args, settings, producer=False)
     if plan is None:
         return EXIT_USAGE
     try:
@@ -150,7 +150,7 @@ def _produce(args: argparse.Namespace) -> int:
     if args.every < 1:
         log.error("--every must be 1 or more")
         return EXIT_USAGE
-    plan = _plan(args, producer=True)
+    plan = _plan(args, settings, producer=True)
     if plan is None:
         return EXIT_USAGE
     planned = plan_readers(plan, settings)

@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sample", action="store_true", help="add the sample photos shipped with the model package")
     run.add_argument("-o", "--out", type=Path, default=Path("facestream-out"), help="output folder")
     run.add_argument("--camera", help="camera id to record instead of the source's name (one source only)")
+    run.add_argument(
+        "--cameras", type=Path, metavar="FILE", help="camera list (TOML, as `produce` reads it; its spaces are ignored)"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--corrections",
