@@ -58,7 +58,7 @@ class SourceSettings(FrozenModel):
     cameras_file: Path | None = Field(
         None,
         description="A camera list (TOML: one [[camera]] table per camera with id, url and optionally space, "
-        "max_fps, max_size, transport) read by `facestream produce` besides its SOURCE arguments.",
+        "max_fps, max_size, transport) read by `facestream produce` and `run` besides their SOURCE arguments.",
     )
     max_size: int | None = Field(
         None,
