@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ class ProduceSummary:
     failed: int = 0
     bytes: int = 0
     dropped_stale: int = 0
+    #: Frames dropped because librdkafka's send queue was full (the broker unreachable for minutes).
+    dropped_backlog: int = 0
     #: Sources given up (camera: why): unreadable files, live sources past their retries.
     sources_failed: dict[str, str] = field(default_factory=dict)
 
@@ -34,9 +37,14 @@ class ProduceSummary:
         failed = "; ".join(f"{camera}: {why}" for camera, why in sorted(self.sources_failed.items()))
         return (
             f"produced {self.frames} frames ({self.bytes / 1e6:.1f} MB) to {topic}; "
-            f"bad inputs: {bad}; stale frames dropped: {self.dropped_stale}; undelivered: {self.failed}"
-            + (f"; sources given up: {failed}" if failed else "")
+            f"bad inputs: {bad}; stale frames dropped: {self.dropped_stale + self.dropped_backlog}; "
+            f"undelivered: {self.failed}" + (f"; sources given up: {failed}" if failed else "")
         )
+
+
+def _worth_a_line(count: int) -> bool:
+    """The 1st, 10th, 100th, ... of many alike events: each gets a log line, the others a count."""
+    return count == int(10 ** round(math.log10(count)))
 
 
 class FrameProducer:
@@ -50,7 +58,9 @@ class FrameProducer:
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             self.summary.failed += 1
-            log.error("frame of camera %s was not delivered: %s", (message.key() or b"").decode(), error)
+            if _worth_a_line(self.summary.failed):  # a broker outage fails every frame: a line, not a flood
+                camera = (message.key() or b"").decode()
+                log.error("%d frame(s) not delivered, the latest of camera %s: %s", self.summary.failed, camera, error)
 
     def send(self, frame: Frame, space: str) -> None:
         try:
@@ -66,9 +76,21 @@ class FrameProducer:
             timestamp=frame.timestamp,
             space=space,
         )
-        self._producer.produce(
-            self.topic, key=frame.source.encode(), value=value, headers=headers.to_kafka(), on_delivery=self._delivered
-        )
+        try:
+            self._producer.produce(
+                self.topic,
+                key=frame.source.encode(),
+                value=value,
+                headers=headers.to_kafka(),
+                on_delivery=self._delivered,
+            )
+        except BufferError:
+            # librdkafka's queue is full (Kafka unreachable for a while): a live frame that cannot wait is dropped.
+            self.summary.dropped_backlog += 1
+            if _worth_a_line(self.summary.dropped_backlog):
+                log.warning("%d frame(s) dropped: Kafka's send queue is full", self.summary.dropped_backlog)
+            self._producer.poll(0.1)
+            return
         self._producer.poll(0)
         self.summary.frames += 1
         self.summary.bytes += len(value)

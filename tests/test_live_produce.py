@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
 from streaming.decode import decode_image
 from streaming.messages import FaceRecord, FrameHeaders, parse_faces_topic
-from streaming.produce import produce_sources
+from streaming.produce import ProduceSummary, produce_frames, produce_sources
+from streaming.readers import Readers, ReadPolicy
 from streaming.settings import KafkaSettings
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
@@ -32,7 +34,7 @@ from tests.worker_processes import settings_for, space_of
 from workers.cli import main
 from workers.cluster_worker import ClusterWorker
 from workers.embed_worker import EmbedWorker
-from workers.local_services import free_port, fresh_kafka, http_get, wait_for
+from workers.local_services import free_port, fresh_kafka, http_get, start_kafka, stop_kafka, wait_for
 
 SECRETS = ("s3cr3tpw", "t0kenvalue", "authvalue", "fragvalue")
 
@@ -268,3 +270,37 @@ def test_eight_cameras_at_once_all_reach_the_frames_topic(
     counts = Counter(m.key() for m in read_messages(kafka_bootstrap, kafka.frames_topic, idle_s=1.0))
     assert set(counts) == {f"127.0.0.1_{server.port}_{name}".encode() for name in names}
     assert min(counts.values()) >= 10, counts
+
+
+def test_a_broker_outage_loses_no_live_frame_and_repeats_none(
+    server: MjpegServer, clip: list[bytes], tmp_path: Path
+) -> None:
+    """The broker stops for a few seconds while a camera streams: the frames read meanwhile wait in the
+    producer and arrive once the broker is back, each once and in order."""
+    server.paths["gate"] = Behaviour(clip, fps=10)
+    folder = tmp_path / "broker"
+    bootstrap = start_kafka(folder)  # a broker of this test's own, to stop and start again
+    try:
+        kafka = fresh_kafka(bootstrap)
+        readers = Readers([(FrameSource(server.url("gate"), "gate"), ReadPolicy(jpeg=True))]).start()
+        stop = threading.Event()
+        summaries: list[ProduceSummary] = []
+        thread = threading.Thread(
+            target=lambda: summaries.append(produce_frames(readers, {"gate": "s"}, kafka, should_stop=stop.is_set))
+        )
+        thread.start()
+        time.sleep(2.0)
+        stop_kafka(folder)
+        time.sleep(4.0)
+        start_kafka(folder)
+        time.sleep(3.0)
+        stop.set()
+        thread.join(60)
+        (summary,) = summaries
+        numbers = [FrameHeaders.from_kafka(m.headers()).frame for m in read_messages(bootstrap, kafka.frames_topic)]
+    finally:
+        stop_kafka(folder)
+    assert summary.failed == 0
+    assert summary.dropped_stale == 0
+    assert len(numbers) == summary.frames >= 80
+    assert numbers == list(range(len(numbers))), "every frame once, in order, across the outage"

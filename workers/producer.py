@@ -48,11 +48,13 @@ class ProducerCollector(Collector):
         yield _counter("facestream_producer_frames_read", "Frames read from sources.", sum(s.frames for s in statuses))
         dropped = CounterMetricFamily(
             "facestream_producer_frames_dropped",
-            "Frames read and not sent: stale (a newer frame of the camera was waiting) or over max_fps.",
+            "Frames read and not sent: stale (a newer frame of the camera was waiting, or decoding fell behind), "
+            "over max_fps, or kafka_backlog (Kafka's send queue full: the broker unreachable for long).",
             labels=["reason"],
         )
         dropped.add_metric(["stale"], sum(s.dropped_stale for s in statuses))
         dropped.add_metric(["rate"], sum(s.dropped_rate for s in statuses))
+        dropped.add_metric(["kafka_backlog"], self._summary.dropped_backlog)
         yield dropped
         yield _counter("facestream_producer_frames_sent", "Frames handed to Kafka.", self._summary.frames)
         yield _counter("facestream_producer_bytes_sent", "JPEG bytes handed to Kafka.", self._summary.bytes)
