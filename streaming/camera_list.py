@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 
 from streaming.frozen import FrozenModel
+from streaming.messages import SpaceName
 from streaming.redact import redact
 
 
@@ -30,7 +31,7 @@ class CameraListError(ValueError):
 class CameraEntry(FrozenModel):
     id: str = Field(min_length=1, max_length=200, pattern=r"^[^\s@]+$")
     url: str = Field(min_length=1)
-    space: str | None = Field(None, min_length=1, max_length=100)
+    space: SpaceName | None = None
     max_fps: float | None = Field(None, gt=0)
     max_size: int | None = Field(None, ge=0)
     transport: Literal["tcp", "udp"] | None = None

@@ -24,7 +24,15 @@ from clustering.corrections import (
     SplitFaces,
 )
 from clustering.events import Conflict, CorrectionOutcome, Forgotten, Labelled, Merged, Split
-from streaming.messages import FaceRecord, MessageError, TrackRecord, _invalid, _Message, parse_faces_topic
+from streaming.messages import (
+    FaceRecord,
+    MessageError,
+    SpaceName,
+    TrackRecord,
+    _invalid,
+    _Message,
+    parse_faces_topic,
+)
 
 #: Ids are echoed in events and logs: a safe alphabet, bounded.
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
@@ -34,7 +42,7 @@ COMMAND_TYPES = ("merge", "split", "reject", "label", "forget")
 class _Command(_Message):
     version: Literal[1] = 1
     command_id: str = Field(pattern=COMMAND_ID_PATTERN, description="Unique id: a command seen again is ignored")
-    space: str = Field(min_length=1, max_length=200, description="The identity space it corrects")
+    space: SpaceName
 
 
 class MergeCommand(_Command):

@@ -63,6 +63,13 @@ def _invalid(what: str, exc: ValidationError) -> MessageError:
 Header = tuple[str, str | bytes | None]
 
 
+#: An identity space's name: it is part of Redis keys (`{fs:<space>}:...`, a hash tag), so no braces, colons or
+#: white space. A record naming another is refused (a dead letter) before it reaches a stage's state.
+SPACE_PATTERN = r"^[^{}:\s]{1,100}$"
+SpaceName = Annotated[
+    str, Field(pattern=SPACE_PATTERN, description="Identity space: no braces, colons or white space; 100 at most.")
+]
+
 #: A producer's session: lower-case letters and digits, so that ``camera@session:frame:rank`` parses one way.
 SESSION_PATTERN = r"^[0-9a-z]{1,32}$"
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -96,7 +103,7 @@ class FrameHeaders(_Message):
     )
     frame: int = Field(ge=0, description="Frame number in the session (in the camera's stream for version 1).")
     timestamp: float = Field(description="Capture time, Unix seconds (position in the file for recordings).")
-    space: str = Field("default", min_length=1, max_length=100, description="Identity space.")
+    space: SpaceName = "default"
 
     @model_validator(mode="before")
     @classmethod
@@ -164,7 +171,7 @@ class FaceRecord(_Message):
     cooccurring: list[str] = Field(
         default_factory=list, description="Other tracks with a face on this frame: different people"
     )
-    space: str = "default"
+    space: SpaceName = "default"
     camera: str
     frame: int = Field(ge=0)
     timestamp: float
@@ -222,7 +229,7 @@ class TrackRecord(_Message):
 
     type: Literal["track"] = "track"
     version: Literal[2] = 2
-    space: str = "default"
+    space: SpaceName = "default"
     camera: str
     track: str
     sequence: int = Field(ge=0, description="0 for a track's first appearance; long tracks report periodically")

@@ -30,6 +30,8 @@ def _faces_with_bad_records(settings: Settings) -> tuple[list[FaceRecord], list[
         "unknown_version": good.to_json().replace(b'"version":2', b'"version":7'),
         "malformed": b'{"face_id": "x:2:0"}',
         "empty": b"",
+        # A space that cannot name Redis keys (a colon) stopped the stage for good once; now a dead letter.
+        "malformed (space)": good.model_copy(update={"face_id": "x:3:0", "space": "hq:east"}).to_json(),
     }
     values = [r.to_json() for r in records]
     # A replay of the first 50 records (an embed worker that crashed before committing), the bad records and

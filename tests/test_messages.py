@@ -210,6 +210,14 @@ def test_embedding_round_trips_bit_for_bit() -> None:
             "malformed_header",
         ),
         (
+            [("version", b"1"), ("camera", b"x"), ("frame", b"1"), ("timestamp", b"1.0"), ("space", b"a b")],
+            "malformed_header",
+        ),
+        (
+            [("version", b"1"), ("camera", b"x"), ("frame", b"1"), ("timestamp", b"1.0"), ("space", b"hq:east")],
+            "malformed_header",
+        ),
+        (
             [("version", b"1"), ("camera", b"lobby"), ("frame", b"1"), ("frame", b"2"), ("timestamp", b"1.0")],
             "malformed_header",
         ),
@@ -224,6 +232,8 @@ def test_embedding_round_trips_bit_for_bit() -> None:
         "v2-without-session",
         "session-with-colon",
         "v1-with-session",
+        "space-with-a-space",
+        "space-with-a-colon",
         "frame-twice",
     ],
 )
@@ -295,6 +305,7 @@ def test_each_command_parses_to_its_correction(stem: str) -> None:
         (b'{"type": "forget", "command_id": "x", "space": "hq", "camera": "a", "before": 1}', "malformed"),
         (b'{"type": "forget", "command_id": "x", "space": "hq"}', "malformed"),
         (b'{"type": "reject", "command_id": "x", "space": "hq", "face": "a:1:0", "cluster": 1, "why": 1}', "malformed"),
+        (b'{"type": "merge", "command_id": "x", "space": "hq:east", "clusters": [1, 2]}', "malformed"),
     ],
 )
 def test_a_bad_command_is_refused_with_its_reason(value: bytes, reason: str) -> None:

@@ -72,3 +72,12 @@ def test_bad_files_in_a_folder_are_skipped_and_counted(
     assert main(["produce", str(folder), "--bootstrap", kafka_bootstrap, "--topic", topic, "--no-progress"]) == 0
     assert "produced 1 frames" in capsys.readouterr().out
     assert len(_consume(kafka_bootstrap, topic, 1)) == 1
+
+
+def test_a_space_that_cannot_name_redis_keys_is_refused_before_anything_is_read(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    video = data_dir("videos", "intel_head-pose-face-detection-female.mp4")
+    argv = ["produce", str(video), "--bootstrap", kafka_bootstrap, "--space", "hq:east", "--no-progress"]
+    assert main(argv) == 2
+    assert "--space 'hq:east': a space has no braces, colons or white space" in caplog.text

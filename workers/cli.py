@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,7 @@ from clustering.instruction_set import InstructionSetError
 from models.errors import ModelError
 from models.registry import REGISTRY, builtin_path, sample_images
 from streaming.camera_list import CameraListError
+from streaming.messages import SPACE_PATTERN
 from streaming.readers import CameraStatus
 from streaming.sources import SourceError
 from workers.cli_parser import build_parser
@@ -149,6 +151,9 @@ def _produce(args: argparse.Namespace) -> int:
     settings = load_settings(**overrides)
     if args.every < 1:
         log.error("--every must be 1 or more")
+        return EXIT_USAGE
+    if not re.fullmatch(SPACE_PATTERN, args.space):
+        log.error("--space %r: a space has no braces, colons or white space, and 100 characters at most", args.space)
         return EXIT_USAGE
     plan = _plan(args, settings, producer=True)
     if plan is None:
