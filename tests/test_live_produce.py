@@ -3,6 +3,7 @@ credentials, and producers restarted under the same camera id."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -160,11 +161,12 @@ def test_credentials_in_a_stream_url_appear_nowhere(
     with producing(kafka, url, ready="reconnected", metrics_port=port) as produced:
         _, metrics = http_get(port, "/metrics")
         _, ready = http_get(port, "/readyz")
+        _, cameras = http_get(port, "/cameras")
     assert "facestream_producer_cameras" in metrics
     assert "sources connected" in ready
     messages = read_messages(kafka_bootstrap, kafka.frames_topic, idle_s=1.0)
     assert messages
-    seen = [produced.out, produced.err, metrics, ready]
+    seen = [produced.out, produced.err, metrics, ready, cameras]
     for message in messages:
         seen.append((message.key() or b"").decode())
         seen += [repr(header) for header in message.headers() or []]
@@ -186,6 +188,7 @@ def test_producer_metrics_count_cameras_reconnects_and_frames(
         _, metrics = http_get(port, "/metrics")
         status, ready = http_get(port, "/readyz")
         health, _ = http_get(port, "/healthz")
+        _, page = http_get(port, "/cameras")
     values = _samples(metrics)
     assert values['facestream_producer_cameras{state="reconnecting"}'] >= 1  # c, never up
     assert values['facestream_producer_cameras{state="connected"}'] >= 1
@@ -196,6 +199,14 @@ def test_producer_metrics_count_cameras_reconnects_and_frames(
     assert (status, health) == (200, 200)
     assert f"127.0.0.1_{server.port}_c (reconnecting: cannot open" in ready
     assert_dashboard_and_alerts_use_exported_metrics(metrics, producer=True)
+    # Each camera's own state, which no metric label carries.
+    cameras = {c["camera"].rsplit("_", 1)[-1]: c for c in json.loads(page)["cameras"]}
+    assert cameras["c"]["state"] == "reconnecting"
+    assert cameras["c"]["error"].startswith("cannot open")
+    assert cameras["c"]["last_frame_age_s"] is None
+    assert cameras["a"]["state"] == "connected"
+    assert cameras["a"]["frames_read"] > 10
+    assert cameras["b"]["drops"] >= 1
 
 
 def _samples(metrics: str) -> dict[str, float]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -155,8 +156,12 @@ class Health:
 class HealthServer:
     """/metrics, /healthz and /readyz on one port, served from a daemon thread."""
 
-    def __init__(self, roles: list[Health], host: str, port: int) -> None:
+    def __init__(
+        self, roles: list[Health], host: str, port: int, pages: Mapping[str, Callable[[], bytes]] | None = None
+    ) -> None:
+        """``pages``: more JSON pages, by path (the producer's /cameras)."""
         roles_ref = roles
+        more = dict(pages or {})
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -171,8 +176,10 @@ class HealthServer:
                     ready = all(ok for ok, _ in reports.values())
                     body = "; ".join(f"{role}: {why}" for role, (_, why) in reports.items())
                     self._send(200 if ready else 503, body.encode())
+                elif self.path in more:
+                    self._send(200, more[self.path](), "application/json")
                 else:
-                    self._send(404, b"not found: try /metrics, /healthz or /readyz")
+                    self._send(404, f"not found: try /metrics, /healthz, /readyz {' '.join(more)}".encode())
 
             def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
                 self.send_response(status)

@@ -3,12 +3,14 @@
 
 Per-camera state is not a Prometheus label (a site may have thousands of cameras, and a label per camera is
 a time series per camera for every metric): the metrics count cameras by state and give the age of the
-stalest camera's newest frame, and /readyz names the cameras that are not connected. Each drop and each
+stalest camera's newest frame, /readyz names the cameras that are not connected, and /cameras lists every
+camera's state and counts as JSON, read when someone asks rather than stored for every scrape. Each drop and each
 reconnection is one log line with the camera id and the reason, so a log search answers "which camera".
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -90,6 +92,28 @@ class ProducerHealth(Health):
         return connected > 0 or not any(s.live for s in statuses), why
 
 
+def cameras_page(statuses: list[CameraStatus]) -> bytes:
+    """/cameras: every source's state, one JSON object each, sorted by camera id: what no metric label shows."""
+    now = time.monotonic()
+    cameras = [
+        {
+            "camera": s.camera,
+            "live": s.live,
+            "state": s.state.value,
+            "session": s.session,
+            "connections": s.connections,
+            "drops": s.drops,
+            "frames_read": s.frames,
+            "dropped_stale": s.dropped_stale,
+            "dropped_rate": s.dropped_rate,
+            "last_frame_age_s": None if s.last_frame is None else round(now - s.last_frame, 3),
+            "error": s.error,
+        }
+        for s in sorted(statuses, key=lambda status: status.camera)
+    ]
+    return json.dumps({"cameras": cameras}).encode()
+
+
 def run_producer(
     planned: PlannedReaders,
     kafka: KafkaSettings,
@@ -104,7 +128,8 @@ def run_producer(
     summary = ProduceSummary()
     collector = ProducerCollector(lambda: readers.statuses, summary)
     health = ProducerHealth(lambda: readers.statuses)
-    server = HealthServer([health], options.metrics_host, options.metrics_port) if options.metrics_port else None
+    pages = {"/cameras": lambda: cameras_page(readers.statuses)}
+    server = HealthServer([health], options.metrics_host, options.metrics_port, pages) if options.metrics_port else None
     REGISTRY.register(collector)
     try:
         if server is not None:
