@@ -29,7 +29,8 @@ import cv2
 from bench.common import DATA, median, require, video_frames
 from streaming.live_stream import StreamTimeouts
 from streaming.produce import ProduceSummary, produce_frames
-from streaming.readers import Readers, ReadPolicy
+from streaming.read_policy import ReadPolicy
+from streaming.readers import Readers
 from streaming.sources import Frame, FrameSource
 from tests.live_servers import Behaviour, MjpegServer, mjpeg_server
 from workers.local_services import fresh_kafka, kafka_broker

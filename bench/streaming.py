@@ -31,8 +31,9 @@ from confluent_kafka import Consumer, Producer
 
 from bench.common import DATA, median, require, video_frames
 from models.settings import ModelSettings, RuntimeSettings
+from streaming.frame_headers import FrameHeaders
 from streaming.jpeg import encode_jpeg
-from streaming.messages import Assignment, FrameHeaders
+from streaming.messages import Assignment
 from streaming.sources import FrameSource
 from workers.local_services import free_port, fresh_kafka, http_get, kafka_broker, redis_server, settings_env, wait_for
 from workers.run_job import run_pipeline

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, Message, Producer
 from tqdm import tqdm
 
+from streaming.frame_headers import FrameHeaders
 from streaming.jpeg import FrameTooLargeError, encode_jpeg
-from streaming.messages import FrameHeaders
-from streaming.readers import Readers, ReadPolicy
+from streaming.read_policy import ReadPolicy
+from streaming.readers import Readers
 from streaming.settings import KafkaSettings
 from streaming.sources import BadInput, Frame, FrameSource
 

@@ -16,12 +16,12 @@ from streaming.commands import (
     SplitCommand,
     SplitEvent,
 )
+from streaming.frame_headers import FrameHeaders
 from streaming.messages import (
     AppearanceEvent,
     Assignment,
     DeadLetter,
     FaceRecord,
-    FrameHeaders,
     MergeEvent,
     TrackRecord,
     _Message,

@@ -207,24 +207,32 @@ def _classify(uri: str, camera: str | None) -> tuple[str, str]:
     raise SourceError(f"source {redact(uri)!r} is not a folder, a file, a camera index or a stream URL")
 
 
-def public_url(uri: str) -> str:
-    """Where a stream is, fit to log: scheme, host, port and path, without user, password, query or fragment."""
+def _location(uri: str) -> tuple[str, str, str, str] | None:
+    """A URL's scheme, host, port and path: never its user, password, query or fragment (they may hold
+    credentials); None for a URL that does not parse."""
     try:
         parts = urlsplit(uri)
-        port = f":{parts.port}" if parts.port else ""
+        port = str(parts.port) if parts.port else ""
     except ValueError:
+        return None
+    return parts.scheme, parts.hostname or "", port, parts.path
+
+
+def public_url(uri: str) -> str:
+    """Where a stream is, fit to log."""
+    location = _location(uri)
+    if location is None:
         return "<a URL that does not parse>"
-    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+    scheme, host, port, path = location
+    return f"{scheme}://{host}{':' + port if port else ''}{path}"
 
 
 def _stream_name(uri: str) -> str:
-    """A camera id from a stream URL: host, port and path, never its user, password, query or fragment (they
-    may hold credentials, and the camera id ends up in Kafka keys, face ids, Redis, events and metrics)."""
-    try:
-        parts = urlsplit(uri)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
+    """A camera id from a stream URL's location (the camera id ends up in Kafka keys, face ids, Redis, events
+    and metrics)."""
+    location = _location(uri)
+    if location is None:
         return "stream"
-    name = "_".join(part for part in (host, str(port) if port else "", parts.path.replace("/", "_")) if part)
+    _, host, port, path = location
+    name = "_".join(part for part in (host, port, path.replace("/", "_")) if part)
     return "_".join(piece for piece in name.replace(":", "_").split("_") if piece) or "stream"

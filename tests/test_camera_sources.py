@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from streaming.camera_list import CameraListError, read_camera_list
-from streaming.readers import backoff_s, scaled
+from streaming.read_policy import backoff_s
+from streaming.readers import scaled
 from streaming.sources import FrameSource, public_url
 
 

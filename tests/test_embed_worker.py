@@ -19,9 +19,10 @@ from models.pipeline import FacePipeline
 from models.registry import sample_images
 from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import decode_image
-from streaming.messages import DeadLetter, FaceRecord, FrameHeaders, TrackRecord, parse_faces_topic
+from streaming.frame_headers import FrameHeaders
+from streaming.messages import DeadLetter, FaceRecord, TrackRecord, parse_faces_topic
 from streaming.produce import produce_sources
-from streaming.readers import ReadPolicy
+from streaming.read_policy import ReadPolicy
 from streaming.sources import Frame, FrameSource
 from tests.conftest import data_dir
 from tests.streams import committed_to_end, read_all

@@ -14,7 +14,7 @@ from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
-from streaming.messages import FrameHeaders
+from streaming.frame_headers import FrameHeaders
 from streaming.produce import produce_sources
 from streaming.sources import Frame, FrameSource, SourceItem
 from tests.conftest import data_dir

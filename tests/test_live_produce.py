@@ -1,5 +1,5 @@
-"""`facestream produce` on live cameras against the real broker (and Redis): stops, give-ups, camera lists,
-credentials, and producers restarted under the same camera id."""
+"""`facestream produce` on live cameras against the real broker: stops, give-ups, camera lists, credentials,
+metrics (tests/test_live_sessions.py: restarts, reused camera ids and broker outages)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,24 +17,14 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Message
 
-from clustering.redis_client import connect
-from models.analyzer import FaceAnalyzer
-from models.settings import ModelSettings
 from streaming.decode import decode_image
-from streaming.messages import FaceRecord, FrameHeaders, parse_faces_topic
-from streaming.produce import ProduceSummary, produce_frames, produce_sources
-from streaming.readers import Readers, ReadPolicy
+from streaming.frame_headers import FrameHeaders
 from streaming.settings import KafkaSettings
-from streaming.sources import FrameSource
-from tests.conftest import data_dir
 from tests.live_servers import Behaviour, MjpegServer
-from tests.streams import identities_view, read_all, read_messages, running
+from tests.streams import read_messages
 from tests.test_deploy import assert_dashboard_and_alerts_use_exported_metrics
-from tests.worker_processes import settings_for, space_of
 from workers.cli import main
-from workers.cluster_worker import ClusterWorker
-from workers.embed_worker import EmbedWorker
-from workers.local_services import free_port, fresh_kafka, http_get, start_kafka, stop_kafka, wait_for
+from workers.local_services import free_port, fresh_kafka, http_get
 
 SECRETS = ("s3cr3tpw", "t0kenvalue", "authvalue", "fragvalue")
 
@@ -218,55 +207,6 @@ def _samples(metrics: str) -> dict[str, float]:
     return samples
 
 
-def test_a_restarted_producer_and_a_reused_camera_id_cluster_every_face(
-    kafka_bootstrap: str, redis_url: str, cpu_models: ModelSettings, analyzer: FaceAnalyzer
-) -> None:
-    """The same clip produced twice under one camera id (a restart: frames numbered from 0 again), then
-    another person's clip under that id: every face of every session is clustered, none is taken for a repeat,
-    and the other person joins nobody through a track id of an earlier session."""
-    settings = settings_for(kafka_bootstrap, redis_url, cpu_models)
-    space = space_of(settings)
-    same = data_dir("videos", "intel_head-pose-face-detection-male.mp4")
-    other = data_dir("videos", "intel_head-pose-face-detection-female.mp4")
-    for video in (same, same, other):
-        assert produce_sources([FrameSource(str(video), "door")], settings.kafka, space=space).failed == 0
-    frames = read_messages(kafka_bootstrap, settings.kafka.frames_topic, 1.0)
-    sessions = [FrameHeaders.from_kafka(m.headers()).session for m in frames]
-    assert len(set(sessions)) == 3
-
-    embed = EmbedWorker(settings, analyzer, group=f"embed-{space}")
-    cluster = ClusterWorker(settings, connect(redis_url))
-    faces: list[FaceRecord] = []
-    view: dict[str, int] = {}
-
-    def every_face_assigned() -> bool:
-        records = [parse_faces_topic(v) for _, v in read_all(kafka_bootstrap, settings.kafka.faces_topic, 1.0)]
-        faces[:] = [r for r in records if isinstance(r, FaceRecord) and r.embedding]
-        assigned, view_now = identities_view(
-            [v for _, v in read_all(kafka_bootstrap, settings.kafka.identities_topic, 1.0)]
-        )
-        view.clear()
-        view.update(view_now)
-        return len(faces) > 0 and set(assigned) == {f.face_id for f in faces}
-
-    with running(embed, cluster):
-        wait_for(lambda: embed.pipeline.counters.frames == len(sessions), 180, "every frame analysed")
-        wait_for(every_face_assigned, 120, "every face assigned")
-    by_session: dict[str, list[FaceRecord]] = {}
-    for face in faces:
-        by_session.setdefault(face.face_id.split(":")[0], []).append(face)
-    first, second, third = [by_session[f"door@{session}"] for session in dict.fromkeys(sessions)]
-    assert len(first) == len(second) > 0, "the restarted producer's faces are all clustered, none a repeat"
-    assert len(third) > 0
-    assert cluster.counters.duplicates == 0
-    for face in faces:
-        assert face.track is not None
-        assert face.track.startswith(face.face_id.split(":")[0] + ":"), "a track stays in its session"
-    men = {view[f.face_id] for f in first + second}
-    woman = {view[f.face_id] for f in third}
-    assert not men & woman, "the other person joined nobody through a track of an earlier session"
-
-
 def test_eight_cameras_at_once_all_reach_the_frames_topic(
     kafka_bootstrap: str, server: MjpegServer, clip: list[bytes]
 ) -> None:
@@ -281,37 +221,3 @@ def test_eight_cameras_at_once_all_reach_the_frames_topic(
     counts = Counter(m.key() for m in read_messages(kafka_bootstrap, kafka.frames_topic, idle_s=1.0))
     assert set(counts) == {f"127.0.0.1_{server.port}_{name}".encode() for name in names}
     assert min(counts.values()) >= 10, counts
-
-
-def test_a_broker_outage_loses_no_live_frame_and_repeats_none(
-    server: MjpegServer, clip: list[bytes], tmp_path: Path
-) -> None:
-    """The broker stops for a few seconds while a camera streams: the frames read meanwhile wait in the
-    producer and arrive once the broker is back, each once and in order."""
-    server.paths["gate"] = Behaviour(clip, fps=10)
-    folder = tmp_path / "broker"
-    bootstrap = start_kafka(folder)  # a broker of this test's own, to stop and start again
-    try:
-        kafka = fresh_kafka(bootstrap)
-        readers = Readers([(FrameSource(server.url("gate"), "gate"), ReadPolicy(jpeg=True))]).start()
-        stop = threading.Event()
-        summaries: list[ProduceSummary] = []
-        thread = threading.Thread(
-            target=lambda: summaries.append(produce_frames(readers, {"gate": "s"}, kafka, should_stop=stop.is_set))
-        )
-        thread.start()
-        time.sleep(2.0)
-        stop_kafka(folder)
-        time.sleep(4.0)
-        start_kafka(folder)
-        time.sleep(3.0)
-        stop.set()
-        thread.join(60)
-        (summary,) = summaries
-        numbers = [FrameHeaders.from_kafka(m.headers()).frame for m in read_messages(bootstrap, kafka.frames_topic)]
-    finally:
-        stop_kafka(folder)
-    assert summary.failed == 0
-    assert summary.dropped_stale == 0
-    assert len(numbers) == summary.frames >= 80
-    assert numbers == list(range(len(numbers))), "every frame once, in order, across the outage"

@@ -17,7 +17,8 @@ from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
 from streaming.decode import decode_image
 from streaming.live_stream import StreamTimeouts, Transport
-from streaming.readers import Readers, ReaderState, ReadPolicy
+from streaming.read_policy import ReaderState, ReadPolicy
+from streaming.readers import Readers
 from streaming.sources import Frame, FrameSource
 from tests.conftest import data_dir
 from tests.live_servers import Behaviour, MjpegServer, clip_jpegs, rtsp_server

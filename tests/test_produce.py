@@ -10,7 +10,7 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from streaming.messages import FrameHeaders
+from streaming.frame_headers import FrameHeaders
 from tests.conftest import data_dir
 from workers.cli import main
 

@@ -13,7 +13,7 @@ from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
 from streaming.messages import FaceRecord, TrackRecord, parse_faces_topic
 from streaming.produce import produce_sources
-from streaming.readers import ReadPolicy
+from streaming.read_policy import ReadPolicy
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
 from tests.streams import (

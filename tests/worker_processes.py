@@ -17,7 +17,8 @@ from models.frames import CameraFrame
 from models.pipeline import FacePipeline
 from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import decode_image
-from streaming.messages import FaceRecord, FrameHeaders, TrackRecord
+from streaming.frame_headers import FrameHeaders
+from streaming.messages import FaceRecord, TrackRecord
 from workers.local_services import fresh_kafka, settings_env
 from workers.settings import Settings, WorkerSettings
 

@@ -18,7 +18,7 @@ from models.errors import ModelError
 from models.registry import REGISTRY, builtin_path, sample_images
 from streaming.camera_list import CameraListError
 from streaming.messages import SPACE_PATTERN
-from streaming.readers import CameraStatus
+from streaming.read_policy import CameraStatus
 from streaming.sources import SourceError
 from workers.cli_parser import build_parser
 from workers.identity_cli import IdentityCommandError, run_identity

@@ -25,6 +25,7 @@ from models.frames import CameraFrame, FrameResult
 from models.pipeline import FacePipeline
 from models.track_log import TrackSummary
 from streaming.decode import ImageDecodeError, decode_image
+from streaming.frame_headers import FrameHeaders
 from streaming.kafka_io import (
     consume_batch,
     dead_letter,
@@ -33,7 +34,7 @@ from streaming.kafka_io import (
     next_offsets,
     where,
 )
-from streaming.messages import FrameHeaders, MessageError
+from streaming.messages import MessageError
 from workers import metrics
 from workers.commit_points import CommitPoints
 from workers.consumer_errors import BrokerWatch, on_consumer_error

@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from streaming.produce import ProduceSummary, produce_frames
-from streaming.readers import CameraStatus, ReaderState
+from streaming.read_policy import CameraStatus, ReaderState
 from streaming.settings import KafkaSettings, SourceSettings
 from workers.metrics import Health, HealthServer
 from workers.source_readers import PlannedReaders

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from streaming.camera_list import CameraEntry, read_camera_list
 from streaming.live_stream import StreamTimeouts, Transport
-from streaming.readers import Readers, ReadPolicy
+from streaming.read_policy import ReadPolicy
+from streaming.readers import Readers
 from streaming.sources import FrameSource
 from workers.settings import Settings
 
