@@ -29,8 +29,10 @@ VIDEOS = {
 }
 
 
-def settings_for(bootstrap: str, redis_url: str, cpu_models: ModelSettings, partitions: int = 1) -> Settings:
-    kafka = fresh_kafka(bootstrap, partitions, session_timeout_ms=6000)
+def settings_for(
+    bootstrap: str, redis_url: str, cpu_models: ModelSettings, partitions: int = 1, session_timeout_ms: int = 6000
+) -> Settings:
+    kafka = fresh_kafka(bootstrap, partitions, session_timeout_ms=session_timeout_ms)
     group = "cluster-" + kafka.frames_topic.removeprefix("frames-")
     # Short clips: embed a track's face every quarter second, so that clustering has work to do.
     return Settings(
