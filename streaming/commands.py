@@ -10,6 +10,7 @@ checked when it is applied (clustering/corrections.py: unknown_cluster, unknown_
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
@@ -87,6 +88,10 @@ class LabelCommand(_Command):
         return LabelCluster(self.command_id, self.cluster, self.name)
 
 
+#: How far ahead of this worker's clock a forget's cut-off may be: the clocks of the sender and the worker differ.
+FUTURE_SLACK_S = 300.0
+
+
 class ForgetCommand(_Command):
     """Erases faces (their embeddings, metadata and every trace in the state): the ``faces`` given, a
     ``cluster``'s, a ``camera``'s, or every face seen ``before`` a Unix time. Exactly one of them."""
@@ -95,14 +100,22 @@ class ForgetCommand(_Command):
     faces: list[str] | None = Field(None, min_length=1, max_length=100_000)
     cluster: int | None = None
     camera: str | None = Field(None, min_length=1, max_length=200)
-    before: float | None = Field(None, description="Unix time: faces seen (captured) before it")
-    stored_before: float | None = Field(None, description="Unix time: faces stored before it (retention)")
+    before: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="Unix time, not in the future: faces seen (captured) before it"
+    )
+    stored_before: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="Unix time, not in the future: faces stored before it (retention)"
+    )
 
     @model_validator(mode="after")
     def _one_selection(self) -> Self:
         selections = (self.faces, self.cluster, self.camera, self.before, self.stored_before)
         if sum(selection is not None for selection in selections) != 1:
             raise ValueError("forget names exactly one of faces, cluster, camera, before, stored_before")
+        cut_off = self.before if self.before is not None else self.stored_before
+        if cut_off is not None and cut_off > time.time() + FUTURE_SLACK_S:
+            # A cut-off in the future ("before: 1e12") is every face, one unbounded erasure: name them instead.
+            raise ValueError(f"forget's cut-off {cut_off:.0f} is in the future")
         return self
 
     def correction(self) -> Correction:
@@ -192,6 +205,8 @@ class SplitEvent(_Message):
     command_id: str
     cluster: int = Field(description="The cluster cut")
     parts: list[SplitPart] = Field(description="The clusters its faces are in now; one may keep its id")
+    piece: int = Field(1, ge=1, description="This event's place among the pieces of one that did not fit a record")
+    pieces: int = Field(1, ge=1, description="Pieces of this outcome, each about the faces it lists")
 
 
 class LabelledEvent(_Message):
@@ -213,6 +228,8 @@ class ForgottenEvent(_Message):
     faces: list[str]
     parts: list[SplitPart] = Field(description="The clusters the faces left, as they are now")
     removed: list[int] = Field(description="Clusters with no face left")
+    piece: int = Field(1, ge=1, description="This event's place among the pieces of one that did not fit a record")
+    pieces: int = Field(1, ge=1, description="Pieces of this outcome, each about the faces it lists")
 
 
 class ConflictEvent(_Message):

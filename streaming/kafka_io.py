@@ -1,39 +1,13 @@
-"""Helpers shared by the Kafka workers: dead letters from consumed messages, and consumer positions."""
+"""Helpers shared by the Kafka workers: consumer positions, batches and log context of consumed messages."""
 
 from __future__ import annotations
 
-import base64
-from typing import Literal
-
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
-
-from streaming.messages import DeadLetter
 
 #: Errors librdkafka reports while it reconnects on its own: the worker says it is not ready and waits.
 TRANSIENT_ERRORS = frozenset(
     {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._RESOLVE}
 )
-
-
-def dead_letter(message: Message, stage: Literal["embed", "cluster"], reason: str, error: Exception) -> DeadLetter:
-    """A dead letter holding the original key, value and headers of ``message``, with why it was refused."""
-    headers = message.headers() or []
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    return DeadLetter(
-        stage=stage,
-        reason=reason,
-        error_class=type(error).__name__,
-        error_message=str(error)[:2000],
-        topic=message.topic() or "",
-        partition=message.partition() or 0,
-        offset=message.offset() or 0,
-        key=DeadLetter.b64(message.key()),
-        value=DeadLetter.b64(message.value()),
-        headers=[
-            (name, base64.b64encode(value if isinstance(value, bytes) else str(value or "").encode()).decode())
-            for name, value in pairs
-        ],
-    )
 
 
 def where(message: Message) -> str:

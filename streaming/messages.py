@@ -231,8 +231,17 @@ class DeadLetter(_Message):
     partition: int
     offset: int
     key: str | None = Field(None, description="Base64 of the original key")
-    value: str | None = Field(None, description="Base64 of the original value")
-    headers: list[tuple[str, str]] = Field(default_factory=list, description="Original headers, values base64")
+    value: str | None = Field(
+        None, description="Base64 of the original value, or of its first bytes when value_truncated"
+    )
+    headers: list[tuple[str, str]] = Field(
+        default_factory=list, description="Original headers, values base64 (each at most 1 KiB of it, 32 at most)"
+    )
+    value_bytes: int | None = Field(None, ge=0, description="Size of the whole original value")
+    value_sha256: str | None = Field(None, description="Hex sha256 of the whole original value")
+    value_truncated: bool = Field(
+        False, description="Only a prefix of the value is kept: the whole would not fit the topic's record limit"
+    )
 
     @staticmethod
     def b64(data: bytes | None) -> str | None:

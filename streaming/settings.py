@@ -29,6 +29,13 @@ class KafkaSettings(FrozenModel):
         le=3_600_000,
         description="A consumer silent this long is dropped from its group and its partitions reassigned.",
     )
+    max_message_bytes: int = Field(
+        1_000_000,
+        ge=10_000,
+        le=50_000_000,
+        description="The largest record a worker produces (librdkafka message.max.bytes): dead letters and events "
+        "are cut or split to fit. At most the topics' max.message.bytes (the broker's default: 1,048,588).",
+    )
     client: dict[str, str] = Field(
         default_factory=dict,
         description="Extra librdkafka settings passed through as they are, e.g. security.protocol, "
@@ -46,6 +53,7 @@ class KafkaSettings(FrozenModel):
         return {
             "bootstrap.servers": self.bootstrap_servers,
             "logger": kafka_logger(),  # librdkafka's lines through the project's logger, rate-limited
+            "message.max.bytes": self.max_message_bytes,
             **self.client,
             **secret,
             **overrides,

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from numpy.typing import NDArray
 
 from clustering.engine import OnlineRankOrder
 from clustering.settings import ClusteringSettings
@@ -110,6 +111,27 @@ def committed_to_end(bootstrap: str, group: str, topic: str, partitions: int) ->
     return [max(offset, 0) for offset in found] == ends
 
 
+def synthetic_face(
+    space: str, camera: str, frame: int, vector: NDArray[np.floating], *, index: int = 0, timestamp: float | None = None
+) -> FaceRecord:
+    """A face record of ``vector`` (scaled to unit length) seen by ``camera`` at ``frame``, well placed and sharp."""
+    unit = (vector / np.linalg.norm(vector)).astype(np.float32)
+    return FaceRecord(
+        face_id=f"{camera}:{frame}:{index}",
+        space=space,
+        camera=camera,
+        frame=frame,
+        timestamp=float(frame) if timestamp is None else timestamp,
+        box=(0.0, 0.0, 50.0, 50.0),
+        landmarks=[(10.0, 10.0)] * 5,
+        score=0.9,
+        quality=FaceQuality(face_size=50.0, sharpness=20.0, yaw=0.5),
+        model="synthetic",
+        embedding=FaceRecord.encode_embedding(unit),
+        dimension=len(unit),
+    )
+
+
 def synthetic_faces(
     count: int, identities: int, *, space: str, seed: int = 0, dimension: int = 512
 ) -> list[FaceRecord]:
@@ -125,22 +147,7 @@ def synthetic_faces(
     records = []
     for i, vector in enumerate(vectors.astype(np.float32)):
         frame, index = divmod(i, 2)
-        records.append(
-            FaceRecord(
-                face_id=f"cam{frame % 3}:{frame}:{index}",
-                space=space,
-                camera=f"cam{frame % 3}",
-                frame=frame,
-                timestamp=float(frame) / 10,
-                box=(0.0, 0.0, 50.0, 50.0),
-                landmarks=[(10.0, 10.0)] * 5,
-                score=0.9,
-                quality=FaceQuality(face_size=50.0, sharpness=20.0, yaw=0.5),
-                model="synthetic",
-                embedding=FaceRecord.encode_embedding(vector),
-                dimension=dimension,
-            )
-        )
+        records.append(synthetic_face(space, f"cam{frame % 3}", frame, vector, index=index, timestamp=frame / 10))
     return records
 
 

@@ -21,8 +21,8 @@ from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from streaming.commands import ForgottenEvent, LabelledEvent, SplitEvent
-from streaming.messages import DeadLetter, FaceQuality, FaceRecord
-from tests.streams import identities_view, read_all, redis_traces, running, synthetic_faces
+from streaming.messages import DeadLetter, FaceRecord
+from tests.streams import identities_view, read_all, redis_traces, running, synthetic_face, synthetic_faces
 from workers.cluster_worker import ClusterWorker
 from workers.local_services import fresh_kafka, settings_env, wait_for
 from workers.settings import Settings, WorkerSettings
@@ -45,22 +45,7 @@ def _look_alikes(space: str, first_frame: int, per_person: int, seed: int) -> tu
         vector = centre + rng.normal(scale=0.15 / np.sqrt(DIM), size=DIM)
         frame = first_frame + i
         face_id = f"door:{frame}:0"
-        records.append(
-            FaceRecord(
-                face_id=face_id,
-                space=space,
-                camera="door",
-                frame=frame,
-                timestamp=float(frame),
-                box=(0.0, 0.0, 50.0, 50.0),
-                landmarks=[(10.0, 10.0)] * 5,
-                score=0.9,
-                quality=FaceQuality(face_size=50.0, sharpness=20.0, yaw=0.5),
-                model="synthetic",
-                embedding=FaceRecord.encode_embedding((vector / np.linalg.norm(vector)).astype(np.float32)),
-                dimension=DIM,
-            )
-        )
+        records.append(synthetic_face(space, "door", frame, vector))
         if i % 2:
             second.append(face_id)
     return records, second

@@ -19,7 +19,9 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from clustering.events import outcome_from_json
 from clustering.redis_records import OutboxEntry
 from streaming.commands import outcome_event
-from streaming.kafka_io import dead_letter, log_context, where
+from streaming.dead_letters import RECORD_OVERHEAD, dead_letter, letter_key
+from streaming.event_pieces import fitted_events
+from streaming.kafka_io import log_context, where
 from streaming.messages import Assignment, MergeEvent
 from streaming.settings import KafkaSettings
 from workers import metrics
@@ -130,7 +132,8 @@ class TransactionalPublisher:
             return
         if entry.correction is not None:
             event = outcome_event(space, outcome_from_json(entry.correction))
-            self._produce(self.kafka.identities_topic, key, event.to_json())
+            for piece in fitted_events(event, self.kafka.max_message_bytes - RECORD_OVERHEAD):
+                self._produce(self.kafka.identities_topic, key, piece.to_json())
             return
         assignment = Assignment(
             space=space, face_id=entry.face_id, cluster=entry.cluster, camera=entry.camera, timestamp=entry.timestamp
@@ -149,8 +152,8 @@ class TransactionalPublisher:
 
     def dead_letter(self, message: Message, reason: str, error: Exception) -> None:
         log.warning("dead letter %s (%s): %s", where(message), reason, error, extra=log_context(message))
-        letter = dead_letter(message, "cluster", reason, error)
-        self._produce(self.kafka.dead_letter_topic, message.key(), letter.to_json())
+        letter = dead_letter(message, "cluster", reason, error, self.kafka.max_message_bytes)
+        self._produce(self.kafka.dead_letter_topic, letter_key(message), letter.to_json())
         metrics.DEAD_LETTERS.labels("cluster", reason).inc()
 
     def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
