@@ -6,6 +6,7 @@ import io
 import warnings
 from enum import StrEnum
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -57,15 +58,32 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
         raise ImageDecodeError(DecodeFailure.CORRUPT, str(exc) or type(exc).__name__) from exc
     if width == 0 or height == 0:
         raise ImageDecodeError(DecodeFailure.CORRUPT, f"{width}x{height} image has no pixels")
-    return _to_bgr8(ImageOps.exif_transpose(image))
+    ImageOps.exif_transpose(image, in_place=True)  # in place: a copy would double the peak of a large image
+    return _to_bgr8(image)
 
 
 def _to_bgr8(image: Image.Image) -> NDArray[np.uint8]:
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        # Wide grey: scale to the 8-bit range rather than clipping everything above 255 to white.
-        wide = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or wide.max() > 255 else 255.0
-        grey = np.clip(wide / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return np.ascontiguousarray(rgb[..., ::-1])
+        return _wide_grey_to_bgr8(image)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    bgr = np.array(image, dtype=np.uint8)  # a writable copy; Pillow's buffer is released with the image
+    cv2.cvtColor(bgr, cv2.COLOR_RGB2BGR, dst=bgr)  # in place: no temporary the size of the image
+    return bgr
+
+
+#: Rows scaled at a time from a wide grey image: the float32 temporary stays a few megabytes at any size.
+_GREY_ROWS = 256
+
+
+def _wide_grey_to_bgr8(image: Image.Image) -> NDArray[np.uint8]:
+    """Scales 16-bit, 32-bit and float grey to the 8-bit range (rather than clipping everything above 255 to
+    white), a block of rows at a time: never a float64 copy of the whole image."""
+    wide = np.asarray(image)
+    top = 65535.0 if image.mode.startswith("I;16") or float(wide.max()) > 255 else 255.0
+    bgr = np.empty((*wide.shape[:2], 3), dtype=np.uint8)
+    for start in range(0, wide.shape[0], _GREY_ROWS):
+        block = wide[start : start + _GREY_ROWS].astype(np.float32)
+        grey = np.clip(block * np.float32(255.0 / top) + np.float32(0.5), 0, 255).astype(np.uint8)
+        bgr[start : start + _GREY_ROWS] = grey[..., None]
+    return bgr

@@ -24,21 +24,16 @@ from models.analyzer import FaceAnalyzer
 from models.frames import CameraFrame, FrameResult
 from models.pipeline import FacePipeline
 from models.track_log import TrackSummary
+from streaming.dead_letters import StageFailure, dead_letter, letter_key
 from streaming.decode import ImageDecodeError, decode_image
 from streaming.frame_headers import FrameHeaders
-from streaming.kafka_io import (
-    consume_batch,
-    dead_letter,
-    first_offsets,
-    log_context,
-    next_offsets,
-    where,
-)
+from streaming.kafka_io import consume_batch, first_offsets, log_context, next_offsets, where
 from streaming.messages import MessageError
 from workers import metrics
 from workers.commit_points import CommitPoints
 from workers.consumer_errors import BrokerWatch, on_consumer_error
 from workers.faces import face_record, track_record
+from workers.frame_batches import DecodedFrame, run_isolated, within_budget
 from workers.lifecycle import Backoff, pause
 from workers.settings import Settings
 
@@ -149,39 +144,18 @@ class EmbedWorker:
 
     def process(self, messages: list[Message], should_stop: Callable[[], bool] = lambda: False) -> None:
         started = time.perf_counter()
-        headers_of: list[FrameHeaders] = []
-        frames: list[CameraFrame] = []
-        usable: list[Message] = []
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                on_consumer_error(error, self.health)
-                continue
-            usable.append(message)
-            metrics.MESSAGES_CONSUMED.labels(message.topic() or "").inc()
-            partition, offset = message.partition() or 0, message.offset() or 0
-            try:
-                with self.analyzer.timings.stage("decode"):
-                    headers = FrameHeaders.from_kafka(message.headers())
-                    if self.commits.reported_before(partition, headers.camera, offset):
-                        metrics.FRAMES_SKIPPED.inc()  # a former owner reported this camera past here
-                        continue
-                    image = decode_image(message.value() or b"", self.settings.run.max_pixels)
-            except (MessageError, ImageDecodeError) as exc:
-                self._send_dead_letter(message, exc.reason, exc)
-                continue
-            self.commits.seen(partition, headers.camera, headers.space)
-            headers_of.append(headers)
-            frames.append(
-                CameraFrame(
-                    headers.camera, headers.frame, headers.timestamp, image, position=offset, session=headers.session
-                )
-            )
+        usable = [message for message in messages if self._usable(message)]
         if not usable:
             return
         metrics.BATCH_SIZE.labels("embed").observe(len(usable))
-        for headers, result in zip(headers_of, self.pipeline.process(frames), strict=True):
-            self._publish(headers.space, result)
+        decoded = (frame for message in usable if (frame := self._decoded(message)) is not None)
+        for part in within_budget(decoded, self.settings.worker.batch_max_pixels):
+            processed, failed = run_isolated(self.pipeline.process, part)
+            for item, result in processed:
+                self._publish(item.headers.space, result)
+            for item, error in failed:
+                log.error("frame %s failed in the pipeline", where(item.message), exc_info=error)
+                self._send_dead_letter(item.message, StageFailure.PROCESSING_FAILED, error)
         publishing = time.perf_counter()
         if self._deliver(usable, should_stop):
             for position in next_offsets(usable):
@@ -189,6 +163,33 @@ class EmbedWorker:
             self._commit()
         metrics.STAGE_SECONDS.labels("publish").observe(time.perf_counter() - publishing)
         log.debug("batch of %d messages in %.3f s", len(usable), time.perf_counter() - started)
+
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is not None:
+            on_consumer_error(error, self.health)
+            return False
+        metrics.MESSAGES_CONSUMED.labels(message.topic() or "").inc()
+        return True
+
+    def _decoded(self, message: Message) -> DecodedFrame | None:
+        """The message's frame, or None: dead-lettered, or reported already by a former owner."""
+        partition, offset = message.partition() or 0, message.offset() or 0
+        try:
+            with self.analyzer.timings.stage("decode"):
+                headers = FrameHeaders.from_kafka(message.headers())
+                if self.commits.reported_before(partition, headers.camera, offset):
+                    metrics.FRAMES_SKIPPED.inc()  # a former owner reported this camera past here
+                    return None
+                image = decode_image(message.value() or b"", self.settings.worker.frame_max_pixels)
+        except (MessageError, ImageDecodeError) as exc:
+            self._send_dead_letter(message, exc.reason, exc)
+            return None
+        self.commits.seen(partition, headers.camera, headers.space)
+        frame = CameraFrame(
+            headers.camera, headers.frame, headers.timestamp, image, position=offset, session=headers.session
+        )
+        return DecodedFrame(message, headers, frame)
 
     def _publish(self, space: str, result: FrameResult) -> None:
         """The frame's face records (embedded faces; tracked ones on request), then its appearances."""
@@ -218,8 +219,8 @@ class EmbedWorker:
 
     def _send_dead_letter(self, message: Message, reason: str, error: Exception) -> None:
         log.warning("dead letter %s (%s): %s", where(message), reason, error, extra=log_context(message))
-        letter = dead_letter(message, "embed", reason, error)
-        self._produce(self.kafka.dead_letter_topic, message.key(), letter.to_json())
+        letter = dead_letter(message, "embed", reason, error, self.kafka.max_message_bytes)
+        self._produce(self.kafka.dead_letter_topic, letter_key(message), letter.to_json())
         self.dead_letters[reason] += 1
         metrics.DEAD_LETTERS.labels("embed", reason).inc()
 

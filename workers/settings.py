@@ -54,6 +54,18 @@ class WorkerSettings(FrozenModel):
         description="CA certificate(s) that sign the certificate of a rediss:// (TLS) Redis; default: the system's.",
     )
     dimension: int = Field(512, ge=1, le=8192, description="Embedding size the cluster worker accepts.")
+    frame_max_pixels: int = Field(
+        16_000_000,
+        ge=1,
+        description="Larger frames are refused undecoded by the embed stage: 4K UHD (8.3 MP) and 12 MP sensors "
+        "pass, and one decoded frame takes at most 48 MB (photos, in run and search, have run.max_pixels).",
+    )
+    batch_max_pixels: int = Field(
+        64_000_000,
+        ge=1,
+        description="Decoded pixels an embed batch holds at once (about 3 bytes each); a batch of larger frames "
+        "is run through the pipeline in parts.",
+    )
     batch_wait_s: float = Field(
         0.05,
         ge=0,
@@ -102,7 +114,9 @@ class WorkerSettings(FrozenModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FACESTREAM_", env_nested_delimiter="__", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="FACESTREAM_", env_nested_delimiter="__", frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     models: ModelSettings = ModelSettings()
     tracking: TrackingSettings = TrackingSettings()
