@@ -127,3 +127,15 @@ def test_an_unreachable_broker_is_named_by_readiness_and_its_log_lines_are_bound
     lines = stderr.read_text().splitlines()
     assert len([line for line in lines if "facestream.kafka" in line]) <= LINES_PER_WINDOW
     assert len([line for line in lines if "not ready" in line]) <= 2
+
+
+@pytest.mark.parametrize(
+    "variable", ["FACESTREAM_KAFKA__SASL_PASSWORD", "FACESTREAM_WORKER__REDIS_PASWORD", "FACESTREAM_KAFKA__CLIENT"]
+)
+def test_a_misspelt_or_malformed_password_setting_is_refused_without_its_value(variable: str) -> None:
+    command = [sys.executable, "-m", "workers.cli", "worker", "--role", "embed"]
+    env = {**os.environ, variable: SECRET}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert done.returncode != 0
+    assert variable.split("__", maxsplit=1)[0].removeprefix("FACESTREAM_").lower() in done.stderr  # which part is wrong
+    assert SECRET not in done.stdout + done.stderr

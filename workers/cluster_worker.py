@@ -31,12 +31,14 @@ from clustering.engine import OnlineRankOrder
 from clustering.redis_client import RedisClient
 from clustering.store import StoreError
 from streaming.commands import Command, command_or_error, parse_cluster_input
+from streaming.dead_letters import StageFailure
 from streaming.kafka_io import consume_batch, next_offsets
 from streaming.messages import MessageError
 from workers import metrics
 from workers.cluster_counters import ClusterCounters, ClusterInput
 from workers.consumer_errors import BrokerWatch, on_consumer_error
 from workers.lifecycle import Backoff, pause
+from workers.poisoned_records import PoisonedRecords, PoisonRecordError
 from workers.positions import Positions
 from workers.retention import Retention
 from workers.settings import Settings
@@ -46,8 +48,9 @@ from workers.transactions import KafkaCallTimeoutError, TransactionalPublisher, 
 
 log = logging.getLogger(__name__)
 
+
 #: Failures the worker recovers from by stepping down and rebuilding its position from Redis.
-RECOVERABLE = (RedisError, StoreError, KafkaException, LeaseLostError, KafkaCallTimeoutError)
+RECOVERABLE = (RedisError, StoreError, KafkaException, LeaseLostError, KafkaCallTimeoutError, PoisonRecordError)
 
 
 class ClusterWorker:
@@ -85,6 +88,8 @@ class ClusterWorker:
         #: A failure made this worker step down, and it has not been working since.
         self._recovering = False
         self._backoff = Backoff(self.config.retry_max_s)
+        #: Faces-topic records that failed to apply: dead letters when read again.
+        self._poisoned = PoisonedRecords()
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Clusters faces until ``should_stop()``; the batch in hand is committed first."""
@@ -215,8 +220,8 @@ class ClusterWorker:
 
     def _forward(self, message: Message, command: Command | MessageError) -> None:
         """A command goes into the faces topic, where its space's writer applies it in order with the faces."""
-        if isinstance(command, MessageError):
-            self._refuse(message, command, publish=True)  # nothing before read it: it is refused once
+        if isinstance(command, MessageError):  # nothing before read it: it is refused once
+            self._refuse(message, str(command.reason), command, publish=True)
             return
         self.publisher.forward(command.space, message.value() or b"")
         self.counters.commands += 1
@@ -230,24 +235,31 @@ class ClusterWorker:
         at = (message.partition() or 0, message.offset() or 0)
         publish = at[1] >= self.positions.published_below(at[0])
         if isinstance(record, MessageError | WrongPartitionError):
-            self._refuse(message, record, publish)
+            self._refuse(message, str(record.reason), record, publish)
             return
         if writer is None:
             raise RuntimeError(f"no writer for the record at {at}")  # process() pairs every record with one
+        if (poison := self._poisoned.error_of(at)) is not None:
+            self._refuse(message, StageFailure.PROCESSING_FAILED, poison, publish)
+            return
         try:
             outcome, entries = writer.apply(record, self.config.dimension, at)
         except MessageError as exc:
-            self._refuse(message, exc, publish)
+            self._refuse(message, str(exc.reason), exc, publish)
             return
+        except RECOVERABLE:
+            raise
+        except Exception as exc:
+            raise PoisonRecordError(*at, exc) from exc
         self.counters.count(record, outcome, entries)
         if publish:
             for entry in entries:
                 self.publisher.events(writer.space, entry)
 
-    def _refuse(self, message: Message, error: MessageError | WrongPartitionError, publish: bool) -> None:
+    def _refuse(self, message: Message, reason: str, error: Exception, publish: bool) -> None:
         if publish:  # else it was dead-lettered before, by whoever first read it
-            self.publisher.dead_letter(message, str(error.reason), error)
-            self.counters.dead_letters[str(error.reason)] += 1
+            self.publisher.dead_letter(message, reason, error)
+            self.counters.dead_letters[reason] += 1
 
     # -- failure and stop --------------------------------------------------------------------------------------
 
@@ -259,6 +271,9 @@ class ClusterWorker:
             exc,
         )
         self.health.not_ready(f"{type(exc).__name__}: {exc}"[:300])
+        if isinstance(exc, PoisonRecordError):
+            log.error("the record is dead-lettered when it is read again", exc_info=exc.cause)
+            self._poisoned.add(exc)
         if isinstance(exc, RedisError | StoreError):
             metrics.REDIS_ERRORS.inc()
         self._recovering = True
