@@ -19,6 +19,7 @@ from clustering.redis_store import RedisStore
 from clustering.store import InMemoryStore, StateStore
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings, RuntimeSettings
+from tests.leftovers import mark_session, reap_leftovers
 from tests.live_servers import MjpegServer, mjpeg_server
 from tests.services import missing
 from workers import local_services
@@ -32,6 +33,20 @@ os.environ.setdefault("FACESTREAM_CLUSTERING__INDEX__INSERT_THREADS", "1")
 
 #: A missing binary skips the tests that need it, or fails them in CI (FACESTREAM_REQUIRE_SERVICES).
 local_services.on_missing = missing
+
+#: Every process the tests start carries this session's mark; one still running at the end fails the session.
+SESSION = mark_session()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller checks once for all
+    left = reap_leftovers(SESSION)
+    if left:
+        lines = "\n".join(f"  {pid}: {command[:200]}" for pid, command in sorted(left.items()))
+        print(f"\nthe tests left {len(left)} process(es) running (now killed):\n{lines}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
