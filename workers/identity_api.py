@@ -21,7 +21,6 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,6 +32,7 @@ from clustering.redis_client import RedisClient
 from clustering.redis_store import RedisStore
 from clustering.store import ClusterSummary
 from workers import metrics
+from workers.http_limits import BadLengthError, BoundedHTTPServer, LimitedHandler, content_length
 from workers.identity_requests import (
     RequestError,
     identity_json,
@@ -124,7 +124,7 @@ class IdentityApi:
         route = _Routes(reader, dimension)
         expected = f"Bearer {token}".encode()
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(LimitedHandler):
             def do_GET(self) -> None:
                 self._answer(lambda: route.get(self.path))
 
@@ -146,11 +146,18 @@ class IdentityApi:
                     self._send(500, {"error": "internal error; see the worker's log"})
 
             def _body(self) -> Any:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY_BYTES:
-                    raise RequestError(413, f"a request body has at most {MAX_BODY_BYTES} bytes")
                 try:
-                    return json.loads(self.rfile.read(length) or b"null")
+                    length = content_length(self.headers.get("Content-Length"), MAX_BODY_BYTES)
+                except BadLengthError as exc:
+                    self.close_connection = True  # the body, if any, is not read
+                    raise RequestError(exc.status, str(exc)) from exc
+                try:
+                    data = self.rfile.read(length)
+                except TimeoutError as exc:
+                    self.close_connection = True
+                    raise RequestError(408, f"the body did not arrive within {self.timeout:.0f} s") from exc
+                try:
+                    return json.loads(data or b"null")
                 except ValueError as exc:
                     raise RequestError(400, f"the body is not JSON: {exc}") from exc
 
@@ -168,8 +175,7 @@ class IdentityApi:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the request line may name a space; nothing else is logged, never a header
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = BoundedHTTPServer((host, port), Handler)
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="identity-api", daemon=True)
 
@@ -187,6 +193,7 @@ class _Routes:
     def __init__(self, reader: IdentityReader, dimension: int) -> None:
         self.reader = reader
         self.dimension = dimension
+        self._image_slot = threading.Lock()
 
     def get(self, path: str) -> dict[str, Any]:
         parts = urlsplit(path)
@@ -223,7 +230,13 @@ class _Routes:
         if "image" in body:
             if not self.reader.writes(space):  # before any model is loaded or run for nothing
                 raise not_the_writer(space)
-            embedding = self.reader.face_embedding(request_image(body["image"]))
+            # One image at a time: each may take a few hundred MB to decode, inside the cluster worker.
+            if not self._image_slot.acquire(blocking=False):
+                raise RequestError(503, "another image search is running; try again in a moment")
+            try:
+                embedding = self.reader.face_embedding(request_image(body["image"]))
+            finally:
+                self._image_slot.release()
             if embedding is None:
                 raise RequestError(422, "no face in the image passed the quality gate")
         else:

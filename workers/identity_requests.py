@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -13,6 +14,7 @@ from numpy.typing import NDArray
 
 from clustering.store import ClusterSummary
 from streaming.decode import ImageDecodeError, decode_image
+from streaming.messages import SPACE_PATTERN
 
 
 class RequestError(ValueError):
@@ -52,12 +54,16 @@ def request_embedding(value: object, dimension: int) -> NDArray[np.float32]:
     return (vector / norm).astype(np.float32)
 
 
+#: The largest photo searched: a 6000x4000 camera's; decoding it peaks near 300 MB, one at a time.
+MAX_SEARCH_PIXELS = 24_000_000
+
+
 def request_image(value: object) -> NDArray[np.uint8]:
     """Pixels from base64 of an encoded image; a bad one is a 400 with the decoder's reason."""
     if not isinstance(value, str):
         raise RequestError(400, "image: base64 of an encoded image (JPEG, PNG, ...)")
     try:
-        return decode_image(base64.b64decode(value, validate=True))
+        return decode_image(base64.b64decode(value, validate=True), MAX_SEARCH_PIXELS)
     except binascii.Error as exc:
         raise RequestError(400, f"image: not base64: {exc}") from exc
     except ImageDecodeError as exc:
@@ -69,9 +75,10 @@ def not_the_writer(space: str) -> RequestError:
 
 
 def request_space(raw: str) -> str:
+    """The space a path names, checked as the contracts check it (it names Redis keys)."""
     space = unquote(raw)
-    if not space or len(space) > 200 or any(c in space for c in "{}: /"):
-        raise RequestError(400, "a space name is 1 to 200 characters without braces, colons, slashes or spaces")
+    if not re.fullmatch(SPACE_PATTERN, space):
+        raise RequestError(400, "a space name is 1 to 100 characters without braces, colons or white space")
     return space
 
 

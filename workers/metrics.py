@@ -9,12 +9,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from streaming.redact import redact
+from workers.http_limits import BoundedHTTPServer, LimitedHandler
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class HealthServer:
         roles_ref = roles
         more = dict(pages or {})
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(LimitedHandler):
             def do_GET(self) -> None:
                 if self.path == "/metrics":
                     self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
@@ -191,8 +191,7 @@ class HealthServer:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("http: " + format, *args)
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = BoundedHTTPServer((host, port), Handler)
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
 
