@@ -9,6 +9,7 @@ import hashlib
 import json
 import threading
 import uuid
+from collections import Counter
 
 import numpy as np
 from confluent_kafka import Producer
@@ -26,7 +27,7 @@ from models.settings import ModelSettings
 from streaming.commands import ForgottenEvent, SplitEvent
 from streaming.frame_headers import FrameHeaders
 from streaming.messages import DeadLetter, FaceRecord, parse_faces_topic
-from tests.streams import identities_view, read_all, running, synthetic_face
+from tests.streams import identities_view, read_all, running, synthetic_face, synthetic_faces
 from workers.cluster_worker import ClusterWorker
 from workers.embed_worker import EmbedWorker
 from workers.local_services import fresh_kafka, wait_for
@@ -144,3 +145,27 @@ def test_events_of_a_huge_correction_are_cut_into_pieces_that_fit_the_topic(
     (home,) = [members for members in after_reject.values() if erased in members]
     left = {face for t in tombstones for part in t.parts for face in part.faces}
     assert left == home - {erased}
+
+
+def test_spaces_outside_the_allow_list_or_beyond_the_cap_are_dead_letters_and_the_others_are_served(
+    kafka_bootstrap: str, redis_url: str
+) -> None:
+    kafka = fresh_kafka(kafka_bootstrap)
+    tag = uuid.uuid4().hex[:6]
+    north, south, intruder = f"north-{tag}", f"south-{tag}", f"intruder-{tag}"
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for space in (intruder, north, south):  # the intruder first: the spaces behind it are served
+        for face in synthetic_faces(6, identities=2, space=space, seed=1):
+            producer.produce(kafka.faces_topic, key=space.encode(), value=face.to_json())
+    assert producer.flush(30) == 0
+    worker = WorkerSettings(
+        cluster_group=f"cluster-{tag}", redis_url=redis_url, metrics_port=0, spaces=(north, south), max_spaces=1
+    )
+    cluster = ClusterWorker(Settings(kafka=kafka, worker=worker), connect(redis_url))
+    with running(cluster):
+        wait_for(lambda: cluster.counters.faces + sum(cluster.counters.dead_letters.values()) >= 18, 60, "all faces")
+    letters = [DeadLetter.from_json(value) for _, value in read_all(kafka_bootstrap, kafka.dead_letter_topic, 1.0)]
+    assert Counter(letter.reason for letter in letters) == {"space_not_allowed": 6, "too_many_spaces": 6}
+    assert cluster.counters.faces == 6
+    events = [json.loads(value) for _, value in read_all(kafka_bootstrap, kafka.identities_topic, 1.0)]
+    assert {event["space"] for event in events} == {north}

@@ -43,7 +43,7 @@ from workers.positions import Positions
 from workers.retention import Retention
 from workers.settings import Settings
 from workers.space_writer import LeaseLostError, SpaceWriter
-from workers.space_writers import SpaceWriters, WrongPartitionError
+from workers.space_writers import SpaceRefusedError, SpaceWriters
 from workers.transactions import KafkaCallTimeoutError, TransactionalPublisher, transactional_id
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class ClusterWorker:
         """Applies a batch to the state and publishes its events and offsets in one Kafka transaction."""
         metrics.BATCH_SIZE.labels("cluster").observe(len(messages))
         started = time.perf_counter()
-        taken: list[tuple[Message, ClusterInput | MessageError | WrongPartitionError, SpaceWriter | None]] = []
+        taken: list[tuple[Message, ClusterInput | MessageError | SpaceRefusedError, SpaceWriter | None]] = []
         commands: list[tuple[Message, Command | MessageError]] = []
         for message in messages:
             error = message.error()
@@ -187,7 +187,7 @@ class ClusterWorker:
             if writer is None:
                 self.positions.wait(partition, offset, parsed.space)  # read from here once the lease is free
                 continue
-            if isinstance(writer, WrongPartitionError):
+            if isinstance(writer, SpaceRefusedError):
                 taken.append((message, writer, None))
                 continue
             taken.append((message, parsed, writer))
@@ -229,12 +229,12 @@ class ClusterWorker:
     def _one(
         self,
         message: Message,
-        record: ClusterInput | MessageError | WrongPartitionError,
+        record: ClusterInput | MessageError | SpaceRefusedError,
         writer: SpaceWriter | None,
     ) -> None:
         at = (message.partition() or 0, message.offset() or 0)
         publish = at[1] >= self.positions.published_below(at[0])
-        if isinstance(record, MessageError | WrongPartitionError):
+        if isinstance(record, MessageError | SpaceRefusedError):
             self._refuse(message, str(record.reason), record, publish)
             return
         if writer is None:

@@ -16,6 +16,7 @@ from clustering.settings import ClusteringSettings
 from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import DEFAULT_MAX_PIXELS
 from streaming.frozen import FrozenModel
+from streaming.messages import SpaceName
 from streaming.redact import read_secret
 from streaming.settings import KafkaSettings, SourceSettings
 
@@ -78,6 +79,17 @@ class WorkerSettings(FrozenModel):
     )
     lease_ttl_s: float = Field(
         10.0, gt=0.5, le=300, description="Writer lease of an identity space; a standby takes over once it lapses."
+    )
+    spaces: tuple[SpaceName, ...] = Field(
+        (),
+        description="The identity spaces the cluster stage may write (an allow-list); empty: any. A record of "
+        "another is a space_not_allowed dead letter.",
+    )
+    max_spaces: int = Field(
+        1000,
+        ge=1,
+        description="New identity spaces one cluster worker takes on at most (each holds an index and a lease "
+        "thread); a record of one more is a too_many_spaces dead letter. Spaces with faces already are kept.",
     )
     instance_id: str = Field(
         "",

@@ -14,10 +14,28 @@ from workers.settings import Settings
 from workers.space_writer import SpaceWriter
 
 
-class WrongPartitionError(ValueError):
+class SpaceRefusedError(ValueError):
+    """A record whose space this worker will not write: its dead letter's reason says why."""
+
+    reason = "space_refused"
+
+
+class WrongPartitionError(SpaceRefusedError):
     """A face of a space whose faces are on another partition (a producer that did not key by space)."""
 
     reason = "wrong_partition"
+
+
+class SpaceNotAllowedError(SpaceRefusedError):
+    """A space missing from the allow-list (FACESTREAM_WORKER__SPACES)."""
+
+    reason = "space_not_allowed"
+
+
+class TooManySpacesError(SpaceRefusedError):
+    """A new space beyond FACESTREAM_WORKER__MAX_SPACES: each costs an index and a lease thread."""
+
+    reason = "too_many_spaces"
 
 
 class SpaceWriters:
@@ -46,14 +64,18 @@ class SpaceWriters:
         writer = self._writers.get(space)
         return None if writer is None else writer.engine
 
-    def take_over(self, space: str, partition: int) -> SpaceWriter | WrongPartitionError | None:
+    def take_over(self, space: str, partition: int) -> SpaceWriter | SpaceRefusedError | None:
         """The writer of ``space`` for a face read from ``partition``: taken over if it is not yet, an error if
-        the space lives on another partition, None while another worker holds its lease."""
+        the space lives on another partition or may not be written here, None while another worker holds its
+        lease."""
         writer = self._writers.get(space)
         if writer is not None:
             if writer.home == partition:
                 return writer
             return WrongPartitionError(f"space {space} lives on partition {writer.home}, not {partition}")
+        refusal = self._refusal(space, partition)
+        if refusal is not None:
+            return refusal
         lease = self._leases.get(space)
         if lease is None:  # made once: a space whose lease another worker holds is asked for every turn
             lease = self._leases[space] = WriterLease(self.client, space, self.settings.worker.lease_ttl_s)
@@ -67,6 +89,16 @@ class SpaceWriters:
         self._writers[space] = writer
         self.counters.takeovers += 1
         return writer
+
+    def _refusal(self, space: str, partition: int) -> SpaceRefusedError | None:
+        """Why a space this worker does not write yet may not be taken over, if it may not. The cap counts new
+        spaces only: one that has faces on the partition already is taken over, or what it holds is stranded."""
+        config = self.settings.worker
+        if config.spaces and space not in config.spaces:
+            return SpaceNotAllowedError(f"space {space} is not in FACESTREAM_WORKER__SPACES")
+        if len(self._writers) >= config.max_spaces and space not in self.positions.registry.spaces(partition):
+            return TooManySpacesError(f"this worker writes {len(self._writers)} spaces already (max_spaces)")
+        return None
 
     def give_up(self, partitions: set[int]) -> None:
         """Hands over the spaces that live on ``partitions`` (revoked between batches: nothing is uncommitted)."""
