@@ -10,7 +10,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, ValidationError, model_validator
 
-from streaming.messages import Header, MessageError, SpaceName, _Message
+from streaming.messages import Header, MessageError, SpaceName, Timestamp, _Message
 
 #: A producer's session: lower-case letters and digits, so that ``camera@session:frame:rank`` parses one way.
 SESSION_PATTERN = r"^[0-9a-z]{1,32}$"
@@ -44,7 +44,7 @@ class FrameHeaders(_Message):
         description="The producer's connection to the camera: new on every (re)connection. Absent in version 1.",
     )
     frame: int = Field(ge=0, description="Frame number in the session (in the camera's stream for version 1).")
-    timestamp: float = Field(description="Capture time, Unix seconds (position in the file for recordings).")
+    timestamp: Timestamp = Field(description="Capture time, Unix seconds (position in the file for recordings).")
     space: SpaceName = "default"
 
     @model_validator(mode="before")

@@ -67,6 +67,14 @@ SpaceName = Annotated[
     str, Field(pattern=SPACE_PATTERN, description="Identity space: no braces, colons or white space; 100 at most.")
 ]
 
+#: Capture times: finite, not before 1970 and not after 2100 (a recording's are positions in the file, from 0).
+#: NaN or infinity would poison every ordering by time downstream (Redis refuses them as scores).
+MAX_TIMESTAMP = 4_102_444_800.0
+Timestamp = Annotated[float, Field(ge=0.0, le=MAX_TIMESTAMP, allow_inf_nan=False)]
+#: Ids the producer or the embed stage write; bounded so that no record carries an unbounded one.
+CameraId = Annotated[str, Field(min_length=1, max_length=200)]
+RecordId = Annotated[str, Field(min_length=1, max_length=300)]
+
 Point = tuple[float, float]
 
 
@@ -81,20 +89,20 @@ class FaceRecord(_Message):
 
     type: Literal["face"] = "face"
     version: Literal[1, 2] = 2
-    face_id: str = Field(description="camera:frame:index (a detected face), camera:frame:c<index> (a tracked one)")
-    track: str | None = Field(None, description="Track id (camera:t<frame>.<n>); null with tracking off")
-    cooccurring: list[str] = Field(
-        default_factory=list, description="Other tracks with a face on this frame: different people"
+    face_id: RecordId = Field(description="camera:frame:index (a detected face), camera:frame:c<index> (a tracked one)")
+    track: RecordId | None = Field(None, description="Track id (camera:t<frame>.<n>); null with tracking off")
+    cooccurring: list[RecordId] = Field(
+        default_factory=list, max_length=1000, description="Other tracks with a face on this frame: different people"
     )
     space: SpaceName = "default"
-    camera: str
+    camera: CameraId
     frame: int = Field(ge=0)
-    timestamp: float
+    timestamp: Timestamp
     box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in frame pixels")
     landmarks: Annotated[list[Point], Field(min_length=5, max_length=5)]
     score: float = Field(ge=0.0, le=1.0)
     quality: FaceQuality
-    model: str = Field(description="Embedder id or file name")
+    model: str = Field(max_length=200, description="Embedder id or file name")
     embedding: str | None = Field(
         description="Base64 of little-endian float32 values, unit length; null for a tracked face not embedded"
     )
@@ -145,16 +153,16 @@ class TrackRecord(_Message):
     type: Literal["track"] = "track"
     version: Literal[2] = 2
     space: SpaceName = "default"
-    camera: str
-    track: str
+    camera: CameraId
+    track: RecordId
     sequence: int = Field(ge=0, description="0 for a track's first appearance; long tracks report periodically")
     first_frame: int = Field(ge=0)
     last_frame: int = Field(ge=0)
-    first_timestamp: float
-    last_timestamp: float
+    first_timestamp: Timestamp
+    last_timestamp: Timestamp
     faces: int = Field(ge=0, description="Faces of the track in this appearance")
     embedded: int = Field(ge=0, description="Of which embedded")
-    best_face: str | None = Field(description="Id of the embedded face of highest quality")
+    best_face: RecordId | None = Field(description="Id of the embedded face of highest quality")
     best_box: tuple[float, float, float, float] | None
     best_quality: float = Field(ge=0.0)
     ended: bool = Field(description="False for a periodic report of a track still going")
