@@ -65,6 +65,9 @@ class RedisStore:
         #: Operations queued by apply() and apply_event() inside batch(); None outside it.
         self._pending: list[list[Any]] | None = None
         self._pending_ids: set[str] = set()
+        #: Faces this store's writer knows are applied (from ``load``, then its own batches): the apply script
+        #: refuses a batch when Redis holds another count. None (no check) until ``load``.
+        self._expected_count: int | None = None
 
     @contextmanager
     def _timed(self, operation: str) -> Iterator[None]:
@@ -181,15 +184,19 @@ class RedisStore:
     def _run(self, operations: list[list[Any]]) -> list[int]:
         if not operations:
             return []
-        args: list[Any] = [self.writer_token, len(operations)]
+        expected = "" if self._expected_count is None else self._expected_count
+        args: list[Any] = [self.writer_token, expected, len(operations)]
         for operation in operations:
             args += operation
         try:
             with self._timed("apply"):
-                return [int(applied) for applied in self._apply(keys=self._script_keys, args=args)]
+                results = [int(applied) for applied in self._apply(keys=self._script_keys, args=args)]
         except ResponseError as exc:
             first = operations[0][1]
             raise StoreError(f"Redis refused {len(operations)} operation(s) from {first} on: {exc}") from exc
+        if self._expected_count is not None:
+            self._expected_count += sum(op[0] == "F" and done for op, done in zip(operations, results, strict=True))
+        return results
 
     def outbox(self) -> list[OutboxEntry]:
         """Events of applied faces, in the order they were applied, that were not yet marked published."""
@@ -247,7 +254,9 @@ class RedisStore:
             total = self.count()
             state = StoredState(offsets=self.offsets())
             state.snapshot, state.snapshot_count = self.snapshot()
-            return load_state(self.client, self.keys, state, total, progress=progress, page=page)
+            loaded = load_state(self.client, self.keys, state, total, progress=progress, page=page)
+        self._expected_count = total
+        return loaded
 
     def clear(self) -> None:
         """Deletes the whole identity space."""

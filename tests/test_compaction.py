@@ -21,6 +21,7 @@ from clustering.index import HnswIndex
 from clustering.lease import LeaseKeeper, WriterLease
 from clustering.metrics import score_clustering
 from clustering.redis_client import RedisAddress, RedisClient, connect
+from clustering.redis_keys import Key
 from clustering.redis_records import OutboxEntry
 from clustering.redis_store import RedisStore
 from clustering.store import FaceMeta, StoreError
@@ -281,3 +282,45 @@ def test_face_records_are_packed_and_those_of_earlier_releases_still_read(store:
     # A record written as JSON by an earlier release reads as before.
     store.client.hset(meta_key, "1", json.dumps(dataclasses.asdict(second)))
     assert store.load().metas == [first, second]
+
+
+def test_a_store_that_lost_acknowledged_writes_refuses_the_next_batch_whole(store: RedisStore) -> None:
+    vectors, _ = identities(10, 3, 0.3, seed=7)
+    engine = OnlineRankOrder(DIM, settings(), store)
+    with store.batch():
+        for i, vector in enumerate(vectors[:10]):
+            engine.add(f"c:{i}:0", vector, offset=(0, i))
+    writer = RedisStore(store.client, store.space)  # the writer after a restart: it loads, then applies
+    engine = OnlineRankOrder.restore(writer, DIM, settings())
+    replica = {key: value for key in store.keys.script if (value := store.client.dump(key)) is not None}
+    with writer.batch():
+        for i, vector in enumerate(vectors[10:15], start=10):
+            engine.add(f"c:{i}:0", vector, offset=(0, i))
+    # A failover promotes a replica that never got that batch: Redis lost five acknowledged faces.
+    for key, value in replica.items():
+        store.client.restore(key, 0, value, replace=True)
+    before = (store.count(), store.offsets(), len(store.outbox()))
+    entry = OutboxEntry(0, 15, "c:14:0", 0, (), "c", 0.0, appearance="{}")
+    with pytest.raises(StoreError, match="FACESTREAM_COUNT"), writer.batch():
+        writer.apply_event("track#1", entry)  # an appearance only: it would move the offset past the lost
+    assert (store.count(), store.offsets(), len(store.outbox())) == before == (10, {0: 9}, 10)
+
+
+def test_a_batch_with_a_face_out_of_order_writes_nothing(store: RedisStore) -> None:
+    vectors, _ = identities(10, 3, 0.3, seed=8)
+    engine = OnlineRankOrder(DIM, settings(), store)
+    with store.batch():
+        for i, vector in enumerate(vectors[:5]):
+            engine.add(f"c:{i}:0", vector, offset=(0, i))
+    # A face already in Redis that the engine takes for new (another writer wrote it) shifts every label after it.
+    store.client.hset(store.keys.of(Key.FACES), "c:6:0", 5)
+
+    def three_more() -> None:
+        with store.batch():
+            for i, vector in enumerate(vectors[5:8], start=5):
+                engine.add(f"c:{i}:0", vector, offset=(0, i))
+
+    with pytest.raises(StoreError, match="has label"):
+        three_more()
+    assert store.count() == 5
+    assert store.offsets() == {0: 4}

@@ -8,6 +8,7 @@ A missing binary raises ServiceMissingError; the tests turn that into a skip (or
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -221,7 +222,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     )
     for group, values in groups:
         env |= {
-            f"FACESTREAM_{group}__{name.upper()}": str(v)
+            f"FACESTREAM_{group}__{name.upper()}": json.dumps(list(v)) if isinstance(v, list | tuple) else str(v)
             for name, v in values.items()
             if v is not None and not isinstance(v, dict)
         }

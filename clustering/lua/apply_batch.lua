@@ -5,7 +5,8 @@
 --       6 clusters, 7 offsets, 8 count (faces applied), 9 outbox (events not yet published), 10 writer lease,
 --       11 links (the links of unions), 12 marks (correction marks of faces), 13 commands (applied corrections),
 --       14 tombstones (SHA-1 of forgotten face ids -> label: a replayed record of one is not applied again)
--- ARGV: writer token ("" when no lease is held), number of operations, then per operation:
+-- ARGV: writer token ("" when no lease is held), the face count the writer expects the store to hold ("" for
+--   no check), number of operations, then per operation:
 --   'F', face_id, label, meta, embedding, n_neighbours, (label, packed)*, n_parents, (label, parent)*,
 --        n_links, (label, packed)*, n_clusters, (root, summary or "" to delete)*, partition ("" for none),
 --        offset, outbox entry ("" for none)
@@ -14,83 +15,101 @@
 --        outbox entry: a correction
 --   'O', partition, offset: every face of the space below offset + 1 on that partition is applied (a space
 --        with no face in the batches that read it); the recorded offset only ever grows
--- Returns one 1 (applied) or 0 (seen before, nothing changed) per operation.
+-- Returns one 1 (applied) or 0 (seen before, nothing changed) per operation. Everything is checked before
+-- anything is written: a lapsed lease, a store that holds another count of faces than the writer expects (Redis
+-- lost acknowledged writes: the writer must rebuild) or a new face whose label is not the next one refuse the
+-- whole batch, so no input offset moves past a face that was not applied.
 local token = ARGV[1]
 if token ~= '' and redis.call('GET', KEYS[10]) ~= token then
   return redis.error_reply('FACESTREAM_LEASE this worker no longer holds the writer lease of its identity space')
 end
 local count = tonumber(redis.call('GET', KEYS[8]) or '0')
+if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= count then
+  return redis.error_reply('FACESTREAM_COUNT the store holds ' .. count .. ' faces but its writer expects '
+    .. ARGV[2] .. ': Redis lost acknowledged writes, or another writer is active on this identity space')
+end
 -- ARGV[i .. i + 2]: partition, offset ("" for none), outbox entry ("" for none).
 local function record_input(i)
   if ARGV[i] ~= '' then redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]) end
   if ARGV[i + 2] ~= '' then redis.call('RPUSH', KEYS[9], ARGV[i + 2]) end
 end
-local results = {}
-local i = 3
-for op = 1, tonumber(ARGV[2]) do
-  local kind, id = ARGV[i], ARGV[i + 1]
-  local fresh = kind ~= 'O' and redis.call('HEXISTS', kind == 'C' and KEYS[13] or KEYS[1], id) == 0
-  if fresh and kind == 'F' and redis.call('HEXISTS', KEYS[14], redis.sha1hex(id)) == 1 then fresh = false end
-  if kind == 'C' then
-    if fresh then redis.call('HSET', KEYS[13], id, ARGV[i + 2]) end
-    local n = tonumber(ARGV[i + 3]); i = i + 4
-    for _ = 1, n do
-      if fresh then
-        local key = KEYS[tonumber(ARGV[i])]
-        if ARGV[i + 2] == '' then redis.call('HDEL', key, ARGV[i + 1]) else redis.call('HSET', key, ARGV[i + 1], ARGV[i + 2]) end
+
+-- One pass over the operations: with write false it only checks (and returns an error reply or nil), with
+-- write true it applies and returns the results.
+local function walk(write)
+  local results, seen, faces = {}, {}, count
+  local i = 4
+  for op = 1, tonumber(ARGV[3]) do
+    local kind, id = ARGV[i], ARGV[i + 1]
+    local fresh = kind ~= 'O' and not seen[kind .. id]
+      and redis.call('HEXISTS', kind == 'C' and KEYS[13] or KEYS[1], id) == 0
+    if fresh and kind == 'F' and redis.call('HEXISTS', KEYS[14], redis.sha1hex(id)) == 1 then fresh = false end
+    if fresh and not write then seen[kind .. id] = true end
+    if kind == 'C' then
+      if fresh and write then redis.call('HSET', KEYS[13], id, ARGV[i + 2]) end
+      local n = tonumber(ARGV[i + 3]); i = i + 4
+      for _ = 1, n do
+        if fresh and write then
+          local key = KEYS[tonumber(ARGV[i])]
+          if ARGV[i + 2] == '' then redis.call('HDEL', key, ARGV[i + 1]) else redis.call('HSET', key, ARGV[i + 1], ARGV[i + 2]) end
+        end
+        i = i + 3
+      end
+      if fresh and write then record_input(i) end
+      i = i + 3
+    elseif kind == 'O' then
+      if write then
+        local applied = tonumber(redis.call('HGET', KEYS[7], id) or '-1')
+        if tonumber(ARGV[i + 2]) > applied then redis.call('HSET', KEYS[7], id, ARGV[i + 2]) end
       end
       i = i + 3
-    end
-    if fresh then record_input(i) end
-    i = i + 3
-  elseif kind == 'O' then
-    local applied = tonumber(redis.call('HGET', KEYS[7], id) or '-1')
-    if tonumber(ARGV[i + 2]) > applied then redis.call('HSET', KEYS[7], id, ARGV[i + 2]) end
-    i = i + 3
-  elseif kind == 'E' then
-    if fresh then
-      redis.call('HSET', KEYS[1], id, -1)
-      redis.call('HSET', KEYS[7], ARGV[i + 2], ARGV[i + 3])
-      redis.call('RPUSH', KEYS[9], ARGV[i + 4])
-    end
-    i = i + 5
-  else
-    local label = ARGV[i + 2]
-    if fresh and tonumber(label) ~= count then
-      return redis.error_reply('FACESTREAM face ' .. id .. ' has label ' .. label .. ' but the store holds '
-        .. count .. ' faces: another writer is active on this identity space')
-    end
-    if fresh then
-      redis.call('HSET', KEYS[1], id, label)
-      redis.call('HSET', KEYS[2], label, ARGV[i + 3])
-      redis.call('HSET', KEYS[3], label, ARGV[i + 4])
-    end
-    i = i + 5
-    for _, key in ipairs({KEYS[4], KEYS[5], KEYS[11]}) do
-      local n = tonumber(ARGV[i]); i = i + 1
-      for _ = 1, n do
-        if fresh then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
-        i = i + 2
+    elseif kind == 'E' then
+      if fresh and write then
+        redis.call('HSET', KEYS[1], id, -1)
+        redis.call('HSET', KEYS[7], ARGV[i + 2], ARGV[i + 3])
+        redis.call('RPUSH', KEYS[9], ARGV[i + 4])
       end
-    end
-    local n = tonumber(ARGV[i]); i = i + 1
-    for _ = 1, n do
-      if fresh then
-        if ARGV[i + 1] == '' then
-          redis.call('HDEL', KEYS[6], ARGV[i])
-        else
-          redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1])
+      i = i + 5
+    else
+      local label = ARGV[i + 2]
+      if fresh and tonumber(label) ~= faces then
+        return redis.error_reply('FACESTREAM face ' .. id .. ' has label ' .. label .. ' but the store holds '
+          .. faces .. ' faces: another writer is active on this identity space')
+      end
+      if fresh and write then
+        redis.call('HSET', KEYS[1], id, label)
+        redis.call('HSET', KEYS[2], label, ARGV[i + 3])
+        redis.call('HSET', KEYS[3], label, ARGV[i + 4])
+      end
+      i = i + 5
+      for _, key in ipairs({KEYS[4], KEYS[5], KEYS[11]}) do
+        local n = tonumber(ARGV[i]); i = i + 1
+        for _ = 1, n do
+          if fresh and write then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+          i = i + 2
         end
       end
-      i = i + 2
+      local n = tonumber(ARGV[i]); i = i + 1
+      for _ = 1, n do
+        if fresh and write then
+          if ARGV[i + 1] == '' then
+            redis.call('HDEL', KEYS[6], ARGV[i])
+          else
+            redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1])
+          end
+        end
+        i = i + 2
+      end
+      if fresh and write then record_input(i) end
+      if fresh then faces = faces + 1 end
+      i = i + 3
     end
-    if fresh then
-      record_input(i)
-      count = count + 1
-    end
-    i = i + 3
+    results[op] = fresh and 1 or 0
   end
-  results[op] = fresh and 1 or 0
+  if write then redis.call('SET', KEYS[8], faces) end
+  return results
 end
-redis.call('SET', KEYS[8], count)
-return results
+
+local checked = walk(false)
+if checked.err then return checked end
+return walk(true)
