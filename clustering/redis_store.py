@@ -65,6 +65,10 @@ class RedisStore:
         #: Operations queued by apply() and apply_event() inside batch(); None outside it.
         self._pending: list[list[Any]] | None = None
         self._pending_ids: set[str] = set()
+        #: The metadata of faces queued in the batch, and the faces its corrections forget: a correction in the
+        #: same batch as the faces it touches reads them from here (Redis has them only at the batch's end).
+        self._pending_metas: dict[int, FaceMeta] = {}
+        self._pending_forgotten: set[int] = set()
         #: Faces this store's writer knows are applied (from ``load``, then its own batches): the apply script
         #: refuses a batch when Redis holds another count. None (no check) until ``load``.
         self._expected_count: int | None = None
@@ -91,10 +95,13 @@ class RedisStore:
             self._run(self._pending)
         finally:
             self._pending, self._pending_ids = None, set()
+            self._pending_metas, self._pending_forgotten = {}, set()
 
     def apply(self, delta: FaceDelta) -> bool:
         """Applies one face's delta (queued inside ``batch()``); False when the face was applied before."""
         meta = delta.meta
+        if self._pending is not None:
+            self._pending_metas[delta.label] = meta
         operation: list[Any] = ["F", meta.face_id, delta.label, pack_meta(meta)]
         operation += [np.asarray(delta.embedding, EMBEDDING_DTYPE).tobytes(), len(delta.neighbours)]
         for label, neighbours in delta.neighbours.items():
@@ -128,6 +135,8 @@ class RedisStore:
             (Key.NEIGHBOURS, str(label), "" if label in delta.forgotten else pack_neighbours(neighbours))
             for label, neighbours in delta.neighbours.items()
         ]
+        if self._pending is not None:
+            self._pending_forgotten.update(delta.forgotten)
         for label, face_id in delta.forgotten.items():
             # The face id only as a one-way tombstone (so a replayed record of it is not applied again).
             fields += [(Key.FACES, face_id, ""), (Key.META, str(label), ""), (Key.EMBEDDINGS, str(label), "")]
@@ -145,22 +154,25 @@ class RedisStore:
         return self._queue_or_run(delta.command_id, operation)
 
     def labels_where(self, camera: str | None, before: float | None, stored_before: float | None) -> list[int]:
-        return [
+        stored = {
             int(label)
             for label, raw in self.client.hscan_iter(self.keys.of(Key.META), count=5_000)
             if selects(parse_meta(raw), camera, before, stored_before)
-        ]
+        }
+        queued = {label for label, meta in self._pending_metas.items() if selects(meta, camera, before, stored_before)}
+        return sorted((stored | queued) - self._pending_forgotten)
 
     def forgotten(self) -> dict[int, str]:
         """Label -> tombstone of every forgotten face."""
         return forgotten_faces(self.client, self.keys)
 
     def metas(self, labels: list[int]) -> list[FaceMeta]:
-        raw = self.client.hmget(self.keys.of(Key.META), [str(label) for label in labels])
-        metas = [parse_meta(r) for r in raw if isinstance(r, bytes)]
-        if len(metas) != len(labels):
+        stored = [label for label in labels if label not in self._pending_metas]
+        raw = self.client.hmget(self.keys.of(Key.META), [str(label) for label in stored]) if stored else []
+        if not all(isinstance(r, bytes) for r in raw):
             raise StoreError(f"identity space {self.space}: a face's metadata is missing")
-        return metas
+        found = {label: parse_meta(r) for label, r in zip(stored, raw, strict=True) if isinstance(r, bytes)}
+        return [self._pending_metas[label] if label in self._pending_metas else found[label] for label in labels]
 
     def apply_event(self, event_id: str, entry: OutboxEntry) -> bool:
         """Records an event that changes no clustering state, with its input offset; False if seen before."""

@@ -162,12 +162,18 @@ def parse_command(data: bytes | str | None) -> Command:
         raise _invalid(f"{raw['type']} command", exc) from exc
 
 
-def command_or_error(data: bytes | None) -> Command | MessageError:
-    """The command, or why it is refused."""
+def command_or_error(data: bytes | None, topic: str = "", erasures_topic: str = "") -> Command | MessageError:
+    """The command, or why it is refused. With an ``erasures_topic``, forget commands are read from it alone
+    and every other command from elsewhere: who may erase is then who may write that topic."""
     try:
-        return parse_command(data)
+        command = parse_command(data)
     except MessageError as exc:
         return exc
+    if erasures_topic and isinstance(command, ForgetCommand) and topic != erasures_topic:
+        return MessageError("erasure_not_allowed", f"forget commands are read from {erasures_topic} only")
+    if erasures_topic and topic == erasures_topic and not isinstance(command, ForgetCommand):
+        return MessageError("not_an_erasure", f"only forget commands are read from {erasures_topic}")
+    return command
 
 
 def parse_cluster_input(data: bytes | None) -> FaceRecord | TrackRecord | Command:

@@ -23,6 +23,12 @@ class KafkaSettings(FrozenModel):
         description="Corrections in (merge, split, reject, label; key: identity space), read by the cluster "
         "stage; empty: none.",
     )
+    erasures_topic: str = Field(
+        "",
+        description="Forget commands in, apart from the other corrections: when set, a forget on the commands "
+        "topic is refused (erasure_not_allowed), so only who may write this topic can erase; empty: forgets come "
+        "on the commands topic.",
+    )
     session_timeout_ms: int = Field(
         45_000,
         ge=1_000,

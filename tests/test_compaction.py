@@ -324,3 +324,15 @@ def test_a_batch_with_a_face_out_of_order_writes_nothing(store: RedisStore) -> N
         three_more()
     assert store.count() == 5
     assert store.offsets() == {0: 4}
+
+
+def test_a_correction_reads_the_faces_queued_in_its_own_batch(store: RedisStore) -> None:
+    vectors, _ = identities(10, 3, 0.3, seed=9)
+    engine = OnlineRankOrder(DIM, settings(), store)
+    with store.batch():
+        for i, vector in enumerate(vectors[:6]):
+            engine.add(f"c:{i}:0", vector, offset=(0, i))
+        # Nothing of the batch is in Redis yet, but a forget by time or a regroup must see its faces.
+        assert store.labels_where(None, None, None) == list(range(6))
+        assert [meta.face_id for meta in store.metas([5, 0])] == ["c:5:0", "c:0:0"]
+    assert store.labels_where(None, None, None) == list(range(6))

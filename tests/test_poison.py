@@ -30,7 +30,7 @@ from streaming.messages import DeadLetter, FaceRecord, parse_faces_topic
 from tests.streams import identities_view, read_all, running, synthetic_face, synthetic_faces
 from workers.cluster_worker import ClusterWorker
 from workers.embed_worker import EmbedWorker
-from workers.local_services import fresh_kafka, wait_for
+from workers.local_services import create_topics, fresh_kafka, wait_for
 from workers.settings import Settings, WorkerSettings
 
 DIM = 512
@@ -169,3 +169,41 @@ def test_spaces_outside_the_allow_list_or_beyond_the_cap_are_dead_letters_and_th
     assert cluster.counters.faces == 6
     events = [json.loads(value) for _, value in read_all(kafka_bootstrap, kafka.identities_topic, 1.0)]
     assert {event["space"] for event in events} == {north}
+
+
+def test_with_an_erasures_topic_only_it_can_erase_and_it_carries_nothing_else(
+    kafka_bootstrap: str, redis_url: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    kafka = fresh_kafka(kafka_bootstrap, erasures_topic=f"erasures-{tag}")
+    create_topics(kafka_bootstrap, [kafka.erasures_topic])
+    space = f"e-{tag}"
+    faces = synthetic_faces(8, identities=2, space=space, seed=3)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for face in faces:
+        producer.produce(kafka.faces_topic, key=space.encode(), value=face.to_json())
+
+    def command(kind: str, number: int, **fields: object) -> bytes:
+        return json.dumps({"type": kind, "command_id": f"{kind}-{number}", "space": space, **fields}).encode()
+
+    erased, kept = faces[0].face_id, faces[1].face_id
+    producer.produce(kafka.commands_topic, key=space.encode(), value=command("forget", 1, faces=[kept]))
+    producer.produce(kafka.erasures_topic, key=space.encode(), value=command("label", 2, cluster=0, name="Ann"))
+    producer.produce(kafka.erasures_topic, key=space.encode(), value=command("forget", 3, faces=[erased]))
+    assert producer.flush(30) == 0
+    worker = WorkerSettings(cluster_group=f"cluster-{tag}", redis_url=redis_url, metrics_port=0)
+    cluster = ClusterWorker(Settings(kafka=kafka, worker=worker), connect(redis_url))
+
+    def events() -> list[dict[str, object]]:
+        return [json.loads(value) for _, value in read_all(kafka_bootstrap, kafka.identities_topic, 1.0)]
+
+    with running(cluster):
+        wait_for(lambda: any(e["type"] == "forgotten" for e in events()), 60, "the erasure applied")
+        wait_for(lambda: sum(cluster.counters.dead_letters.values()) >= 2, 30, "the two refusals")
+    (tombstone,) = [e for e in events() if e["type"] == "forgotten"]
+    assert tombstone["faces"] == [erased]
+    letters = [DeadLetter.from_json(value) for _, value in read_all(kafka_bootstrap, kafka.dead_letter_topic, 1.0)]
+    assert sorted((letter.reason, letter.topic) for letter in letters) == [
+        ("erasure_not_allowed", kafka.commands_topic),
+        ("not_an_erasure", kafka.erasures_topic),
+    ]

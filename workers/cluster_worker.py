@@ -93,7 +93,7 @@ class ClusterWorker:
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Clusters faces until ``should_stop()``; the batch in hand is committed first."""
-        topics = [self.kafka.faces_topic] + ([self.kafka.commands_topic] if self.kafka.commands_topic else [])
+        topics = [self.kafka.faces_topic, *filter(None, (self.kafka.commands_topic, self.kafka.erasures_topic))]
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:
             while not should_stop():
@@ -172,7 +172,8 @@ class ClusterWorker:
                 on_consumer_error(error, self.health)
                 continue
             if message.topic() != self.kafka.faces_topic:
-                commands.append((message, command_or_error(message.value())))
+                topic, erasures = message.topic() or "", self.kafka.erasures_topic
+                commands.append((message, command_or_error(message.value(), topic, erasures)))
                 continue
             partition, offset = message.partition() or 0, message.offset() or 0
             if not self.positions.reading(partition):

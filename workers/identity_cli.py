@@ -98,19 +98,21 @@ def _command(args: argparse.Namespace) -> Command:
 
 def _send(command: Command, settings: Settings) -> dict[str, Any]:
     kafka = settings.kafka
-    if not kafka.commands_topic:
+    erasure = isinstance(command, ForgetCommand) and kafka.erasures_topic
+    topic = kafka.erasures_topic if erasure else kafka.commands_topic
+    if not topic:
         raise IdentityCommandError("no commands topic is configured (FACESTREAM_KAFKA__COMMANDS_TOPIC)")
     producer = Producer(kafka.client_config(**{"enable.idempotence": True}))
     failures: list[str] = []
     producer.produce(
-        kafka.commands_topic,
+        topic,
         key=command.space.encode(),
         value=command.to_json(),
         on_delivery=lambda error, _: failures.append(str(error)) if error else None,
     )
     if producer.flush(30) or failures:
-        raise IdentityCommandError(f"the command was not delivered to {kafka.commands_topic}: {failures or 'timeout'}")
-    return {"sent": json.loads(command.to_json()), "topic": kafka.commands_topic}
+        raise IdentityCommandError(f"the command was not delivered to {topic}: {failures or 'timeout'}")
+    return {"sent": json.loads(command.to_json()), "topic": topic}
 
 
 def _get(args: argparse.Namespace, settings: Settings, path: str, body: object = None) -> dict[str, Any]:
