@@ -24,6 +24,7 @@ class StageFailure(StrEnum):
     """Why a record that passed its contract was refused anyway."""
 
     PROCESSING_FAILED = "processing_failed"
+    CRASHED_WORKER = "crashed_worker"
     OUTPUT_TOO_LARGE = "output_too_large"
 
 

@@ -35,6 +35,8 @@ class _Partition:
     #: Camera -> first offset it still needs, from the commit that handed the partition over.
     resume: dict[str, int] = field(default_factory=dict)
     committed: tuple[int, str] | None = None
+    #: The commit found when the partition was assigned (offset, metadata); None when there was none.
+    found: tuple[int, str] | None = None
 
 
 def parse_metadata(metadata: str | None) -> dict[str, int]:
@@ -69,8 +71,14 @@ class CommitPoints:
         self.topic = topic
         self._partitions: dict[int, _Partition] = {}
 
-    def assigned(self, partition: int, metadata: str | None) -> None:
-        self._partitions[partition] = _Partition(resume=parse_metadata(metadata))
+    def assigned(self, partition: int, metadata: str | None, offset: int = -1) -> None:
+        found = (offset, metadata or "") if offset >= 0 else None
+        self._partitions[partition] = _Partition(resume=parse_metadata(metadata), found=found)
+
+    def standing(self, partition: int) -> tuple[int, str] | None:
+        """Where the partition's commit stands now (offset, metadata), if it has one."""
+        state = self._partitions.get(partition)
+        return None if state is None else state.committed or state.found
 
     def revoked(self, partition: int) -> None:
         self._partitions.pop(partition, None)

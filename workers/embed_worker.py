@@ -32,6 +32,7 @@ from streaming.messages import MessageError
 from workers import metrics
 from workers.commit_points import CommitPoints
 from workers.consumer_errors import BrokerWatch, on_consumer_error
+from workers.crash_guard import CrashGuard
 from workers.faces import face_record, track_record
 from workers.frame_batches import DecodedFrame, run_isolated, within_budget
 from workers.lifecycle import Backoff, pause
@@ -68,6 +69,7 @@ class EmbedWorker:
                 }
             )
         )
+        self.guard = CrashGuard(self.kafka.frames_topic, self.consumer, self.commits)
         self.producer = Producer(
             self.kafka.client_config(
                 **{
@@ -106,7 +108,8 @@ class EmbedWorker:
             log.warning("cannot read the commits of the assigned partitions (%s); their cameras replay fully", exc)
             committed = partitions
         for position in committed:
-            self.commits.assigned(position.partition, position.metadata)
+            self.commits.assigned(position.partition, position.metadata, position.offset)
+            self.guard.assigned(position.partition, position.metadata)
         self.health.ready()
 
     def _end_idle_cameras(self) -> None:
@@ -124,6 +127,7 @@ class EmbedWorker:
         self._end_cameras(cameras)
         for partition in partitions:
             self.commits.revoked(partition.partition)
+            self.guard.revoked(partition.partition)
 
     def _end_cameras(self, cameras: dict[str, str]) -> None:
         """Ends these cameras' tracks (camera -> space), reports their appearances and commits past them."""
@@ -148,14 +152,15 @@ class EmbedWorker:
         if not usable:
             return
         metrics.BATCH_SIZE.labels("embed").observe(len(usable))
-        decoded = (frame for message in usable if (frame := self._decoded(message)) is not None)
-        for part in within_budget(decoded, self.settings.worker.batch_max_pixels):
-            processed, failed = run_isolated(self.pipeline.process, part)
-            for item, result in processed:
-                self._publish(item.headers.space, result)
-            for item, error in failed:
-                log.error("frame %s failed in the pipeline", where(item.message), exc_info=error)
-                self._send_dead_letter(item.message, StageFailure.PROCESSING_FAILED, error)
+        for group in self.guard.groups(usable, self._refuse_crasher):
+            decoded = (frame for message in group if (frame := self._decoded(message)) is not None)
+            for part in within_budget(decoded, self.settings.worker.batch_max_pixels):
+                processed, failed = run_isolated(self.pipeline.process, part)
+                for item, result in processed:
+                    self._publish(item.headers.space, result)
+                for item, error in failed:
+                    log.error("frame %s failed in the pipeline", where(item.message), exc_info=error)
+                    self._send_dead_letter(item.message, StageFailure.PROCESSING_FAILED, error)
         publishing = time.perf_counter()
         if self._deliver(usable, should_stop):
             for position in next_offsets(usable):
@@ -216,6 +221,9 @@ class EmbedWorker:
         for summary in appearances:
             record = track_record(summary, space=space)
             self._produce(self.kafka.faces_topic, space.encode(), record.to_json())
+
+    def _refuse_crasher(self, message: Message, error: Exception) -> None:
+        self._send_dead_letter(message, StageFailure.CRASHED_WORKER, error)
 
     def _send_dead_letter(self, message: Message, reason: str, error: Exception) -> None:
         log.warning("dead letter %s (%s): %s", where(message), reason, error, extra=log_context(message))
