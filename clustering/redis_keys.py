@@ -24,6 +24,7 @@ class Key(StrEnum):
     MARKS = "marks"
     COMMANDS = "commands"
     TOMBSTONES = "tombstones"
+    SIZES = "sizes"  # cluster root -> size_score(size, root): the clusters largest first, for paged listing
 
     @property
     def number(self) -> int:

@@ -40,6 +40,12 @@ class OutboxEntry:
         return cls(**data)
 
 
+def size_score(size: int, root: int) -> float:
+    """A cluster's score in the sizes index: largest first, then oldest first (exact while size < 2**21;
+    the apply script computes the same)."""
+    return float(size * 4_294_967_296 + (4_294_967_295 - root))
+
+
 def summary_json(summary: ClusterSummary) -> str:
     return json.dumps(shallow_record(summary), separators=(",", ":"))
 

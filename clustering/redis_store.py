@@ -29,7 +29,7 @@ from clustering.packed import pack_links, pack_neighbours
 from clustering.redis_client import RedisClient
 from clustering.redis_keys import Key, SpaceKeys
 from clustering.redis_load import forgotten_faces, load_state, paged_embeddings
-from clustering.redis_records import OutboxEntry, pack_meta, parse_meta, parse_summary, summary_json
+from clustering.redis_records import OutboxEntry, pack_meta, parse_meta, parse_summary, size_score, summary_json
 from clustering.redis_snapshots import SnapshotParts
 from clustering.store import (
     EMBEDDING_DTYPE,
@@ -222,9 +222,25 @@ class RedisStore:
             with self._timed("outbox"):
                 self.client.ltrim(self.keys.of(Key.OUTBOX), entries, -1)
 
-    def cluster_summaries(self) -> list[ClusterSummary]:
-        """Every cluster's summary, read by pages (for readers that hold no engine)."""
-        return [parse_summary(raw) for _, raw in self.client.hscan_iter(self.keys.of(Key.CLUSTERS), count=5_000)]
+    def largest_clusters(self, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
+        """How many clusters there are, and the summaries of ``limit`` of them from ``offset``, largest and then
+        oldest first: read from the sizes index the apply script keeps, never the whole space."""
+        total = int(self.client.zcard(self.keys.of(Key.SIZES)))
+        found = self.client.zrevrange(self.keys.of(Key.SIZES), offset, offset + limit - 1) if limit > 0 else []
+        roots = [root for root in found if isinstance(root, bytes | str)]
+        raw = self.client.hmget(self.keys.of(Key.CLUSTERS), roots) if roots else []
+        return total, [parse_summary(r) for r in raw if isinstance(r, bytes)]
+
+    def index_sizes(self, clusters: dict[int, ClusterSummary]) -> None:
+        """Builds the sizes index of a space stored before it existed (the writer, once, at load)."""
+        if self.client.zcard(self.keys.of(Key.SIZES)) == len(clusters):
+            return
+        scores = {str(root): size_score(summary.size, root) for root, summary in clusters.items()}
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.keys.of(Key.SIZES))
+        for start in range(0, len(scores), 10_000):
+            pipe.zadd(self.keys.of(Key.SIZES), dict(list(scores.items())[start : start + 10_000]))
+        pipe.execute()
 
     def cluster(self, cluster_id: int) -> ClusterSummary | None:
         """The summary of the cluster that ``cluster_id`` is in now (it may have been merged away since)."""
@@ -267,6 +283,8 @@ class RedisStore:
             state = StoredState(offsets=self.offsets())
             state.snapshot, state.snapshot_count = self.snapshot()
             loaded = load_state(self.client, self.keys, state, total, progress=progress, page=page)
+        if self.writer_token:
+            self.index_sizes(loaded.clusters)
         self._expected_count = total
         return loaded
 

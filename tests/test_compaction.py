@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from clustering.compaction import Compactor, SnapshotJob, store_snapshot
+from clustering.corrections import ForgetFaces
 from clustering.engine import OnlineRankOrder
 from clustering.hnsw_format import SnapshotFormatError, strip_vectors, write_with_vectors
 from clustering.index import HnswIndex
@@ -336,3 +337,35 @@ def test_a_correction_reads_the_faces_queued_in_its_own_batch(store: RedisStore)
         assert store.labels_where(None, None, None) == list(range(6))
         assert [meta.face_id for meta in store.metas([5, 0])] == ["c:5:0", "c:0:0"]
     assert store.labels_where(None, None, None) == list(range(6))
+
+
+def _listed(store: RedisStore) -> list[tuple[int, int]]:
+    total, page = store.largest_clusters(0, 10_000)
+    assert total == len(page)
+    return [(summary.id, summary.size) for summary in page]
+
+
+def _expected(engine: OnlineRankOrder) -> list[tuple[int, int]]:
+    return sorted(((s.id, s.size) for s in engine.clusters().values()), key=lambda pair: (-pair[1], pair[0]))
+
+
+def test_clusters_are_listed_largest_first_from_an_index_the_apply_script_keeps(store: RedisStore) -> None:
+    vectors, _ = identities(12, 5, 0.3, seed=10)
+    engine = OnlineRankOrder(DIM, settings(), store)
+    with store.batch():
+        for i, vector in enumerate(vectors[:40]):
+            engine.add(f"c:{i}:0", vector, offset=(0, i))
+    assert _listed(store) == _expected(engine)
+    biggest = _expected(engine)[0][0]
+    engine.correct(ForgetFaces("f-1", (), biggest, None, None, None))  # a correction regroups and removes
+    assert _listed(store) == _expected(engine)
+    total, page = store.largest_clusters(2, 3)  # a page
+    assert (total, [(s.id, s.size) for s in page]) == (len(_expected(engine)), _expected(engine)[2:5])
+
+
+def test_a_space_stored_before_the_index_gets_it_when_its_writer_loads_it(store: RedisStore) -> None:
+    engine, _ = _filled(store, 40)
+    store.client.delete(store.keys.of(Key.SIZES))
+    assert store.largest_clusters(0, 10) == (0, [])
+    RedisStore(store.client, store.space, writer_token="a-writer").load()
+    assert _listed(store) == _expected(engine)

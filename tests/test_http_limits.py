@@ -87,8 +87,8 @@ def test_connections_beyond_the_cap_are_refused_at_once_and_the_server_recovers(
 class _NoIdentities:
     """The API's data side, empty: these tests are about its HTTP side."""
 
-    def identities(self, space: str) -> list[ClusterSummary]:
-        return []
+    def identities(self, space: str, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
+        return 0, []
 
     def identity(self, space: str, cluster: int) -> ClusterSummary | None:
         return None

@@ -54,7 +54,9 @@ MAX_K = 100
 
 
 class IdentityReader(Protocol):
-    def identities(self, space: str) -> list[ClusterSummary]: ...
+    def identities(self, space: str, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
+        """How many identities the space has, and ``limit`` of them from ``offset``, largest first."""
+        ...
 
     def identity(self, space: str, cluster: int) -> ClusterSummary | None: ...
 
@@ -90,8 +92,8 @@ class WorkerIdentities:
         self._analyzer: FaceAnalyzer | None = None
         self._analyzer_lock = threading.Lock()
 
-    def identities(self, space: str) -> list[ClusterSummary]:
-        return RedisStore(self.client, space).cluster_summaries()
+    def identities(self, space: str, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
+        return RedisStore(self.client, space).largest_clusters(offset, limit)
 
     def identity(self, space: str, cluster: int) -> ClusterSummary | None:
         return RedisStore(self.client, space).cluster(cluster)
@@ -204,9 +206,8 @@ class _Routes:
                 return self._one(space, segments[4])
             query = parse_qs(parts.query)
             limit, offset = query_number(query, "limit", 100), query_number(query, "offset", 0)
-            everyone = sorted(self.reader.identities(space), key=lambda s: (-s.size, s.id))
-            page = everyone[offset : offset + limit]
-            return {"space": space, "total": len(everyone), "identities": [identity_json(s) for s in page]}
+            total, page = self.reader.identities(space, offset, limit)
+            return {"space": space, "total": total, "identities": [identity_json(s) for s in page]}
         raise RequestError(404, "not found: GET /v1/spaces/<space>/identities[/<id>]")
 
     def _one(self, space: str, raw_id: str) -> dict[str, Any]:

@@ -4,7 +4,8 @@
 -- KEYS: 1 faces (face or event id -> label, -1 for an event), 2 meta, 3 embeddings, 4 neighbours, 5 parents,
 --       6 clusters, 7 offsets, 8 count (faces applied), 9 outbox (events not yet published), 10 writer lease,
 --       11 links (the links of unions), 12 marks (correction marks of faces), 13 commands (applied corrections),
---       14 tombstones (SHA-1 of forgotten face ids -> label: a replayed record of one is not applied again)
+--       14 tombstones (SHA-1 of forgotten face ids -> label: a replayed record of one is not applied again),
+--       15 sizes (cluster root -> score: size * 2^32 + 2^32 - 1 - root, the clusters largest and then oldest first)
 -- ARGV: writer token ("" when no lease is held), the face count the writer expects the store to hold ("" for
 --   no check), number of operations, then per operation:
 --   'F', face_id, label, meta, embedding, n_neighbours, (label, packed)*, n_parents, (label, parent)*,
@@ -27,6 +28,17 @@ local count = tonumber(redis.call('GET', KEYS[8]) or '0')
 if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= count then
   return redis.error_reply('FACESTREAM_COUNT the store holds ' .. count .. ' faces but its writer expects '
     .. ARGV[2] .. ': Redis lost acknowledged writes, or another writer is active on this identity space')
+end
+-- A cluster's summary set ("" deletes it), with its place in the sizes index.
+local function set_cluster(root, summary)
+  if summary == '' then
+    redis.call('HDEL', KEYS[6], root)
+    redis.call('ZREM', KEYS[15], root)
+  else
+    redis.call('HSET', KEYS[6], root, summary)
+    local score = cjson.decode(summary).size * 4294967296 + (4294967295 - tonumber(root))
+    redis.call('ZADD', KEYS[15], string.format('%.0f', score), root)
+  end
 end
 -- ARGV[i .. i + 2]: partition, offset ("" for none), outbox entry ("" for none).
 local function record_input(i)
@@ -51,7 +63,13 @@ local function walk(write)
       for _ = 1, n do
         if fresh and write then
           local key = KEYS[tonumber(ARGV[i])]
-          if ARGV[i + 2] == '' then redis.call('HDEL', key, ARGV[i + 1]) else redis.call('HSET', key, ARGV[i + 1], ARGV[i + 2]) end
+          if key == KEYS[6] then
+            set_cluster(ARGV[i + 1], ARGV[i + 2])
+          elseif ARGV[i + 2] == '' then
+            redis.call('HDEL', key, ARGV[i + 1])
+          else
+            redis.call('HSET', key, ARGV[i + 1], ARGV[i + 2])
+          end
         end
         i = i + 3
       end
@@ -91,13 +109,7 @@ local function walk(write)
       end
       local n = tonumber(ARGV[i]); i = i + 1
       for _ = 1, n do
-        if fresh and write then
-          if ARGV[i + 1] == '' then
-            redis.call('HDEL', KEYS[6], ARGV[i])
-          else
-            redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1])
-          end
-        end
+        if fresh and write then set_cluster(ARGV[i], ARGV[i + 1]) end
         i = i + 2
       end
       if fresh and write then record_input(i) end
