@@ -285,18 +285,21 @@ def test_face_records_are_packed_and_those_of_earlier_releases_still_read(store:
     assert store.load().metas == [first, second]
 
 
+def _applied(engine: OnlineRankOrder, store: RedisStore, vectors: np.ndarray, first: int, stop: int) -> None:
+    """Faces ``first`` to ``stop`` - 1 of ``vectors`` added in one batch, each with its offset on partition 0."""
+    with store.batch():
+        for i in range(first, stop):
+            engine.add(f"c:{i}:0", vectors[i], offset=(0, i))
+
+
 def test_a_store_that_lost_acknowledged_writes_refuses_the_next_batch_whole(store: RedisStore) -> None:
     vectors, _ = identities(10, 3, 0.3, seed=7)
     engine = OnlineRankOrder(DIM, settings(), store)
-    with store.batch():
-        for i, vector in enumerate(vectors[:10]):
-            engine.add(f"c:{i}:0", vector, offset=(0, i))
+    _applied(engine, store, vectors, 0, 10)
     writer = RedisStore(store.client, store.space)  # the writer after a restart: it loads, then applies
     engine = OnlineRankOrder.restore(writer, DIM, settings())
     replica = {key: value for key in store.keys.script if (value := store.client.dump(key)) is not None}
-    with writer.batch():
-        for i, vector in enumerate(vectors[10:15], start=10):
-            engine.add(f"c:{i}:0", vector, offset=(0, i))
+    _applied(engine, writer, vectors, 10, 15)
     # A failover promotes a replica that never got that batch: Redis lost five acknowledged faces.
     for key, value in replica.items():
         store.client.restore(key, 0, value, replace=True)
@@ -310,19 +313,12 @@ def test_a_store_that_lost_acknowledged_writes_refuses_the_next_batch_whole(stor
 def test_a_batch_with_a_face_out_of_order_writes_nothing(store: RedisStore) -> None:
     vectors, _ = identities(10, 3, 0.3, seed=8)
     engine = OnlineRankOrder(DIM, settings(), store)
-    with store.batch():
-        for i, vector in enumerate(vectors[:5]):
-            engine.add(f"c:{i}:0", vector, offset=(0, i))
+    _applied(engine, store, vectors, 0, 5)
     # A face already in Redis that the engine takes for new (another writer wrote it) shifts every label after it.
     store.client.hset(store.keys.of(Key.FACES), "c:6:0", 5)
 
-    def three_more() -> None:
-        with store.batch():
-            for i, vector in enumerate(vectors[5:8], start=5):
-                engine.add(f"c:{i}:0", vector, offset=(0, i))
-
     with pytest.raises(StoreError, match="has label"):
-        three_more()
+        _applied(engine, store, vectors, 5, 8)
     assert store.count() == 5
     assert store.offsets() == {0: 4}
 
@@ -352,9 +348,7 @@ def _expected(engine: OnlineRankOrder) -> list[tuple[int, int]]:
 def test_clusters_are_listed_largest_first_from_an_index_the_apply_script_keeps(store: RedisStore) -> None:
     vectors, _ = identities(12, 5, 0.3, seed=10)
     engine = OnlineRankOrder(DIM, settings(), store)
-    with store.batch():
-        for i, vector in enumerate(vectors[:40]):
-            engine.add(f"c:{i}:0", vector, offset=(0, i))
+    _applied(engine, store, vectors, 0, 40)
     assert _listed(store) == _expected(engine)
     biggest = _expected(engine)[0][0]
     engine.correct(ForgetFaces("f-1", (), biggest, None, None, None))  # a correction regroups and removes
