@@ -44,7 +44,11 @@ redis.call('HSET', KEYS[1], 'probe', '1')
 redis.call('HGET', KEYS[1], 'probe')
 redis.call('RPUSH', KEYS[2], 'probe')
 redis.call('LTRIM', KEYS[2], 1, 0)
-redis.call('UNLINK', KEYS[1], KEYS[2])
+redis.call('ZADD', KEYS[3], 1, 'probe')
+redis.call('ZREVRANGE', KEYS[3], 0, 0)
+redis.call('ZCARD', KEYS[3])
+redis.call('ZREM', KEYS[3], 'probe')
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
 return 1
 """
 
@@ -92,7 +96,8 @@ def check_permissions(client: RedisClient, url: str) -> None:
     """Runs the kinds of command the cluster stage needs, in its key namespace, so that a Redis user with too few
     rights is named at start rather than at the first face."""
     try:
-        client.register_script(_PROBE)(keys=[_PROBE_KEY, _PROBE_KEY + ":list"])  # EVALSHA, SCRIPT LOAD as applying
+        keys = [_PROBE_KEY, _PROBE_KEY + ":list", _PROBE_KEY + ":sorted"]
+        client.register_script(_PROBE)(keys=keys)  # EVALSHA, SCRIPT LOAD as applying
         client.smembers("fs-registry:permissions")
     except NoPermissionError as exc:
         raise StoreError(

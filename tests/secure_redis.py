@@ -18,6 +18,7 @@ from workers.local_services import free_port
 CLUSTER_STAGE_RIGHTS = (
     "~{fs:* ~fs-registry:* resetchannels -@all +ping +select +get +mget +set +del +unlink "
     "+pexpire +hset +hget +hmget +hgetall +hscan +hlen +hexists +hdel +lrange +ltrim +rpush +sadd +smembers "
+    "+zadd +zrem +zcard +zrevrange "
     "+evalsha +script|load"
 )
 #: A user that may only read the state: too few rights for the cluster stage.
