@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from tests.leftovers import MARKER, marked_processes, reap_leftovers
+from workers.local_services import wait_for
 
 
 def test_a_process_left_running_by_a_session_is_found_by_its_mark_and_killed() -> None:
@@ -25,7 +26,7 @@ def test_a_process_left_running_by_a_session_is_found_by_its_mark_and_killed() -
     try:
         assert list(marked_processes(session)) == [orphan]
         assert list(reap_leftovers(session, grace_s=0.5)) == [orphan]
-        assert not marked_processes(session)
+        wait_for(lambda: not marked_processes(session), 10, "the orphan killed")  # SIGKILL lands asynchronously
     finally:
         if orphan in marked_processes(session):
             os.kill(orphan, signal.SIGKILL)
