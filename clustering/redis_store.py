@@ -235,11 +235,11 @@ class RedisStore:
         """Builds the sizes index of a space stored before it existed (the writer, once, at load)."""
         if self.client.zcard(self.keys.of(Key.SIZES)) == len(clusters):
             return
-        scores = {str(root): size_score(summary.size, root) for root, summary in clusters.items()}
+        scores = [(str(root), size_score(summary.size, root)) for root, summary in clusters.items()]
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(self.keys.of(Key.SIZES))
         for start in range(0, len(scores), 10_000):
-            pipe.zadd(self.keys.of(Key.SIZES), dict(list(scores.items())[start : start + 10_000]))
+            pipe.zadd(self.keys.of(Key.SIZES), dict(scores[start : start + 10_000]))
         pipe.execute()
 
     def cluster(self, cluster_id: int) -> ClusterSummary | None:
