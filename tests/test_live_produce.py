@@ -4,6 +4,7 @@ metrics (tests/test_live_sessions.py: restarts, reused camera ids and broker out
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -88,7 +89,13 @@ def test_sigint_stops_produce_within_a_second_even_while_a_stream_hangs(
     # Within a second of SIGINT (0.6 s on a quiet machine), not after the 60 s read timeout; the bound leaves
     # room for a 2-core machine busy with other processes (it once took 1.3 s there).
     assert produced.stop_s < 3.0, f"stopped {produced.stop_s:.2f} s after SIGINT"
-    assert "produced 3 frames" in produced.out
+    # Every frame the camera sent before hanging is either produced or counted as stale: on a busy machine the
+    # live reader may skip to the newest frame, which is the behaviour a live camera wants.
+    counts = re.search(r"produced (\d+) frames.*stale frames dropped: (\d+)", produced.out)
+    assert counts is not None, produced.out
+    produced_frames, stale = int(counts[1]), int(counts[2])
+    assert produced_frames >= 1, produced.out
+    assert produced_frames + stale == 3, produced.out
 
 
 def test_a_camera_that_never_comes_back_ends_produce_with_exit_1(
