@@ -89,6 +89,8 @@ class ForgetFaces:
     before: float | None = None
     #: Faces the engine took before this Unix time (what retention forgets).
     stored_before: float | None = None
+    #: A step of a cluster's erasure (clustering/erasure.py): the faces left stay one cluster, under its id.
+    keep_together: bool = False
 
 
 Correction = MergeClusters | SplitFaces | RejectFace | LabelCluster | ForgetFaces

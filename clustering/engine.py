@@ -19,13 +19,15 @@ import time
 from array import array
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from clustering.clusters import Cluster
 from clustering.compaction import restored_index
-from clustering.corrections import Correction, CorrectionView, apply_correction
+from clustering.corrections import Correction, CorrectionView, ForgetFaces, apply_correction
+from clustering.erasure import erasure_steps
 from clustering.events import CorrectionOutcome, FaceAssignment, Merge
 from clustering.index import HnswIndex
 from clustering.neighbour_search import NeighbourSearch
@@ -35,6 +37,7 @@ from clustering.settings import ClusteringSettings
 from clustering.store import (
     EMBEDDING_DTYPE,
     ClusterSummary,
+    CorrectionDelta,
     FaceDelta,
     FaceMeta,
     InMemoryStore,
@@ -236,10 +239,19 @@ class OnlineRankOrder:
     def correct(self, correction: Correction, offset: tuple[int, int] | None = None) -> CorrectionOutcome | None:
         """Applies a user's correction (clustering/corrections.py) and keeps obeying it; None for a command
         applied before. Raises CorrectionError, changing nothing, for a command that names what is not there."""
+        outcomes = self.correct_in_steps(correction, offset)
+        return outcomes[-1] if outcomes else None
+
+    def correct_in_steps(
+        self, correction: Correction, offset: tuple[int, int] | None = None
+    ) -> list[CorrectionOutcome]:
+        """``correct``, with the outcome of every step: a forget of many faces is applied, and written to the
+        store, in steps of at most ``erasure_step_faces`` faces (clustering/erasure.py); [] for a command
+        applied before."""
         if self._broken:
             raise StoreError("a store write failed earlier: restore the engine from its store before going on")
         if correction.command_id in self._commands:
-            return None
+            return []
         view = CorrectionView(
             self._sets,
             self._clusters,
@@ -252,8 +264,19 @@ class OnlineRankOrder:
             self._lists,
             self._sims,
         )
-        outcome, delta = apply_correction(view, correction, self.params.representatives, offset)
-        self._commands.add(correction.command_id)
+        steps = [correction]
+        if isinstance(correction, ForgetFaces):
+            steps = list(erasure_steps(view, correction, self.settings.erasure_step_faces))
+        outcomes = []
+        for step in steps:
+            outcome, delta = apply_correction(view, step, self.params.representatives, offset)
+            outcomes.append(outcome)
+            self._applied(replace(delta, final=step is steps[-1]))
+        return outcomes
+
+    def _applied(self, delta: CorrectionDelta) -> None:
+        """Takes a correction's delta into the search index and the store."""
+        self._commands.add(delta.command_id)
         if delta.forgotten:
             self._search.forget(delta.forgotten)
             self._tombstones.update(tombstone(face_id) for face_id in delta.forgotten.values())
@@ -262,8 +285,7 @@ class OnlineRankOrder:
             self.store.apply_correction(delta)
         except Exception as exc:
             self._broken = True
-            raise StoreError(f"could not persist correction {correction.command_id}: {exc}") from exc
-        return outcome
+            raise StoreError(f"could not persist correction {delta.command_id}: {exc}") from exc
 
     @classmethod
     def restore(

@@ -3,6 +3,13 @@ snapshot), their metadata, embedding, neighbour list, marks and every link to th
 Redis), their ids leave the neighbour lists of the faces that listed them, and the clusters they were in are
 regrouped from the faces that remain (like a split). Their labels stay taken, as holes, so no other face's
 label changes. The outcome names the faces, so consumers of the identities topic can delete them too.
+
+A forget of many faces is applied in steps of at most a bounded number of faces (``erasure_steps``), each its
+own atomic write, so one command never holds the store for long. The steps are planned from what the
+selection holds when the command is read: faces by label, oldest first (the clusters they leave regrouped at
+each step), and a cluster's faces newest first with the rest kept together under the cluster's id (its oldest
+face), which goes with the last step. Either way, a worker restarted between two steps reads the command again,
+selects exactly the faces the earlier steps left, and plans the same remaining steps.
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ def forget(view: CorrectionView, command: ForgetFaces, *, keep: int, change: Cha
         if not remaining:
             removed.append(root)
             continue
+        if command.keep_together:
+            together = sorted(remaining)
+            regroup(view, [together], (together, cluster.name), keep=keep, change=change)
+            continue  # the cluster keeps its id and name; the last step removes it
         groups = components(remaining, view.links.within(remaining))
         named = max(groups, key=lambda group: (len(group), -group[0]))
         parts += regroup(view, groups, (named, cluster.name), keep=keep, change=change)
@@ -52,6 +63,52 @@ def forget(view: CorrectionView, command: ForgetFaces, *, keep: int, change: Cha
         del view.label_of[view.ids[label]]
         view.ids[label] = ""
     return Forgotten(command.command_id, tuple(faces), tuple(parts), tuple(removed))
+
+
+def erasure_steps(view: CorrectionView, command: ForgetFaces, step_faces: int) -> list[ForgetFaces]:
+    """``command`` as forgets that each write about ``step_faces`` faces at most (those erased and those
+    regrouped), the last under the command's own id (the others' ids are ``<id>@<first label>``). Raises
+    CorrectionError, as ``forget`` does, for a bad selection."""
+    gone = _selected(view, command)
+    if len(gone) <= step_faces and command.cluster is None:
+        return [command]
+    if command.cluster is not None:
+        order = sorted(gone, reverse=True)  # the cluster's oldest face, its id, goes last
+        steps = [order[start : start + step_faces] for start in range(0, len(order), step_faces)]
+    else:
+        steps = _by_cluster(view, gone, step_faces)
+    if len(steps) == 1:
+        return [command]
+    return [
+        ForgetFaces(
+            command.command_id if step is steps[-1] else f"{command.command_id}@{step[0]}",
+            faces=tuple(view.ids[label] for label in step),
+            keep_together=command.cluster is not None,
+        )
+        for step in steps
+    ]
+
+
+def _by_cluster(view: CorrectionView, gone: set[int], step_faces: int) -> list[list[int]]:
+    """The faces in steps of whole clusters, oldest cluster first: each cluster they leave is regrouped once,
+    and a step holds clusters of ``step_faces`` faces in all, or one cluster's (a cluster with more faces to
+    erase than that is erased over several steps)."""
+    by_root: dict[int, list[int]] = {}
+    for label in sorted(gone):
+        by_root.setdefault(view.sets.find(label), []).append(label)
+    steps: list[list[int]] = []
+    step: list[int] = []
+    weight = 0
+    for root in sorted(by_root):
+        labels, size = by_root[root], view.clusters[root].size
+        if step and weight + size > step_faces:
+            steps.append(step)
+            step, weight = [], 0
+        pieces = [labels[start : start + step_faces] for start in range(0, len(labels), step_faces)]
+        steps += pieces[:-1]
+        step += pieces[-1]
+        weight += size
+    return [*steps, step] if step else steps
 
 
 def _selected(view: CorrectionView, command: ForgetFaces) -> set[int]:

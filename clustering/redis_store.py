@@ -124,7 +124,9 @@ class RedisStore:
         return self._queue_or_run(meta.face_id, operation)
 
     def apply_correction(self, delta: CorrectionDelta) -> bool:
-        """Applies a correction's delta (queued inside ``batch()``); False when its command was applied before."""
+        """Applies a correction's delta (queued inside ``batch()``); False when its command was applied before.
+        A step of an erasure other than its last is written at once, after what the batch queued before it, so
+        each step is one bounded script call."""
         fields: list[tuple[Key, str, str | bytes]] = [
             (Key.PARENTS, str(label), "" if parent == label else str(parent)) for label, parent in delta.parents.items()
         ]
@@ -150,7 +152,11 @@ class RedisStore:
         else:
             partition, offset = delta.offset
             entry = OutboxEntry(partition, offset, delta.command_id, -1, (), "", 0.0, correction=delta.outcome)
-            operation += [partition, offset, entry.to_json()]
+            operation += [partition, offset, entry.to_json()] if delta.final else ["", "", entry.to_json()]
+        if not delta.final and self._pending is not None:
+            queued, self._pending = self._pending, []
+            self._run(queued)
+            return self._run([operation]) == [1]
         return self._queue_or_run(delta.command_id, operation)
 
     def labels_where(self, camera: str | None, before: float | None, stored_before: float | None) -> list[int]:

@@ -80,6 +80,12 @@ class ClusteringSettings(FrozenModel):
     )
     index: IndexSettings = IndexSettings()
     rank_order: RankOrderSettings = RankOrderSettings()
+    erasure_step_faces: int = Field(
+        2_000,
+        ge=1,
+        description="A forget of more faces is applied in steps of at most this many, each one atomic write to "
+        "Redis (each forgotten face rewrites the neighbour lists it is in), so no erasure holds Redis for long.",
+    )
     retention_days: float = Field(
         0.0,
         ge=0.0,

@@ -115,6 +115,9 @@ class CorrectionDelta:
     forgotten: dict[int, str] = field(default_factory=dict)
     #: Neighbour lists written anew (a forgotten face taken out of them).
     neighbours: dict[int, Neighbours] = field(default_factory=dict)
+    #: False for a step of an erasure other than its last (clustering/erasure.py): written at once, its outcome
+    #: published, but the input offset is recorded with the last step only.
+    final: bool = True
 
 
 @dataclass
@@ -238,7 +241,7 @@ class InMemoryStore:
             self._applied.discard(face_id)
             state.forgotten.add(label)
             state.tombstones.add(tombstone(face_id))
-        if delta.offset is not None:
+        if delta.offset is not None and delta.final:
             state.offsets[delta.offset[0]] = delta.offset[1]
         state.commands.add(delta.command_id)
         return True

@@ -203,14 +203,19 @@ class SpaceWriter:
 
     def correction(self, command: Command, at: tuple[int, int]) -> tuple[Outcome, list[OutboxEntry]]:
         try:
-            outcome = self._engine().correct(command.correction(), at)
+            outcomes = self._engine().correct_in_steps(command.correction(), at)
         except CorrectionError as exc:
             raise MessageError(exc.reason.value, str(exc)) from exc
-        if outcome is None:
+        if not outcomes:
             return self._repeat(at)
-        entry = OutboxEntry(at[0], at[1], command.command_id, -1, (), "", 0.0, correction=outcome_json(outcome))
-        self._unpublished += 1
-        return Outcome.FRESH, [entry]
+        # Steps of this erasure that a crash cut short wait in the outbox, unpublished: they go out first.
+        entries = self._pending.pop(at, [])
+        entries += [
+            OutboxEntry(at[0], at[1], outcome.command_id, -1, (), "", 0.0, correction=outcome_json(outcome))
+            for outcome in outcomes
+        ]
+        self._unpublished += len(entries)
+        return Outcome.FRESH, entries
 
     def _event(self, event_id: str, entry: OutboxEntry) -> tuple[Outcome, list[OutboxEntry]]:
         """Records an event with its offset in Redis (queued in the open batch)."""
