@@ -2,7 +2,9 @@
 
 A cluster worker that is given a partition reads from the oldest position any of that partition's spaces
 still needs: a space Redis lost (or all of Redis) is then rebuilt from the faces topic. A space is registered
-before its first face is applied, so a space absent from here has nothing applied. The registry is one set
+before its first face is applied, so a space absent from here has nothing applied, or went idle: a writer
+releasing an idle space records first that its partition was read through the committed offset, so what it
+holds needs no read again (a space Redis loses after that is not rebuilt from the topic). The registry is one set
 per partition, outside the spaces' own hash slots (it is never written together with a space's state).
 """
 
@@ -21,6 +23,9 @@ class SpaceRegistry:
 
     def add(self, partition: int, space: str) -> None:
         self.client.sadd(self._key(partition), space)
+
+    def remove(self, partition: int, space: str) -> None:
+        self.client.srem(self._key(partition), space)
 
     def spaces(self, partition: int) -> set[str]:
         return {

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from confluent_kafka import Message, Producer
 
 from clustering.engine import OnlineRankOrder
 from clustering.redis_client import connect
+from clustering.redis_keys import Key, SpaceKeys
 from clustering.redis_store import RedisStore
+from clustering.space_registry import SpaceRegistry
 from clustering.store import StoreError
 from streaming.messages import DeadLetter, FaceRecord
 from tests.cluster_worker_runs import leased_store
@@ -186,3 +189,49 @@ def test_a_quiet_space_records_how_far_its_partition_was_read(redis_url: str) ->
     with pytest.raises(StoreError, match="no longer holds the writer lease"):
         stranger.applied_through(3, 500)
     assert store.offsets() == {3: 120}
+
+
+def test_an_idle_space_leaves_the_worker_and_comes_back_with_its_state(kafka_bootstrap: str, redis_url: str) -> None:
+    kafka = fresh_kafka(kafka_bootstrap)
+    suffix = kafka.faces_topic.removeprefix("faces-")
+    worker_settings = WorkerSettings(cluster_group=f"cluster-{suffix}", redis_url=redis_url, space_idle_s=1.5)
+    settings = Settings(kafka=kafka, worker=worker_settings)
+    busy, idle = f"busy{suffix}", f"idle{suffix}"
+    idle_faces = synthetic_faces(30, identities=3, space=idle)
+    busy_faces = synthetic_faces(200, identities=5, space=busy, seed=1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+
+    def send(records: list[FaceRecord]) -> None:
+        for record in records:
+            producer.produce(kafka.faces_topic, key=record.space.encode(), value=record.to_json())
+        assert producer.flush(30) == 0
+
+    client = connect(redis_url)
+    registry = SpaceRegistry(client, kafka.faces_topic)
+    worker = ClusterWorker(settings, client)
+    with running(worker):
+        send(idle_faces[:20])
+        wait_for(lambda: worker.counters.faces == 20, 60, "the idle space's first faces")
+        for start in range(0, 100, 10):  # only the busy space has faces from now on
+            send(busy_faces[start : start + 10])
+            time.sleep(0.3)
+        wait_for(lambda: worker.counters.idle_releases == 1, 30, "the idle space to be handed over")
+        assert worker.writers.names() == [busy]
+        assert registry.spaces(0) == {busy}
+        assert client.get(SpaceKeys(idle).of(Key.WRITER)) is None  # its lease given back
+    # A restart places the partition without taking the idle space over or reading its past again.
+    again = ClusterWorker(settings, client)
+    with running(again):
+        send(busy_faces[100:110])
+        wait_for(lambda: again.counters.faces == 10, 60, "the busy space's next faces")
+        assert again.writers.names() == [busy]
+        assert again.counters.duplicates == 0
+        send(idle_faces[20:])
+        wait_for(lambda: again.counters.faces == 20, 60, "the idle space's next faces")
+    assert RedisStore(client, idle).count() == 30  # its first twenty were there still
+    assert registry.spaces(0) == {busy, idle}
+    values = [v for _, v in read_all(kafka_bootstrap, kafka.identities_topic) if f'"space":"{idle}"'.encode() in v]
+    assigned, views = identities_view(values)
+    assert set(assigned.values()) == {1}
+    # As if it had never left: its later faces were clustered with its first ones.
+    assert views == reference_labels(idle_faces, settings.clustering)

@@ -22,6 +22,8 @@ class ClusterCounters:
     merges: int = 0
     appearances: int = 0
     takeovers: int = 0
+    #: Spaces handed over after ``space_idle_s`` without a record.
+    idle_releases: int = 0
     #: Commands read from the commands topic and forwarded to their space's writer.
     commands: int = 0
     #: Commands applied, by outcome.
@@ -55,5 +57,6 @@ class ClusterCounters:
         return (
             f"stopped: {self.faces} faces clustered, {self.appearances} appearances, {self.duplicates} repeats "
             f"ignored, {self.merges} merges, corrections: {dict(self.corrections) or 'none'}, "
-            f"dead letters: {dict(self.dead_letters) or 'none'}, identity spaces taken over: {self.takeovers}"
+            f"dead letters: {dict(self.dead_letters) or 'none'}, identity spaces taken over: {self.takeovers}, "
+            f"released idle: {self.idle_releases}"
         )

@@ -110,6 +110,7 @@ class ClusterWorker:
                     for writer in self.writers:
                         writer.snapshot_if_due()
                     self.positions.mark_quiet_spaces(self.writers)
+                    self.counters.idle_releases += len(self.writers.release_idle())
                     self._working_again(placed)
                     self._report()
                 except RECOVERABLE as exc:

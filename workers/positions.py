@@ -93,6 +93,10 @@ class Positions:
         """Whether a consumed face is to be handled now (else it is read again later)."""
         return partition in self._published and partition not in self._waiting
 
+    def committed_below(self, partition: int) -> int | None:
+        """The offset this worker last committed on ``partition``, if it committed there since placing it."""
+        return self._committed.get(partition)
+
     def published_below(self, partition: int) -> int:
         return self._published.get(partition, 0)
 

@@ -91,6 +91,12 @@ class WorkerSettings(FrozenModel):
         description="New identity spaces one cluster worker takes on at most (each holds an index and a lease "
         "thread); a record of one more is a too_many_spaces dead letter. Spaces with faces already are kept.",
     )
+    space_idle_s: float = Field(
+        3600.0,
+        ge=0.0,
+        description="A space with no record for this long is handed over: its index leaves the worker's memory "
+        "and its partition's registry (its state stays in Redis; its next record takes it over again). 0: never.",
+    )
     instance_id: str = Field(
         "",
         max_length=200,

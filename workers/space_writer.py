@@ -68,6 +68,8 @@ class SpaceWriter:
         self.engine: OnlineRankOrder | None = None
         self.compactor: Compactor | None = None
         self.home: int | None = None
+        #: When a record of the space was last handed to this writer (monotonic seconds).
+        self.used = time.monotonic()
         #: Outbox entries applied but not yet published, by (partition, offset) of their record.
         self._pending: defaultdict[tuple[int, int], list[OutboxEntry]] = defaultdict(list)
         #: Outbox entries recorded or published again in the open batch, to drop once it commits.
@@ -236,6 +238,10 @@ class SpaceWriter:
         self._decoded.clear()
 
     # -- keeping and giving back ------------------------------------------------------------------------------
+
+    def settled(self) -> bool:
+        """Whether every event of the space was published and no record of it waits to be read again."""
+        return not self._pending and not self._unpublished
 
     def keep(self) -> None:
         """Reports the writer alive to the lease keeper; raises once the lease was lost."""

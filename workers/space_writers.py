@@ -3,6 +3,8 @@ taken over under its writer lease, and given up with that partition."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 
 from clustering.engine import OnlineRankOrder
@@ -12,6 +14,8 @@ from workers.cluster_counters import ClusterCounters
 from workers.positions import Positions
 from workers.settings import Settings
 from workers.space_writer import SpaceWriter
+
+log = logging.getLogger(__name__)
 
 
 class SpaceRefusedError(ValueError):
@@ -71,6 +75,7 @@ class SpaceWriters:
         writer = self._writers.get(space)
         if writer is not None:
             if writer.home == partition:
+                writer.used = time.monotonic()
                 return writer
             return WrongPartitionError(f"space {space} lives on partition {writer.home}, not {partition}")
         refusal = self._refusal(space, partition)
@@ -99,6 +104,28 @@ class SpaceWriters:
         if len(self._writers) >= config.max_spaces and space not in self.positions.registry.spaces(partition):
             return TooManySpacesError(f"this worker writes {len(self._writers)} spaces already (max_spaces)")
         return None
+
+    def release_idle(self) -> list[str]:
+        """Hands over the spaces that had no record for ``space_idle_s``, every event of theirs published: each
+        is recorded as read through its partition's committed offset and leaves the partition's registry first,
+        so placing the partition again neither reads their past again nor takes them over. Their state stays in
+        Redis; their next record takes them over again. Returns their names."""
+        idle_s = self.settings.worker.space_idle_s
+        released = []
+        for space, writer in list(self._writers.items()):
+            home = writer.home
+            committed = None if home is None else self.positions.committed_below(home)
+            if not idle_s or time.monotonic() - writer.used < idle_s or committed is None or not writer.settled():
+                continue
+            assert home is not None  # a written space has a home
+            writer.store.applied_through(home, committed - 1)
+            self.positions.registry.remove(home, space)
+            writer.release(hand_over=True)
+            del self._writers[space]
+            self._leases.pop(space, None)
+            released.append(space)
+            log.info("space %s: no record for %.0f s, handed over (its state stays in Redis)", space, idle_s)
+        return released
 
     def give_up(self, partitions: set[int]) -> None:
         """Hands over the spaces that live on ``partitions`` (revoked between batches: nothing is uncommitted)."""
