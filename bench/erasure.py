@@ -9,7 +9,8 @@ total time; the ratio is the longest call against the erasure made at once, in t
     uv run python -m bench.erasure [--faces 20000] [--steps 500 2000 0]
 
 A step size of 0 means at once (no steps). The default step size (clustering.erasure_step_faces) is chosen
-from this table: the largest whose longest call stays near 100 ms on this 2-core machine.
+from this table: the largest whose longest call stays well under 100 ms on this 2-core machine
+(docs/operations.md, Erasure in steps).
 """
 
 from __future__ import annotations
