@@ -46,13 +46,19 @@ class FaceEmbedder(OnnxModel):
         height, width = self.crop_size
         if crops.shape[1:3] != (height, width):
             crops = np.stack([cv2.resize(c, (width, height)) for c in crops])
-        session, name = self.session, self.input.name
-        step = self.settings.batch_size
+        if self.settings.flip:
+            # A face and its mirror are one identity: the sum of their raw outputs, normalised once.
+            both = self._raw(np.concatenate([crops, crops[:, :, ::-1]]))
+            return l2_normalise(both[: len(crops)] + both[len(crops) :])
+        return l2_normalise(self._raw(crops))
+
+    def _raw(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+        session, name, step = self.session, self.input.name, self.settings.batch_size
         vectors = [
             np.asarray(session.run(None, {name: self._blob(crops[i : i + step])})[0], np.float32)
             for i in range(0, len(crops), step)
         ]
-        return l2_normalise(np.concatenate(vectors))
+        return np.concatenate(vectors)
 
     def _blob(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
         pixels = crops[..., ::-1] if self.settings.channel_order == "rgb" else crops

@@ -55,6 +55,11 @@ class EmbedderSettings(FrozenModel):
     input_std: float = Field(127.5, gt=0, description="See input_mean.")
     channel_order: Literal["rgb", "bgr"] = Field("rgb", description="Channel order the model was trained on.")
     batch_size: int = Field(32, ge=1, le=1024, description="Most faces per embedder call.")
+    flip: bool = Field(
+        False,
+        description="Embed each face and its mirror image and keep their mean (test-time flip): a steadier "
+        "vector for the same model, at twice the embedder's work.",
+    )
 
 
 class QualitySettings(FrozenModel):

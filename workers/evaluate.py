@@ -112,7 +112,8 @@ def model_key(settings: Settings) -> str:
     """What the embeddings depend on; a cache made with anything else is not reused."""
     m = settings.models
     d = m.detector
-    return f"{d.model}|{d.input_size}|{d.max_upscale}|{d.score_threshold}|{m.embedder.model}"
+    flip = "|flip" if m.embedder.flip else ""
+    return f"{d.model}|{d.input_size}|{d.max_upscale}|{d.score_threshold}|{m.embedder.model}{flip}"
 
 
 def embed_dataset(
