@@ -8,8 +8,8 @@ A face of a track is must-linked to the track's previous embedded face, before a
 Links are applied most similar first through a union-find; a link that would put two faces of one frame, or
 two tracks seen together in one frame, in one cluster is refused (a cannot-link wins over a must-link: the
 track is split there, and its later faces follow the new part). The oldest cluster of a merge survives and
-keeps its id (the label of its first
-face). The state is written to the store, one atomic delta per face, before the assignment is returned.
+keeps its id (the label of its first face). The state is written to the store, one atomic delta per face,
+before the assignment is returned; a correction is one delta too, or one a step of a large erasure.
 """
 
 from __future__ import annotations
@@ -245,9 +245,8 @@ class OnlineRankOrder:
     def correct_in_steps(
         self, correction: Correction, offset: tuple[int, int] | None = None
     ) -> list[CorrectionOutcome]:
-        """``correct``, with the outcome of every step: a forget of many faces is applied, and written to the
-        store, in steps of at most ``erasure_step_faces`` faces (clustering/erasure.py); [] for a command
-        applied before."""
+        """``correct``, with the outcome of every step (a forget of many faces is applied, and written to the
+        store, in steps: clustering/erasure.py); [] for a command applied before."""
         if self._broken:
             raise StoreError("a store write failed earlier: restore the engine from its store before going on")
         if correction.command_id in self._commands:

@@ -5,9 +5,10 @@ For each batch of frames (any cameras, each camera's frames in order):
    detector run on it (one frame in ``detect_interval``, or forced)?
 2. the detector runs once on the chosen frames, at their own aspect;
 3. per frame in order, the camera's tracker predicts, matches the detections, starts and ends tracks; each
-   visible track is one face of the frame; the policy picks the faces to embed (a track's first accepted face,
-   then every ``embed_interval_s``, or a clearly better one);
-4. the chosen faces are embedded in one call.
+   visible track is one face of the frame; the policy picks the faces to embed (a track's first few accepted
+   faces, then every ``embed_interval_s``, or a clearly better one);
+4. the chosen faces are embedded in one call; a tracked face carries its track's template (the
+   quality-weighted mean of the track's embeddings so far), not its own embedding alone.
 Tracker state lives in this object, per camera: losing it (a restart, a rebalance) starts new tracks and
 changes nothing else. With tracking off, every frame is detected and every accepted face embedded on its own.
 """
@@ -38,7 +39,7 @@ from models.frames import (
 )
 from models.quality import QualityReport
 from models.settings import TrackingSettings
-from models.track_log import TrackLog, TrackSummary
+from models.track_log import TrackLog, TrackSummary, face_quality
 from models.tracker import FaceTracker, Track, TrackerParams
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,15 @@ class _Camera:
     detected_at: float = 0.0  # timestamp of the last frame the detector ran on
     logs: dict[str, TrackLog] = field(default_factory=dict)
     arrived: float = 0.0  # time.monotonic() of the camera's last frame
+
+
+@dataclass(frozen=True)
+class _ToEmbed:
+    """A face of a frame to embed: its place among the frame's faces, its crop, its track's log (tracked)."""
+
+    index: int
+    crop: NDArray[np.uint8]
+    log: TrackLog | None = None
 
 
 @dataclass(frozen=True)
@@ -86,16 +96,20 @@ class FacePipeline:
             found = self.analyzer.detector.detect([frames[i].image for i in chosen])
         detections: dict[int, Detections] = dict(zip(chosen, found, strict=True))
         results: list[FrameResult] = []
-        pending: list[tuple[int, int, NDArray[np.uint8]]] = []  # (result, face, crop) to embed
+        pending: list[tuple[int, _ToEmbed]] = []  # (result, face) to embed
         for i, (frame, plan) in enumerate(zip(frames, plans, strict=True)):
-            result, crops = self._frame(frame, plan, detections.get(i))
-            pending += [(i, face, crop) for face, crop in crops]
+            result, faces = self._frame(frame, plan, detections.get(i))
+            pending += [(i, face) for face in faces]
             results.append(result)
         with timings.stage("embed"):
-            vectors = self.analyzer.embedder.embed(np.stack([c for _, _, c in pending])) if pending else None
-        for n, (i, face, crop) in enumerate(pending):
+            vectors = self.analyzer.embedder.embed(np.stack([f.crop for _, f in pending])) if pending else None
+        for n, (i, face) in enumerate(pending):
             assert vectors is not None
-            results[i].faces[face] = replace(results[i].faces[face], crop=crop, embedding=vectors[n])
+            observation = results[i].faces[face.index]
+            vector = vectors[n]
+            if face.log is not None and self.settings.track_template and observation.quality is not None:
+                vector = face.log.template_with(vector, face_quality(observation.quality))
+            results[i].faces[face.index] = replace(observation, crop=face.crop, embedding=vector)
         for result in results:
             self.counters.add(result)
         return results
@@ -186,9 +200,7 @@ class FacePipeline:
 
     # -- step 3: tracks and faces of one frame --------------------------------------------------------------
 
-    def _frame(
-        self, frame: CameraFrame, plan: _Plan, found: Detections | None
-    ) -> tuple[FrameResult, list[tuple[int, NDArray[np.uint8]]]]:
+    def _frame(self, frame: CameraFrame, plan: _Plan, found: Detections | None) -> tuple[FrameResult, list[_ToEmbed]]:
         if frame.still or not self.settings.enabled:
             assert found is not None
             return self._untracked(frame, found)
@@ -209,7 +221,7 @@ class FacePipeline:
             crops, reports = self.analyzer.describe(frame.image, found)
         visible = tracker.visible()
         faces: list[FaceObservation] = []
-        to_embed: list[tuple[int, NDArray[np.uint8]]] = []
+        to_embed: list[_ToEmbed] = []
         for index, track in enumerate(visible):
             # A detected face is named by its rank among the frame's detections, which a replay of the frame
             # reproduces whatever the tracks were; a carried one by its rank among the frame's carried faces.
@@ -224,7 +236,7 @@ class FacePipeline:
                 report = reports[track.detection]
                 box, landmarks = found.boxes[track.detection], found.landmarks[track.detection]
                 if face_log.embed_now(report, frame.timestamp, identifier, box, self.settings):
-                    to_embed.append((index, crops[track.detection]))
+                    to_embed.append(_ToEmbed(index, crops[track.detection], face_log))
             else:
                 box, landmarks = track.box(), track.landmarks()
             others = tuple(t.id for t in visible if t is not track)
@@ -261,9 +273,7 @@ class FacePipeline:
 
     # -- tracking off: every face on its own ----------------------------------------------------------------
 
-    def _untracked(
-        self, frame: CameraFrame, found: Detections
-    ) -> tuple[FrameResult, list[tuple[int, NDArray[np.uint8]]]]:
+    def _untracked(self, frame: CameraFrame, found: Detections) -> tuple[FrameResult, list[_ToEmbed]]:
         crops, reports = self.analyzer.describe(frame.image, found)
         faces = [
             FaceObservation(
@@ -282,5 +292,5 @@ class FacePipeline:
             )
             for i, report in enumerate(reports)
         ]
-        to_embed = [(i, crops[i]) for i, report in enumerate(reports) if report.accepted]
+        to_embed = [_ToEmbed(i, crops[i]) for i, report in enumerate(reports) if report.accepted]
         return FrameResult(frame.camera, frame.number, frame.timestamp, faces, []), to_embed

@@ -110,6 +110,18 @@ class TrackingSettings(FrozenModel):
         description="A track's face is embedded when the track starts, then at most this often (seconds of "
         "the stream), or sooner when a clearly better face turns up.",
     )
+    first_embeddings: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="A track's first this many accepted detected faces are all embedded (one face is a weak "
+        "sample of a person: a young track needs a few to find its cluster); then embed_interval_s applies.",
+    )
+    track_template: bool = Field(
+        True,
+        description="A tracked face's embedding is its track's template so far (the quality-weighted mean of "
+        "the track's embedded faces): a track is one person, and the mean of its faces a steadier sample.",
+    )
     better_quality: float = Field(
         1.5,
         ge=1.0,

@@ -53,6 +53,19 @@ class TrackLog:
     best_box: tuple[float, float, float, float] | None = None
     #: Position (a Kafka offset) of the appearance's first frame, where the input has positions.
     first_position: int | None = None
+    #: Faces of the track embedded in its earlier appearances (a long track's stretches).
+    earlier_embeddings: int = 0
+    #: The quality-weighted sum of the track's embeddings (its template, before normalising).
+    embeddings_sum: NDArray[np.float32] | None = None
+
+    def template_with(self, embedding: NDArray[np.float32], quality: float) -> NDArray[np.float32]:
+        """The track's template once this embedded face is counted: the quality-weighted mean of its
+        embeddings, at unit length. A track is one person; the mean of its faces is a steadier sample of them
+        than any one face (set-based recognition's templates)."""
+        weighted = embedding * np.float32(max(quality, 1e-3))
+        self.embeddings_sum = weighted if self.embeddings_sum is None else self.embeddings_sum + weighted
+        norm = float(np.linalg.norm(self.embeddings_sum))
+        return np.asarray(self.embeddings_sum / max(norm, 1e-12), np.float32)
 
     def seen(self, frame: int, timestamp: float, position: int | None = None) -> None:
         self.last_frame, self.last_timestamp = frame, timestamp
@@ -68,13 +81,14 @@ class TrackLog:
         box: NDArray[np.float32],
         settings: TrackingSettings,
     ) -> bool:
-        """Whether this detected face is embedded: the track's first accepted face, then every
-        ``embed_interval_s``, or a clearly better one. Records it as embedded when so."""
+        """Whether this detected face is embedded: the track's first ``first_embeddings`` accepted faces, then
+        every ``embed_interval_s``, or a clearly better one. Records it as embedded when so."""
         if not report.accepted:
             return False
         quality = face_quality(report)
         due = (
-            self.last_embed_timestamp is None
+            self.earlier_embeddings + self.embedded < settings.first_embeddings
+            or self.last_embed_timestamp is None
             or timestamp - self.last_embed_timestamp >= settings.embed_interval_s
             or quality >= self.last_embed_quality * settings.better_quality
         )
@@ -114,4 +128,6 @@ class TrackLog:
             sequence=self.sequence + 1,
             last_embed_timestamp=self.last_embed_timestamp,
             last_embed_quality=self.last_embed_quality,
+            earlier_embeddings=self.earlier_embeddings + self.embedded,
+            embeddings_sum=self.embeddings_sum,
         )
