@@ -99,6 +99,7 @@ def check_permissions(client: RedisClient, url: str) -> None:
         keys = [_PROBE_KEY, _PROBE_KEY + ":list", _PROBE_KEY + ":sorted"]
         client.register_script(_PROBE)(keys=keys)  # EVALSHA, SCRIPT LOAD as applying
         client.smembers("fs-registry:permissions")
+        client.srem("fs-registry:permissions", "probe")  # an idle space leaves its partition's registry
     except NoPermissionError as exc:
         raise StoreError(
             f"the Redis user of {redact(url)} may not do what the cluster stage needs ({redact(str(exc))}): it "

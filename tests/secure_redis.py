@@ -17,7 +17,7 @@ from workers.local_services import free_port
 #: What the cluster stage runs (docs/operations.md, Security), on the keys it uses.
 CLUSTER_STAGE_RIGHTS = (
     "~{fs:* ~fs-registry:* resetchannels -@all +ping +select +get +mget +set +del +unlink "
-    "+pexpire +hset +hget +hmget +hgetall +hscan +hlen +hexists +hdel +lrange +ltrim +rpush +sadd +smembers "
+    "+pexpire +hset +hget +hmget +hgetall +hscan +hlen +hexists +hdel +lrange +ltrim +rpush +sadd +srem +smembers "
     "+zadd +zrem +zcard +zrevrange "
     "+evalsha +script|load"
 )
