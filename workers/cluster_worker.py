@@ -36,6 +36,7 @@ from streaming.kafka_io import consume_batch, next_offsets
 from streaming.messages import MessageError
 from workers import metrics
 from workers.cluster_counters import ClusterCounters, ClusterInput
+from workers.cluster_crash_guard import ClusterCrashGuard
 from workers.consumer_errors import BrokerWatch, on_consumer_error
 from workers.lifecycle import Backoff, pause
 from workers.poisoned_records import PoisonedRecords, PoisonRecordError
@@ -90,6 +91,8 @@ class ClusterWorker:
         self._backoff = Backoff(self.config.retry_max_s)
         #: Faces-topic records that failed to apply: dead letters when read again.
         self._poisoned = PoisonedRecords()
+        #: Faces-topic records that killed workers before (workers/cluster_crash_guard.py).
+        self.guard = ClusterCrashGuard(client, self.group, self.kafka.faces_topic)
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Clusters faces until ``should_stop()``; the batch in hand is committed first."""
@@ -105,7 +108,9 @@ class ClusterWorker:
                     self.health.beat()
                     if messages:
                         with self.state_lock:
-                            self.process(messages)
+                            for group in self.guard.groups(messages):
+                                self.process(group)
+                                self.guard.ran(group)
                     self.retention.forward(self.publisher, self.writers.names())
                     for writer in self.writers:
                         writer.snapshot_if_due()
@@ -157,6 +162,7 @@ class ClusterWorker:
         gone = {tp.partition for tp in partitions if tp.topic == self.kafka.faces_topic}
         self.writers.give_up(gone)
         self.positions.revoke(gone)
+        self.guard.revoked(gone)
         consumer.incremental_unassign(partitions)
 
     # -- the batch ---------------------------------------------------------------------------------------------
@@ -243,6 +249,9 @@ class ClusterWorker:
             raise RuntimeError(f"no writer for the record at {at}")  # process() pairs every record with one
         if (poison := self._poisoned.error_of(at)) is not None:
             self._refuse(message, StageFailure.PROCESSING_FAILED, poison, publish)
+            return
+        if (crashed := self.guard.refusal(*at)) is not None:
+            self._refuse(message, StageFailure.CRASHED_WORKER, crashed, publish)
             return
         try:
             outcome, entries = writer.apply(record, self.config.dimension, at)
