@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-import clustering.erasure  # noqa: F401 - loaded, as in a worker after its first forget (imported lazily)
 from bench.clustering import synthetic_faces
 from bench.common import DATA, require
 from clustering.corrections import Correction, ForgetFaces, LabelCluster, MergeClusters, SplitFaces

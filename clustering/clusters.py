@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from clustering.store import ClusterSummary, FaceMeta, Link, Marks
+from clustering.packed import Link
+from clustering.store import ClusterSummary, FaceMeta, Marks
 from clustering.union_find import UnionFind
 
 

@@ -18,82 +18,44 @@ away since: it means the cluster that face is in now.
 from __future__ import annotations
 
 import unicodedata
-from array import array
-from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 
-from clustering.clusters import Cluster, LinkLog, cluster_of_faces, components, members_of
+from clustering.clusters import components, members_of
+from clustering.correction_state import (
+    MAX_NAME_LENGTH,
+    Change,
+    Correction,
+    CorrectionError,
+    CorrectionReason,
+    CorrectionView,
+    ForgetFaces,
+    LabelCluster,
+    MergeClusters,
+    RejectFace,
+    SplitFaces,
+    cluster_root,
+    regroup,
+)
+from clustering.erasure import forget
 from clustering.events import Conflict, CorrectionOutcome, Labelled, Merged, Split, outcome_json
+from clustering.packed import Link
 from clustering.rank_order import MUST_LINK
-from clustering.store import ClusterSummary, CorrectionDelta, FaceMeta, Link, Marks, Neighbours
-from clustering.union_find import UnionFind
+from clustering.store import CorrectionDelta
 
-MAX_NAME_LENGTH = 200
-
-
-class CorrectionReason(StrEnum):
-    UNKNOWN_CLUSTER = "unknown_cluster"
-    UNKNOWN_FACE = "unknown_face"
-    FACES_IN_SEVERAL_CLUSTERS = "faces_in_several_clusters"
-    NOT_IN_CLUSTER = "not_in_cluster"
-    SPLIT_OF_ALL = "split_of_all"
-    NOTHING_TO_MERGE = "nothing_to_merge"
-    BAD_NAME = "bad_name"
-    BAD_SELECTION = "bad_selection"
-
-
-class CorrectionError(ValueError):
-    """A correction that cannot apply; nothing changed."""
-
-    def __init__(self, reason: CorrectionReason, command_id: str, detail: str) -> None:
-        super().__init__(f"correction {command_id}: {detail}")
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class MergeClusters:
-    command_id: str
-    clusters: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class SplitFaces:
-    command_id: str
-    faces: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RejectFace:
-    command_id: str
-    face: str
-    cluster: int
-
-
-@dataclass(frozen=True)
-class LabelCluster:
-    command_id: str
-    cluster: int
-    name: str | None
-
-
-@dataclass(frozen=True)
-class ForgetFaces:
-    """Erases faces: these ``faces``, a ``cluster``'s, a ``camera``'s, all seen ``before`` a Unix time, or all
-    stored before one (exactly one)."""
-
-    command_id: str
-    faces: tuple[str, ...] = ()
-    cluster: int | None = None
-    camera: str | None = None
-    before: float | None = None
-    #: Faces the engine took before this Unix time (what retention forgets).
-    stored_before: float | None = None
-    #: A step of a cluster's erasure (clustering/erasure.py): the faces left stay one cluster, under its id.
-    keep_together: bool = False
-
-
-Correction = MergeClusters | SplitFaces | RejectFace | LabelCluster | ForgetFaces
+#: The vocabulary, from clustering/correction_state.py, for whoever applies corrections.
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "Correction",
+    "CorrectionError",
+    "CorrectionReason",
+    "CorrectionView",
+    "ForgetFaces",
+    "LabelCluster",
+    "MergeClusters",
+    "RejectFace",
+    "SplitFaces",
+    "apply_correction",
+    "check_name",
+]
 
 
 def check_name(name: str | None, command_id: str) -> None:
@@ -106,23 +68,6 @@ def check_name(name: str | None, command_id: str) -> None:
         )
     if any(unicodedata.category(c).startswith("C") for c in name):
         raise CorrectionError(CorrectionReason.BAD_NAME, command_id, "a name may not hold control characters")
-
-
-@dataclass(frozen=True)
-class CorrectionView:
-    """The engine's clustering state a correction reads and changes (the engine's own objects)."""
-
-    sets: UnionFind
-    clusters: dict[int, Cluster]
-    links: LinkLog
-    marks: dict[int, Marks]
-    ids: list[str]
-    label_of: dict[str, int]
-    metas: Callable[[list[int]], list[FaceMeta]]
-    #: The faces of a camera, seen or stored before a time (a scan of the store).
-    select: Callable[[str | None, float | None, float | None], list[int]]
-    lists: list[array[int]]
-    sims: list[array[float]]
 
 
 def apply_correction(
@@ -153,8 +98,6 @@ def apply_correction(
             )
         outcome = _split(view, correction.command_id, root, {label}, keep=keep, change=change)
     elif isinstance(correction, ForgetFaces):
-        from clustering.erasure import forget  # noqa: PLC0415 - erasure builds on this module
-
         outcome = forget(view, correction, keep=keep, change=change)
     else:
         check_name(correction.name, correction.command_id)
@@ -176,29 +119,11 @@ def apply_correction(
     return outcome, delta
 
 
-class Change:
-    """What a correction changed, collected for its delta."""
-
-    def __init__(self) -> None:
-        self.parents: dict[int, int] = {}
-        self.clusters: dict[int, ClusterSummary | None] = {}
-        self.marked: set[int] = set()
-        self.links: dict[str, tuple[Link, ...]] = {}
-        self.forgotten: dict[int, str] = {}
-        self.neighbours: dict[int, Neighbours] = {}
-
-
 def _face(view: CorrectionView, face_id: str, command_id: str) -> int:
     label = view.label_of.get(face_id)
     if label is None:
         raise CorrectionError(CorrectionReason.UNKNOWN_FACE, command_id, f"no face {face_id} in this space")
     return label
-
-
-def cluster_root(view: CorrectionView, cluster: int, command_id: str) -> int:
-    if not 0 <= cluster < len(view.ids) or not view.ids[cluster]:  # "": a forgotten face's label
-        raise CorrectionError(CorrectionReason.UNKNOWN_CLUSTER, command_id, f"no cluster {cluster} in this space")
-    return view.sets.find(cluster)
 
 
 def _cluster(view: CorrectionView, correction: RejectFace | LabelCluster) -> int:
@@ -252,28 +177,3 @@ def _split(
     # The name stays with the part holding most of the faces that stayed.
     named = max(groups, key=lambda group: (sum(label not in leaving for label in group), -group[0]))
     return Split(command_id, root, regroup(view, groups, (named, name), keep=keep, change=change))
-
-
-def regroup(
-    view: CorrectionView,
-    groups: list[list[int]],
-    naming: tuple[list[int], str | None],
-    *,
-    keep: int,
-    change: Change,
-) -> tuple[tuple[int, tuple[str, ...]], ...]:
-    """Makes each group a cluster of its own, rooted at its oldest face, its summary recomputed from its faces'
-    metadata; ``naming``: the group that keeps the cut cluster's name, and the name. Returns (id, face ids)
-    of each."""
-    named, name = naming
-    parts: list[tuple[int, tuple[str, ...]]] = []
-    for group in groups:
-        view.sets.regroup(group)
-        metas = view.metas(group)
-        cluster = cluster_of_faces(metas, [view.marks.get(label) for label in group], keep)
-        cluster.name = name if group is named else None
-        view.clusters[group[0]] = cluster
-        change.parents.update((label, group[0]) for label in group)
-        change.clusters[group[0]] = cluster.summary(group[0])
-        parts.append((group[0], tuple(view.ids[label] for label in group)))
-    return tuple(parts)

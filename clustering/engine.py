@@ -31,6 +31,7 @@ from clustering.erasure import erasure_steps
 from clustering.events import CorrectionOutcome, FaceAssignment, Merge
 from clustering.index import HnswIndex
 from clustering.neighbour_search import NeighbourSearch
+from clustering.packed import Link
 from clustering.rank_order import candidate_links, enter
 from clustering.restored_faces import RestoredFaces, restored_faces
 from clustering.settings import ClusteringSettings
@@ -41,7 +42,6 @@ from clustering.store import (
     FaceDelta,
     FaceMeta,
     InMemoryStore,
-    Link,
     StateStore,
     StoredState,
     StoreError,

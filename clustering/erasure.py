@@ -17,7 +17,7 @@ from __future__ import annotations
 from array import array
 
 from clustering.clusters import components, members_of
-from clustering.corrections import (
+from clustering.correction_state import (
     Change,
     CorrectionError,
     CorrectionReason,

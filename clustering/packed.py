@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import sys
 from array import array
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from clustering.store import Link, Neighbours
+#: A face's neighbour list: its neighbours' labels and their similarities, most similar first.
+Neighbours = tuple[tuple[int, ...], tuple[float, ...]]
+#: A union's link: (face label, face label, similarity); a must-link (a track's, a merge's) has similarity 2.
+Link = tuple[int, int, float]
 
 if array("i").itemsize != 4 or array("f").itemsize != 4:
     raise ImportError("neighbour lists are packed as 4-byte numbers: this platform's C int or float is not")

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from clustering.events import Merge
-from clustering.packed import pack_neighbours, unpack_neighbours
+from clustering.packed import Link, Neighbours, pack_neighbours, unpack_neighbours
 
 #: Embeddings are stored as little-endian float16, and the engine rounds every face to it, so the index holds
 #: exactly what a restart reads back: half the bytes, and LFW DevTrain's online BCubed F is unchanged to four
@@ -69,9 +69,6 @@ class ClusterSummary:
     name: str | None = None
 
 
-Neighbours = tuple[tuple[int, ...], tuple[float, ...]]
-#: A union's link: (face label, face label, similarity); a must-link (a track's, a merge's) has similarity 2.
-Link = tuple[int, int, float]
 #: A face's correction marks: constraint id -> side ("a" or "b"); faces on two sides are different people.
 Marks = dict[str, str]
 
