@@ -68,17 +68,16 @@ def forget(view: CorrectionView, command: ForgetFaces, *, keep: int, change: Cha
 def erasure_steps(view: CorrectionView, command: ForgetFaces, step_faces: int) -> list[ForgetFaces]:
     """``command`` as forgets that each write about ``step_faces`` faces at most (those erased and those
     regrouped), the last under the command's own id (the others' ids are ``<id>@<first label>``). Raises
-    CorrectionError, as ``forget`` does, for a bad selection."""
+    CorrectionError, as ``forget`` does, for a bad selection. Each step names its faces, so a camera's or a
+    time's faces are selected (a scan of the store) once, here."""
     gone = _selected(view, command)
-    if len(gone) <= step_faces and command.cluster is None:
-        return [command]
+    if not gone:
+        return [command]  # nothing to erase: an empty forgotten event, as before steps
     if command.cluster is not None:
         order = sorted(gone, reverse=True)  # the cluster's oldest face, its id, goes last
         steps = [order[start : start + step_faces] for start in range(0, len(order), step_faces)]
     else:
         steps = _by_cluster(view, gone, step_faces)
-    if len(steps) == 1:
-        return [command]
     return [
         ForgetFaces(
             command.command_id if step is steps[-1] else f"{command.command_id}@{step[0]}",

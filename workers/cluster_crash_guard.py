@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from confluent_kafka import Message
 
 from clustering.redis_client import RedisClient
-from workers.crash_guard import DEATHS_TO_REFUSE, CrashMarks, Verdict, WorkerCrashError, with_trying
+from workers.crash_guard import DEATHS_TO_REFUSE, CrashMarks, Verdict, WorkerCrashError, groups, ranges, with_trying
 
 
 def mark_key(group: str, topic: str, partition: int) -> str:
@@ -58,45 +58,31 @@ class ClusterCrashGuard:
     def groups(self, messages: list[Message]) -> Iterator[list[Message]]:
         """``messages`` in the groups they run in, each marked in Redis before it is yielded: records of a
         range a worker died in run one at a time; the others (and those refused, which do not run) together."""
-        for partition in {m.partition() or 0 for m in messages if m.topic() == self.topic} - self._read:
+        at = [self._faces_at(message) for message in messages]
+        for partition in {where[0] for where in at if where is not None} - self._read:
             self._read_mark(partition)
-        group: list[Message] = []
-        for message in messages:
-            if self._alone(message):
-                if group:
-                    yield self._marked(group)
-                yield self._marked([message])
-                group = []
-            else:
-                group.append(message)
-        if group:
-            yield self._marked(group)
-
-    def _alone(self, message: Message) -> bool:
-        if message.topic() != self.topic or message.error() is not None:
-            return False
-        return self.marks.verdict(message.partition() or 0, message.offset() or 0) is Verdict.ALONE
+        verdicts = [Verdict.RUN if where is None else self.marks.verdict(*where) for where in at]
+        # A refused record runs with the others: it is dead-lettered when applied, and committed with them.
+        for indexes in groups([Verdict.RUN if v is Verdict.REFUSE else v for v in verdicts]):
+            faces = [where for where in (at[i] for i in indexes) if where is not None]
+            if faces:
+                with self.client.pipeline(transaction=False) as pipe:
+                    for partition, (first, last) in ranges(faces).items():
+                        pipe.set(self._key(partition), with_trying("", self.marks.mark(partition, first, last)))
+                    pipe.execute()
+            yield [messages[i] for i in indexes]
 
     def ran(self, group: list[Message]) -> None:
         """The group's transaction committed: its marks go."""
-        partitions = {m.partition() or 0 for m in group if m.topic() == self.topic and m.error() is None}
+        partitions = sorted({where[0] for where in map(self._faces_at, group) if where is not None})
         if partitions:
             with self.client.pipeline(transaction=False) as pipe:
-                for partition in sorted(partitions):
+                for partition in partitions:
                     pipe.delete(self._key(partition))
                 pipe.execute()
 
-    def _marked(self, group: list[Message]) -> list[Message]:
-        ranges: dict[int, tuple[int, int]] = {}
-        for message in group:
-            if message.topic() != self.topic or message.error() is not None:
-                continue
-            partition, offset = message.partition() or 0, message.offset() or 0
-            first, last = ranges.get(partition, (offset, offset))
-            ranges[partition] = (min(first, offset), max(last, offset))
-        if ranges:
-            with self.client.pipeline(transaction=False) as pipe:
-                for partition, (first, last) in ranges.items():
-                    pipe.set(self._key(partition), with_trying("", self.marks.mark(partition, first, last)))
-                pipe.execute()
-        return group
+    def _faces_at(self, message: Message) -> tuple[int, int] | None:
+        """(partition, offset) of a faces-topic record; None for another topic's, or a consumer error."""
+        if message.topic() != self.topic or message.error() is not None:
+            return None
+        return message.partition() or 0, message.offset() or 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -111,16 +111,21 @@ class CrashMarks:
     def marks(self, group: list[tuple[int, int]], standing: Callable[[int], tuple[int, str]]) -> list[TopicPartition]:
         """The commits to write before ``group`` ((partition, offset) pairs) runs: each of its partitions'
         commit where it stands (``standing(partition)``: offset and metadata), marked with the group's range."""
-        ranges: dict[int, tuple[int, int]] = {}
-        for partition, offset in group:
-            first, last = ranges.get(partition, (offset, offset))
-            ranges[partition] = (min(first, offset), max(last, offset))
         commits = []
-        for partition, (first, last) in sorted(ranges.items()):
+        for partition, (first, last) in sorted(ranges(group).items()):
             offset, metadata = standing(partition)
             mark = with_trying(metadata, self.mark(partition, first, last))
             commits.append(TopicPartition(self.topic, partition, offset, metadata=mark))
         return commits
+
+
+def ranges(at: Iterable[tuple[int, int]]) -> dict[int, tuple[int, int]]:
+    """(partition, offset) pairs as each partition's first and last offset."""
+    found: dict[int, tuple[int, int]] = {}
+    for partition, offset in at:
+        first, last = found.get(partition, (offset, offset))
+        found[partition] = (min(first, offset), max(last, offset))
+    return found
 
 
 class WorkerCrashError(RuntimeError):

@@ -111,11 +111,13 @@ class SpaceWriters:
         so placing the partition again neither reads their past again nor takes them over. Their state stays in
         Redis; their next record takes them over again. Returns their names."""
         idle_s = self.settings.worker.space_idle_s
-        released = []
+        released: list[str] = []
+        if not idle_s:
+            return released
         for space, writer in list(self._writers.items()):
             home = writer.home
             committed = None if home is None else self.positions.committed_below(home)
-            if not idle_s or time.monotonic() - writer.used < idle_s or committed is None or not writer.settled():
+            if time.monotonic() - writer.used < idle_s or committed is None or not writer.settled():
                 continue
             assert home is not None  # a written space has a home
             writer.store.applied_through(home, committed - 1)
