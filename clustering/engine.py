@@ -7,7 +7,10 @@ A new face x queries its k nearest faces and enters the neighbour lists it belon
 A face of a track is must-linked to the track's previous embedded face, before any other link.
 Links are applied most similar first through a union-find; a link that would put two faces of one frame, or
 two tracks seen together in one frame, in one cluster is refused (a cannot-link wins over a must-link: the
-track is split there, and its later faces follow the new part). The oldest cluster of a merge survives and
+track is split there, and its later faces follow the new part). A cluster that reaches ``template_faces`` faces,
+or doubles after that, is then compared by template (clustering/joins.py) with the clusters of as many faces
+near it, and joined to those at least ``template_link`` similar, under the same refusals. The oldest cluster
+of a merge survives and
 keeps its id (the label of its first face). The state is written to the store, one atomic delta per face,
 before the assignment is returned; a correction is one delta too, or one a step of a large erasure.
 """
@@ -30,8 +33,8 @@ from clustering.corrections import Correction, CorrectionView, ForgetFaces, appl
 from clustering.erasure import erasure_steps
 from clustering.events import CorrectionOutcome, FaceAssignment, Merge
 from clustering.index import HnswIndex
+from clustering.joins import Joins, template_due, unit_mean
 from clustering.neighbour_search import NeighbourSearch
-from clustering.packed import Link
 from clustering.rank_order import candidate_links, enter
 from clustering.restored_faces import RestoredFaces, restored_faces
 from clustering.settings import ClusteringSettings
@@ -149,6 +152,63 @@ class OnlineRankOrder:
         if self._forgotten(face_id):
             return FaceAssignment(face_id, -1)  # a forgotten face, read again: it stays forgotten
         vector = self._rounded(embedding)
+        x, candidates, candidate_sims, changed = self._insert(face_id, vector)
+        meta = FaceMeta(
+            face_id,
+            camera,
+            f"{camera}:{frame}" if frame is not None else None,
+            timestamp,
+            quality,
+            track,
+            tuple(cooccurring),
+            time.time(),
+        )
+        self._clusters[x] = Cluster(1, timestamp, timestamp, {camera} if camera else set(), [(quality, face_id)])
+        self._clusters[x].note(meta)
+
+        direct = {(y, x): s for y, s in zip(candidates, candidate_sims, strict=True) if s >= self.params.direct_link}
+        anchor = self._track_anchor.get(track) if track else None
+        must = {(anchor, x)} if anchor is not None else set()
+        links = candidate_links(
+            self._lists,
+            self._sims,
+            direct=direct,
+            must=must,
+            changed=changed,
+            find=self._sets.find,
+            ids=self._ids,
+            params=self.params,
+        )
+        joins = Joins(x)
+        self._join(links, joins)
+        for root in sorted({self._sets.find(grown) for grown in joins.grown}):
+            self._join(self._template_links(self._sets.find(root)), joins)
+
+        if track:
+            self._track_anchor[track] = x
+        self._links.add(joins.links, str(x))
+        delta = FaceDelta(
+            label=x,
+            meta=meta,
+            embedding=vector,
+            neighbours={c: (tuple(self._lists[c]), tuple(self._sims[c])) for c in changed},
+            parents=joins.parents,
+            clusters={r: self._summary(r) for r in sorted(joins.touched)},
+            offset=offset,
+            cluster=self._sets.find(x),
+            merges=tuple(joins.merges),
+            links=tuple(joins.links),
+        )
+        self._persist(delta)
+        return FaceAssignment(face_id, delta.cluster, delta.merges)
+
+    def _summary(self, root: int) -> ClusterSummary | None:
+        """The cluster's summary; None for one absorbed into another."""
+        return self._clusters[root].summary(root) if root in self._clusters else None
+
+    def _insert(self, face_id: str, vector: NDArray[np.float32]) -> tuple[int, list[int], list[float], list[int]]:
+        """Adds a face to the search and to the neighbour lists it belongs in: its label, its candidates and
+        their similarities (nearest first), and the faces whose lists changed (its own first)."""
         x = len(self._ids)
         k = self.params.k
         candidates, candidate_sims = self._search.nearest(face_id, vector, max(k, self.params.direct_search))
@@ -164,36 +224,11 @@ class OnlineRankOrder:
             # Most of the 50 candidates' lists are full of nearer faces: test that before calling enter.
             if (len(sims[y]) < k or similarity > sims[y][-1]) and enter(lists[y], sims[y], x, similarity, k):
                 changed.append(y)
-        meta = FaceMeta(
-            face_id,
-            camera,
-            f"{camera}:{frame}" if frame is not None else None,
-            timestamp,
-            quality,
-            track,
-            tuple(cooccurring),
-            time.time(),
-        )
-        self._clusters[x] = Cluster(1, timestamp, timestamp, {camera} if camera else set(), [(quality, face_id)])
-        self._clusters[x].note(meta)
+        return x, candidates, candidate_sims, changed
 
-        parents: dict[int, int] = {}
-        touched: set[int] = {x}
-        merges: list[Merge] = []
-        joined_by: list[Link] = []
-        direct = {(y, x): s for y, s in zip(candidates, candidate_sims, strict=True) if s >= self.params.direct_link}
-        anchor = self._track_anchor.get(track) if track else None
-        must = {(anchor, x)} if anchor is not None else set()
-        links = candidate_links(
-            self._lists,
-            self._sims,
-            direct=direct,
-            must=must,
-            changed=changed,
-            find=self._sets.find,
-            ids=self._ids,
-            params=self.params,
-        )
+    def _join(self, links: Sequence[tuple[float, int, int]], joins: Joins) -> None:
+        """Applies ``links`` (-similarity, a, b) in order, refusing those that would join faces known to be of
+        different people; notes in ``joins`` what changed."""
         for negative_similarity, a, b in links:
             root_a, root_b = self._sets.find(a), self._sets.find(b)
             if root_a == root_b:
@@ -201,33 +236,43 @@ class OnlineRankOrder:
             if self._clusters[root_a].conflicts(self._clusters[root_b]):
                 self.refused_links += 1
                 continue
+            sizes = self._clusters[root_a].size, self._clusters[root_b].size
             joined = self._sets.union(root_a, root_b)
             assert joined is not None
             survivor, absorbed = joined
             self._clusters[survivor].absorb(self._clusters.pop(absorbed), self.params.representatives)
-            parents[absorbed] = survivor
-            joined_by.append((a, b, -negative_similarity))
-            touched |= {survivor, absorbed}
-            if absorbed != x:
-                merges.append(Merge(survivor, (absorbed,)))
+            joins.parents[absorbed] = survivor
+            joins.links.append((a, b, -negative_similarity))
+            joins.touched |= {survivor, absorbed}
+            if absorbed != joins.face:
+                joins.merges.append(Merge(survivor, (absorbed,)))
+            if template_due(max(sizes), sum(sizes), self.params.template_faces):
+                joins.grown.add(survivor)
 
-        if track:
-            self._track_anchor[track] = x
-        self._links.add(joined_by, str(x))
-        delta = FaceDelta(
-            label=x,
-            meta=meta,
-            embedding=vector,
-            neighbours={c: (tuple(self._lists[c]), tuple(self._sims[c])) for c in changed},
-            parents=parents,
-            clusters={r: (self._clusters[r].summary(r) if r in self._clusters else None) for r in sorted(touched)},
-            offset=offset,
-            cluster=self._sets.find(x),
-            merges=tuple(merges),
-            links=tuple(joined_by),
-        )
-        self._persist(delta)
-        return FaceAssignment(face_id, delta.cluster, delta.merges)
+    def _template_links(self, root: int) -> list[tuple[float, int, int]]:
+        """(-cosine, a, b) joining the cluster ``root`` to each cluster of at least ``template_faces`` faces
+        whose template is at least ``template_link`` similar to its own, most similar first."""
+        template = self._template(root)
+        found, _ = self._search.search(template, self.params.direct_search)
+        compared = {root}
+        links = []
+        for label in found:
+            other = self._sets.find(label)
+            if other in compared or self._clusters[other].size < self.params.template_faces:
+                continue
+            compared.add(other)
+            similarity = float(template @ self._template(other))
+            if similarity >= self.params.template_link:
+                links.append((-similarity, root, label))
+        return sorted(links)
+
+    def _template(self, root: int) -> NDArray[np.float32]:
+        """The unit, quality-weighted mean of a cluster's representatives."""
+        representatives = self._clusters[root].representatives
+        kept = [(quality, self._label_of[face]) for quality, face in representatives if face in self._label_of]
+        if not kept:  # every representative forgotten: nothing to compare
+            return np.zeros(self.dimension, np.float32)
+        return unit_mean(self._search.vectors([label for _, label in kept]), [quality for quality, _ in kept])
 
     def _persist(self, delta: FaceDelta) -> None:
         try:

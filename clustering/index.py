@@ -144,6 +144,12 @@ class HnswIndex:
                 self._index.set_ef(self.settings.ef)
         return labels[0].astype(np.int64), (1.0 - distances[0]).astype(np.float32)
 
+    def vectors(self, labels: list[int]) -> NDArray[np.float32]:
+        """The stored (unit) vectors of these items, one row each; none may be deleted."""
+        with self._lock.read():
+            rows = self._index.get_items(labels, return_type="numpy")
+        return np.asarray(rows, np.float32).reshape(len(labels), self.dimension)
+
     def query_many(
         self, vectors: NDArray[np.float32], k: int, threads: int
     ) -> list[tuple[NDArray[np.int64], NDArray[np.float32]]]:

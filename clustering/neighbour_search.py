@@ -95,6 +95,18 @@ class NeighbourSearch:
             labels, sims = self.index.query(vector, count)
             return self._with_block(labels.tolist(), sims.tolist(), vector, count)
 
+    def vectors(self, labels: list[int]) -> NDArray[np.float32]:
+        """The unit vectors of these faces (none forgotten), one row each."""
+        with self._lock:
+            rows = np.empty((len(labels), self.index.dimension), np.float32)
+            in_index = [i for i, label in enumerate(labels) if label < self._first]
+            if in_index:
+                rows[in_index] = self.index.vectors([labels[i] for i in in_index])
+            for i, label in enumerate(labels):
+                if label >= self._first:
+                    rows[i] = self._unit[label - self._first]
+            return rows
+
     def _with_block(self, labels: list[int], sims: list[float], vector: NDArray[np.float32], count: int) -> Found:
         """The index's answer merged with the exact one among the pending faces."""
         if not self._count:

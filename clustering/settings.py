@@ -62,6 +62,19 @@ class RankOrderSettings(FrozenModel):
         "often near-copies from adjacent frames, which would keep two shots of one person apart.",
     )
     representatives: int = Field(5, ge=1, le=50, description="Best-quality faces kept per cluster summary.")
+    template_faces: int = Field(
+        3,
+        ge=0,
+        description="Clusters of at least this many faces are compared by template (the quality-weighted mean "
+        "of their representatives) each time one reaches this size or doubles (0: never).",
+    )
+    template_link: float = Field(
+        0.50,
+        ge=-1.0,
+        le=1.0,
+        description="Two such clusters are joined when their templates' cosine reaches this: pieces of one "
+        "person (tracks of one face, shots after a cut) whose faces each stayed under the gates.",
+    )
     snapshot_every: int = Field(
         25_000,
         ge=0,
