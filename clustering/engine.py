@@ -10,9 +10,8 @@ two tracks seen together in one frame, in one cluster is refused (a cannot-link 
 track is split there, and its later faces follow the new part). A cluster that reaches ``template_faces`` faces,
 or doubles after that, is then compared by template (clustering/joins.py) with the clusters of as many faces
 near it, and joined to those at least ``template_link`` similar, under the same refusals. The oldest cluster
-of a merge survives and
-keeps its id (the label of its first face). The state is written to the store, one atomic delta per face,
-before the assignment is returned; a correction is one delta too, or one a step of a large erasure.
+of a merge keeps its id (its first face's label). The state is written to the store, one atomic delta per
+face, before the assignment is returned; a correction is one delta too, or one a step of a large erasure.
 """
 
 from __future__ import annotations
@@ -31,11 +30,11 @@ from clustering.clusters import Cluster
 from clustering.compaction import restored_index
 from clustering.corrections import Correction, CorrectionView, ForgetFaces, apply_correction
 from clustering.erasure import erasure_steps
-from clustering.events import CorrectionOutcome, FaceAssignment, Merge
+from clustering.events import CorrectionOutcome, FaceAssignment
 from clustering.index import HnswIndex
-from clustering.joins import Joins, template_due, unit_mean
+from clustering.joins import Joins, TemplateSearch
 from clustering.neighbour_search import NeighbourSearch
-from clustering.rank_order import candidate_links, enter
+from clustering.rank_order import candidate_links, enter_all
 from clustering.restored_faces import RestoredFaces, restored_faces
 from clustering.settings import ClusteringSettings
 from clustering.store import (
@@ -153,16 +152,8 @@ class OnlineRankOrder:
             return FaceAssignment(face_id, -1)  # a forgotten face, read again: it stays forgotten
         vector = self._rounded(embedding)
         x, candidates, candidate_sims, changed = self._insert(face_id, vector)
-        meta = FaceMeta(
-            face_id,
-            camera,
-            f"{camera}:{frame}" if frame is not None else None,
-            timestamp,
-            quality,
-            track,
-            tuple(cooccurring),
-            time.time(),
-        )
+        frame_key = f"{camera}:{frame}" if frame is not None else None
+        meta = FaceMeta(face_id, camera, frame_key, timestamp, quality, track, tuple(cooccurring), time.time())
         self._clusters[x] = Cluster(1, timestamp, timestamp, {camera} if camera else set(), [(quality, face_id)])
         self._clusters[x].note(meta)
 
@@ -180,9 +171,11 @@ class OnlineRankOrder:
             params=self.params,
         )
         joins = Joins(x)
-        self._join(links, joins)
-        for root in sorted({self._sets.find(grown) for grown in joins.grown}):
-            self._join(self._template_links(self._sets.find(root)), joins)
+        self.refused_links += joins.apply(links, self._sets, self._clusters, self.params)
+        templates = TemplateSearch(self._search, self._sets, self._clusters, self._label_of, self.params)
+        for grown in sorted(joins.grown):  # a template join may have joined two of them: find the root again
+            links = templates.links(self._sets.find(grown))
+            self.refused_links += joins.apply(links, self._sets, self._clusters, self.params)
 
         if track:
             self._track_anchor[track] = x
@@ -218,61 +211,8 @@ class OnlineRankOrder:
         self._sets.add()
         self._lists.append(array("i", candidates[:k]))
         self._sims.append(array("f", candidate_sims[:k]))
-        changed = [x]
-        lists, sims = self._lists, self._sims
-        for y, similarity in zip(candidates, candidate_sims, strict=True):
-            # Most of the 50 candidates' lists are full of nearer faces: test that before calling enter.
-            if (len(sims[y]) < k or similarity > sims[y][-1]) and enter(lists[y], sims[y], x, similarity, k):
-                changed.append(y)
+        changed = [x, *enter_all(self._lists, self._sims, x, (candidates, candidate_sims), k)]
         return x, candidates, candidate_sims, changed
-
-    def _join(self, links: Sequence[tuple[float, int, int]], joins: Joins) -> None:
-        """Applies ``links`` (-similarity, a, b) in order, refusing those that would join faces known to be of
-        different people; notes in ``joins`` what changed."""
-        for negative_similarity, a, b in links:
-            root_a, root_b = self._sets.find(a), self._sets.find(b)
-            if root_a == root_b:
-                continue
-            if self._clusters[root_a].conflicts(self._clusters[root_b]):
-                self.refused_links += 1
-                continue
-            sizes = self._clusters[root_a].size, self._clusters[root_b].size
-            joined = self._sets.union(root_a, root_b)
-            assert joined is not None
-            survivor, absorbed = joined
-            self._clusters[survivor].absorb(self._clusters.pop(absorbed), self.params.representatives)
-            joins.parents[absorbed] = survivor
-            joins.links.append((a, b, -negative_similarity))
-            joins.touched |= {survivor, absorbed}
-            if absorbed != joins.face:
-                joins.merges.append(Merge(survivor, (absorbed,)))
-            if template_due(max(sizes), sum(sizes), self.params.template_faces):
-                joins.grown.add(survivor)
-
-    def _template_links(self, root: int) -> list[tuple[float, int, int]]:
-        """(-cosine, a, b) joining the cluster ``root`` to each cluster of at least ``template_faces`` faces
-        whose template is at least ``template_link`` similar to its own, most similar first."""
-        template = self._template(root)
-        found, _ = self._search.search(template, self.params.direct_search)
-        compared = {root}
-        links = []
-        for label in found:
-            other = self._sets.find(label)
-            if other in compared or self._clusters[other].size < self.params.template_faces:
-                continue
-            compared.add(other)
-            similarity = float(template @ self._template(other))
-            if similarity >= self.params.template_link:
-                links.append((-similarity, root, label))
-        return sorted(links)
-
-    def _template(self, root: int) -> NDArray[np.float32]:
-        """The unit, quality-weighted mean of a cluster's representatives."""
-        representatives = self._clusters[root].representatives
-        kept = [(quality, self._label_of[face]) for quality, face in representatives if face in self._label_of]
-        if not kept:  # every representative forgotten: nothing to compare
-            return np.zeros(self.dimension, np.float32)
-        return unit_mean(self._search.vectors([label for _, label in kept]), [quality for quality, _ in kept])
 
     def _persist(self, delta: FaceDelta) -> None:
         try:

@@ -15,8 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from clustering.clusters import Cluster
 from clustering.events import Merge
+from clustering.neighbour_search import NeighbourSearch
 from clustering.packed import Link
+from clustering.settings import RankOrderSettings
+from clustering.union_find import UnionFind
 
 #: The weight of a face of quality 0: it still counts, a little.
 MIN_WEIGHT = 1e-3
@@ -38,6 +42,38 @@ class Joins:
     def __post_init__(self) -> None:
         self.touched.add(self.face)
 
+    def apply(
+        self,
+        links: Sequence[tuple[float, int, int]],
+        sets: UnionFind,
+        clusters: dict[int, Cluster],
+        params: RankOrderSettings,
+    ) -> int:
+        """Applies ``links`` (-similarity, a, b) in order and notes what changed; refuses, and counts, those
+        that would join faces known to be of different people."""
+        refused = 0
+        for negative_similarity, a, b in links:
+            root_a, root_b = sets.find(a), sets.find(b)
+            if root_a == root_b:
+                continue
+            if clusters[root_a].conflicts(clusters[root_b]):
+                refused += 1
+                continue
+            sizes = clusters[root_a].size, clusters[root_b].size
+            joined = sets.union(root_a, root_b)
+            if joined is None:  # one cluster already (found above; kept for the type)
+                continue
+            survivor, absorbed = joined
+            clusters[survivor].absorb(clusters.pop(absorbed), params.representatives)
+            self.parents[absorbed] = survivor
+            self.links.append((a, b, -negative_similarity))
+            self.touched |= {survivor, absorbed}
+            if absorbed != self.face:
+                self.merges.append(Merge(survivor, (absorbed,)))
+            if template_due(max(sizes), sum(sizes), params.template_faces):
+                self.grown.add(survivor)
+        return refused
+
 
 def template_due(before: int, after: int, template_faces: int) -> bool:
     """Whether a cluster that grew from ``before`` (its larger part) to ``after`` faces is due a template
@@ -45,6 +81,42 @@ def template_due(before: int, after: int, template_faces: int) -> bool:
     if not template_faces or after < template_faces:
         return False
     return before < template_faces or after.bit_length() > before.bit_length()
+
+
+@dataclass(frozen=True)
+class TemplateSearch:
+    """The clusters a cluster's template finds, over an engine's state as it is now."""
+
+    search: NeighbourSearch
+    sets: UnionFind
+    clusters: dict[int, Cluster]
+    label_of: dict[str, int]
+    params: RankOrderSettings
+
+    def links(self, root: int) -> list[tuple[float, int, int]]:
+        """(-cosine, a, b) joining the cluster ``root`` to each cluster of at least ``template_faces`` faces
+        whose template is at least ``template_link`` similar to its own, most similar first."""
+        template = self.template(root)
+        found, _ = self.search.search(template, self.params.direct_search)
+        compared = {root}
+        links = []
+        for label in found:
+            other = self.sets.find(label)
+            if other in compared or self.clusters[other].size < self.params.template_faces:
+                continue
+            compared.add(other)
+            similarity = float(template @ self.template(other))
+            if similarity >= self.params.template_link:
+                links.append((-similarity, root, label))
+        return sorted(links)
+
+    def template(self, root: int) -> NDArray[np.float32]:
+        """The unit, quality-weighted mean of a cluster's representatives."""
+        representatives = self.clusters[root].representatives
+        kept = [(quality, self.label_of[face]) for quality, face in representatives if face in self.label_of]
+        if not kept:  # every representative forgotten: nothing to compare
+            return np.zeros(self.search.index.dimension, np.float32)
+        return unit_mean(self.search.vectors([label for _, label in kept]), [quality for quality, _ in kept])
 
 
 def unit_mean(vectors: NDArray[np.float32], qualities: Sequence[float]) -> NDArray[np.float32]:

@@ -51,6 +51,18 @@ def enter(members: array[int], sims: array[float], x: int, similarity: float, k:
     return True
 
 
+def enter_all(
+    lists: Sequence[array[int]], sims: Sequence[array[float]], x: int, found: tuple[list[int], list[float]], k: int
+) -> list[int]:
+    """Puts the new face x into its candidates' lists where it belongs; the candidates whose list changed."""
+    changed = []
+    for y, similarity in zip(*found, strict=True):
+        # Most of the 50 candidates' lists are full of nearer faces: test that before calling enter.
+        if (len(sims[y]) < k or similarity > sims[y][-1]) and enter(lists[y], sims[y], x, similarity, k):
+            changed.append(y)
+    return changed
+
+
 def candidate_links(
     lists: Sequence[array[int]],
     sims: Sequence[array[float]],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -19,7 +19,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from clustering.store import StoreError
-from streaming.redact import redact
 
 RedisClient = redis.Redis | RedisCluster
 
@@ -53,12 +52,23 @@ return 1
 """
 
 
+def hidden(text: str, url: str, password: str | None = None) -> str:
+    """``text`` (a URL, an error message) without the secrets of this address: its URL's password and the
+    one given apart from it, each replaced by ***. Every message of this module shows a URL through it."""
+    in_url = urlsplit(url).password
+    secrets = {secret for secret in (password, in_url, unquote(in_url) if in_url else None) if secret}
+    for secret in sorted(secrets, key=len, reverse=True):  # a longer secret may hold a shorter one
+        text = text.replace(secret, "***")
+    return text
+
+
 def connect(address: str | RedisAddress, retries: int = 3, timeout_s: float = 5.0) -> RedisClient:
     """A client with retries on connection errors, checked now: an unreachable Redis fails at start-up.
     ``address``: a whole address, or just a URL (``redis://``, ``rediss://`` for TLS)."""
     if isinstance(address, str):
         address = RedisAddress(address)
     url, password = address.url, address.password
+    shown = hidden(url, url)
     options: dict[str, Any] = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,
@@ -78,17 +88,17 @@ def connect(address: str | RedisAddress, retries: int = 3, timeout_s: float = 5.
         if password is None and not urlsplit(url).password:
             # Redis's own words here are "NOAUTH ..." or "HELLO must be called ...", which name no password.
             raise StoreError(
-                f"Redis at {redact(url)} asks for a password and none was given: put it in the URL "
+                f"Redis at {shown} asks for a password and none was given: put it in the URL "
                 "(redis://:PASSWORD@host) or in a file named by FACESTREAM_WORKER__REDIS_PASSWORD_FILE"
             ) from exc
         if isinstance(exc, AuthenticationError) or "WRONGPASS" in str(exc):
             raise StoreError(
-                f"Redis at {redact(url)} refused the password: check the URL's password or "
+                f"Redis at {shown} refused the password: check the URL's password or "
                 "FACESTREAM_WORKER__REDIS_PASSWORD_FILE"
             ) from exc
-        raise StoreError(f"Redis at {redact(url)} refused PING: {redact(str(exc))}") from exc
+        raise StoreError(f"Redis at {shown} refused PING: {hidden(str(exc), url, password)}") from exc
     except RedisError as exc:
-        raise StoreError(f"Redis at {redact(url)} is unreachable: {redact(str(exc))}") from exc
+        raise StoreError(f"Redis at {shown} is unreachable: {hidden(str(exc), url, password)}") from exc
     return client
 
 
@@ -102,6 +112,7 @@ def check_permissions(client: RedisClient, url: str) -> None:
         client.srem("fs-registry:permissions", "probe")  # an idle space leaves its partition's registry
     except NoPermissionError as exc:
         raise StoreError(
-            f"the Redis user of {redact(url)} may not do what the cluster stage needs ({redact(str(exc))}): it "
+            f"the Redis user of {hidden(url, url)} may not do what the cluster stage needs "
+            f"({hidden(str(exc), url)}): it "
             "needs the keys '{fs:*' and 'fs-registry:*' and the commands listed in docs/operations.md (Security)"
         ) from exc

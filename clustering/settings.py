@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from clustering.cosine import DEFAULT_COSINE_THRESHOLD
-from streaming.frozen import FrozenModel
+
+
+class FrozenModel(BaseModel):
+    """The base of this room's settings: immutable once validated, a field it does not know is an error (a
+    misspelt setting fails at start), and errors never echo the input. Each ground room (models, clustering,
+    streaming) owns this line of configuration, so that none imports another (docs/architecture.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class IndexSettings(FrozenModel):

@@ -5,10 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.session import PROVIDER_PREFERENCE
-from streaming.frozen import FrozenModel
+
+
+class FrozenModel(BaseModel):
+    """The base of this room's settings: immutable once validated, a field it does not know is an error (a
+    misspelt setting fails at start), and errors never echo the input. Each ground room (models, clustering,
+    streaming) owns this line of configuration, so that none imports another (docs/architecture.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class RuntimeSettings(FrozenModel):

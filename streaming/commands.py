@@ -15,16 +15,6 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
 
-from clustering.corrections import (
-    MAX_NAME_LENGTH,
-    Correction,
-    ForgetFaces,
-    LabelCluster,
-    MergeClusters,
-    RejectFace,
-    SplitFaces,
-)
-from clustering.events import Conflict, CorrectionOutcome, Forgotten, Labelled, Merged, Split
 from streaming.messages import (
     FaceRecord,
     MessageError,
@@ -38,6 +28,8 @@ from streaming.messages import (
 #: Ids are echoed in events and logs: a safe alphabet, bounded.
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 COMMAND_TYPES = ("merge", "split", "reject", "label", "forget")
+#: A bound on a label's field: the name's own rule (1 to 200 printable characters) is checked when applied.
+NAME_FIELD_MAX_LENGTH = 2000
 
 
 class _Command(_Message):
@@ -52,18 +44,12 @@ class MergeCommand(_Command):
     type: Literal["merge"] = "merge"
     clusters: list[int] = Field(min_length=2, max_length=1000)
 
-    def correction(self) -> Correction:
-        return MergeClusters(self.command_id, tuple(self.clusters))
-
 
 class SplitCommand(_Command):
     """These faces (all of one cluster, not all of it) are another person: they leave it as a new cluster."""
 
     type: Literal["split"] = "split"
     faces: list[str] = Field(min_length=1, max_length=100_000)
-
-    def correction(self) -> Correction:
-        return SplitFaces(self.command_id, tuple(self.faces))
 
 
 class RejectCommand(_Command):
@@ -73,19 +59,13 @@ class RejectCommand(_Command):
     face: str
     cluster: int
 
-    def correction(self) -> Correction:
-        return RejectFace(self.command_id, self.face, self.cluster)
-
 
 class LabelCommand(_Command):
     """Names a cluster (null clears the name). Checked when applied: 1 to 200 characters, none a control one."""
 
     type: Literal["label"] = "label"
     cluster: int
-    name: str | None = Field(max_length=10 * MAX_NAME_LENGTH)
-
-    def correction(self) -> Correction:
-        return LabelCluster(self.command_id, self.cluster, self.name)
+    name: str | None = Field(max_length=NAME_FIELD_MAX_LENGTH)
 
 
 #: How far ahead of this worker's clock a forget's cut-off may be: the clocks of the sender and the worker differ.
@@ -117,10 +97,6 @@ class ForgetCommand(_Command):
             # A cut-off in the future ("before: 1e12") is every face, one unbounded erasure: name them instead.
             raise ValueError(f"forget's cut-off {cut_off:.0f} is in the future")
         return self
-
-    def correction(self) -> Correction:
-        faces = tuple(self.faces or ())
-        return ForgetFaces(self.command_id, faces, self.cluster, self.camera, self.before, self.stored_before)
 
 
 Command = MergeCommand | SplitCommand | RejectCommand | LabelCommand | ForgetCommand
@@ -246,22 +222,4 @@ class ConflictEvent(_Message):
     reason: str = Field(description="Why the command changed nothing")
 
 
-def outcome_event(space: str, outcome: CorrectionOutcome) -> _Message:
-    """The identities-topic event of an applied correction."""
-    if isinstance(outcome, Merged):
-        return MergedEvent(
-            space=space, command_id=outcome.command_id, survivor=outcome.survivor, absorbed=list(outcome.absorbed)
-        )
-    if isinstance(outcome, Split):
-        parts = [SplitPart(cluster=cluster, faces=list(faces)) for cluster, faces in outcome.parts]
-        return SplitEvent(space=space, command_id=outcome.command_id, cluster=outcome.cluster, parts=parts)
-    if isinstance(outcome, Forgotten):
-        parts = [SplitPart(cluster=cluster, faces=list(faces)) for cluster, faces in outcome.parts]
-        return ForgottenEvent(
-            space=space, command_id=outcome.command_id, faces=list(outcome.faces), parts=parts,
-            removed=list(outcome.removed),
-        )  # fmt: skip
-    if isinstance(outcome, Labelled):
-        return LabelledEvent(space=space, command_id=outcome.command_id, cluster=outcome.cluster, name=outcome.name)
-    assert isinstance(outcome, Conflict)
-    return ConflictEvent(space=space, command_id=outcome.command_id, reason=outcome.reason)
+IdentityEvent = MergedEvent | SplitEvent | LabelledEvent | ForgottenEvent | ConflictEvent

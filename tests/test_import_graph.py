@@ -1,5 +1,6 @@
-"""The project's modules import one another without a circle (issue 27): every import counts, at the top, inside
-a function or under TYPE_CHECKING, since each hides the same knot."""
+"""The project's modules import one another without a circle, and the three ground rooms (models, clustering,
+streaming) import none of each other nor workers (issue 27, docs/architecture.md): every import counts, at the
+top, inside a function or under TYPE_CHECKING, since each hides the same knot."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "clustering", "streaming", "workers")
+GROUND_ROOMS = ("models", "clustering", "streaming")
 
 
 def _imports() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).glob("*.py")):
-            module = f"{package}.{path.stem}"
+        for path in sorted((ROOT / package).rglob("*.py")):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
             found: set[str] = set()
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
@@ -50,6 +52,17 @@ def test_no_module_imports_itself_back() -> None:
     graph = _imports()
     assert len(graph) > 100
     assert _circle(graph) is None, " -> ".join(_circle(graph) or [])
+
+
+def test_no_ground_room_imports_another_room() -> None:
+    crossing = sorted(
+        f"{module} imports {imported}"
+        for module, imports in _imports().items()
+        if module.split(".")[0] in GROUND_ROOMS
+        for imported in imports
+        if imported.split(".")[0] != module.split(".")[0]
+    )
+    assert crossing == []
 
 
 def test_the_search_finds_a_circle() -> None:

@@ -35,6 +35,7 @@ from streaming.messages import (
     parse_faces_topic,
 )
 from streaming.schemas import SCHEMAS, json_schemas
+from workers.command_corrections import correction_of
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 
@@ -213,7 +214,7 @@ def test_each_command_parses_to_its_correction(stem: str) -> None:
     command = EXAMPLES[stem]
     parsed = parse_command(command.to_json())
     assert parsed == command
-    assert parsed.correction().command_id == parsed.command_id
+    assert correction_of(parsed).command_id == parsed.command_id
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,15 @@ def test_an_unreachable_redis_is_named_without_its_password() -> None:
     assert SECRET not in output
 
 
+def test_the_clustering_rooms_own_errors_never_carry_the_redis_password() -> None:
+    """Without the command's log filter: the StoreError itself names the address with its password hidden."""
+    url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
+    with pytest.raises(StoreError) as raised:
+        connect(url, retries=0, timeout_s=0.5)
+    assert "redis://:***@127.0.0.1" in str(raised.value)
+    assert SECRET not in str(raised.value)
+
+
 def test_a_redis_that_wants_a_password_says_so_and_a_secret_file_gives_it(tmp_path: Path) -> None:
     with redis_server(tmp_path, password=SECRET) as server:
         wrong = f"redis://:not-{SECRET}@127.0.0.1:{server.port}/0"

@@ -22,6 +22,7 @@ from clustering.engine import OnlineRankOrder
 from clustering.events import Conflict
 from streaming.commands import Command, parse_command
 from streaming.messages import MessageError
+from workers.command_corrections import correction_of
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class PendingCorrections:
         still: list[CommandLine] = []
         for line in self._waiting:
             try:
-                outcome = engine.correct(line.command.correction())
+                outcome = engine.correct(correction_of(line.command))
             except CorrectionError as exc:
                 if exc.reason in _WAITING and not last_try:
                     still.append(line)

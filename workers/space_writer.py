@@ -32,6 +32,7 @@ from clustering.redis_store import RedisStore
 from streaming.commands import Command
 from streaming.messages import FaceRecord, MessageError, TrackRecord
 from workers import metrics
+from workers.command_corrections import correction_of
 from workers.faces import appearance_event, apply_face
 from workers.settings import Settings
 
@@ -205,7 +206,7 @@ class SpaceWriter:
 
     def correction(self, command: Command, at: tuple[int, int]) -> tuple[Outcome, list[OutboxEntry]]:
         try:
-            outcomes = self._engine().correct_in_steps(command.correction(), at)
+            outcomes = self._engine().correct_in_steps(correction_of(command), at)
         except CorrectionError as exc:
             raise MessageError(exc.reason.value, str(exc)) from exc
         if not outcomes:

@@ -18,13 +18,13 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from clustering.events import outcome_from_json
 from clustering.redis_records import OutboxEntry
-from streaming.commands import outcome_event
 from streaming.dead_letters import RECORD_OVERHEAD, dead_letter, letter_key
 from streaming.event_pieces import fitted_events
 from streaming.kafka_io import log_context, where
 from streaming.messages import Assignment, MergeEvent
 from streaming.settings import KafkaSettings
 from workers import metrics
+from workers.command_corrections import outcome_event
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,8 @@ class TransactionalPublisher:
             self._produce(self.kafka.identities_topic, key, entry.appearance.encode())
             return
         if entry.correction is not None:
-            event = outcome_event(space, outcome_from_json(entry.correction))
-            for piece in fitted_events(event, self.kafka.max_message_bytes - RECORD_OVERHEAD):
+            outcome = outcome_event(space, outcome_from_json(entry.correction))
+            for piece in fitted_events(outcome, self.kafka.max_message_bytes - RECORD_OVERHEAD):
                 self._produce(self.kafka.identities_topic, key, piece.to_json())
             return
         assignment = Assignment(
@@ -140,10 +140,10 @@ class TransactionalPublisher:
         )
         self._produce(self.kafka.identities_topic, key, assignment.to_json())
         for merge in entry.merges:
-            event = MergeEvent(
+            merged = MergeEvent(
                 space=space, survivor=merge.survivor, absorbed=list(merge.absorbed), face_id=entry.face_id
             )
-            self._produce(self.kafka.identities_topic, key, event.to_json())
+            self._produce(self.kafka.identities_topic, key, merged.to_json())
 
     def forward(self, space: str, value: bytes) -> None:
         """Puts a command into the faces topic, keyed by its space: its writer applies it in order with the faces
