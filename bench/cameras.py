@@ -29,7 +29,7 @@ from models.frames import CameraFrame
 from models.pipeline import FacePipeline
 from models.settings import ModelSettings, RuntimeSettings
 from streaming.decode import decode_image
-from workers.faces import apply_face, face_record
+from workers.plumbing.faces import apply_face, face_record
 from workers.settings import Settings
 
 GIVE_UP_S = 10.0

@@ -48,7 +48,7 @@ from clustering.redis_client import RedisAddress, connect
 from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import InMemoryStore, StateStore
-from workers.local_services import redis_server
+from tests.local_services import redis_server
 from workers.settings import WorkerSettings
 
 DIM = 512

@@ -33,7 +33,7 @@ from clustering.engine import OnlineRankOrder
 from clustering.events import Conflict
 from clustering.metrics import score_clustering
 from clustering.settings import ClusteringSettings
-from workers.evaluate import embedded_dataset
+from workers.run.evaluate import embedded_dataset
 from workers.settings import Settings
 
 #: A correction to check again later: ("apart", faces of two sides) or ("together", faces of two clusters).

@@ -27,7 +27,7 @@ from clustering.engine import OnlineRankOrder
 from clustering.redis_client import connect
 from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
-from workers.local_services import redis_server
+from tests.local_services import redis_server
 
 BATCH = 64
 

@@ -33,9 +33,9 @@ from streaming.read_policy import ReadPolicy
 from streaming.readers import Readers
 from streaming.sources import Frame, FrameSource
 from tests.live_servers import Behaviour, MjpegServer, mjpeg_server
-from workers.local_services import fresh_kafka, kafka_broker
+from tests.local_services import fresh_kafka, kafka_broker
+from workers.produce.source_readers import edge_size
 from workers.settings import Settings
-from workers.source_readers import edge_size
 
 
 @dataclass

@@ -35,10 +35,10 @@ from streaming.frame_headers import FrameHeaders
 from streaming.jpeg import encode_jpeg
 from streaming.messages import Assignment
 from streaming.sources import FrameSource
-from workers.local_services import free_port, fresh_kafka, http_get, kafka_broker, redis_server, settings_env, wait_for
-from workers.run_job import run_pipeline
+from tests.local_services import free_port, fresh_kafka, http_get, kafka_broker, redis_server, settings_env, wait_for
+from workers.produce.source_readers import readers_of
+from workers.run.run_job import run_pipeline
 from workers.settings import Settings, WorkerSettings
-from workers.source_readers import readers_of
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from clustering.joins import unit_mean
-from workers.evaluate import EmbeddedSet
+from workers.run.evaluate import EmbeddedSet
 
 
 def pairs(

@@ -37,7 +37,7 @@ from models.settings import RuntimeSettings
 from models.track_log import TrackSummary
 from models.tracker import iou_matrix
 from streaming.sources import Frame, FrameSource
-from workers.faces import apply_face, face_record
+from workers.plumbing.faces import apply_face, face_record
 from workers.settings import Settings
 
 

@@ -11,7 +11,7 @@ from clustering.engine import OnlineRankOrder
 from clustering.lease import WriterLease
 from clustering.redis_client import RedisClient, connect
 from clustering.redis_store import RedisStore
-from workers.local_services import fresh_kafka
+from tests.local_services import fresh_kafka
 from workers.settings import Settings, WorkerSettings
 
 

@@ -19,12 +19,12 @@ from clustering.redis_store import RedisStore
 from clustering.store import InMemoryStore, StateStore
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings, RuntimeSettings
+from tests import local_services
 from tests.leftovers import mark_session, reap_leftovers
 from tests.live_servers import MjpegServer, mjpeg_server
+from tests.local_services import kafka_broker, redis_server
 from tests.services import missing
-from workers import local_services
-from workers.cluster_worker import ClusterWorker
-from workers.local_services import kafka_broker, redis_server
+from workers.cluster.cluster_worker import ClusterWorker
 
 # Many tests compare a worker's clusters with a reference run's, face for face. One insert thread makes the HNSW
 # graph, and so the clusters, a function of the faces' order alone (docs/architecture.md, "Faces enter the HNSW

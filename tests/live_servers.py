@@ -18,8 +18,8 @@ from pathlib import Path
 
 import cv2
 
+from tests.local_services import free_port
 from tests.services import missing
-from workers.local_services import free_port
 
 BOUNDARY = "facestreamframe"
 

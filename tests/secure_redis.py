@@ -11,8 +11,8 @@ from pathlib import Path
 
 import redis
 
+from tests.local_services import free_port
 from tests.services import missing
-from workers.local_services import free_port
 
 #: What the cluster stage runs (docs/operations.md, Security), on the keys it uses.
 CLUSTER_STAGE_RIGHTS = (

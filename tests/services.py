@@ -1,5 +1,5 @@
 """Real services for tests, on 127.0.0.1 on free ports, stopped afterwards: a redis-server, a single-node
-Apache Kafka broker (KRaft) started by scripts/kafka from jars resolved on Maven Central (workers/local_services.py,
+Apache Kafka broker (KRaft) started by scripts/kafka from jars resolved on Maven Central (tests/local_services.py,
 shared with the benchmarks), and a local Redis Cluster.
 
 Where the binary is missing the tests that need it skip with the reason, unless FACESTREAM_REQUIRE_SERVICES
@@ -20,7 +20,7 @@ from typing import NoReturn
 import pytest
 import redis
 
-from workers.local_services import RedisServer, free_port
+from tests.local_services import RedisServer, free_port
 
 
 def missing(what: str) -> NoReturn:

@@ -19,8 +19,8 @@ from clustering.settings import ClusteringSettings
 from streaming.commands import ForgottenEvent, MergedEvent, SplitEvent
 from streaming.kafka_io import TRANSIENT_ERRORS
 from streaming.messages import AppearanceEvent, Assignment, FaceQuality, FaceRecord, MergeEvent
-from workers.faces import apply_face
-from workers.service import Stage
+from workers.plumbing.faces import apply_face
+from workers.plumbing.service import Stage
 
 
 def read_all(

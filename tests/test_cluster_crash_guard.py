@@ -9,11 +9,11 @@ from confluent_kafka import Producer
 
 from clustering.redis_client import connect
 from streaming.messages import DeadLetter
+from tests.local_services import fresh_kafka, wait_for
 from tests.streams import read_all, running, synthetic_faces
-from workers.cluster_crash_guard import mark_key
-from workers.cluster_worker import ClusterWorker
-from workers.crash_guard import Trying, with_trying
-from workers.local_services import fresh_kafka, wait_for
+from workers.cluster.cluster_crash_guard import mark_key
+from workers.cluster.cluster_worker import ClusterWorker
+from workers.plumbing.crash_guard import Trying, with_trying
 from workers.settings import Settings, WorkerSettings
 
 

@@ -23,9 +23,9 @@ from clustering.space_registry import SpaceRegistry
 from clustering.store import StoreError
 from streaming.messages import DeadLetter, FaceRecord
 from tests.cluster_worker_runs import leased_store
+from tests.local_services import free_port, fresh_kafka, http_get, settings_env, wait_for
 from tests.streams import identities_view, read_all, reference_labels, running, synthetic_faces
-from workers.cluster_worker import ClusterWorker
-from workers.local_services import free_port, fresh_kafka, http_get, settings_env, wait_for
+from workers.cluster.cluster_worker import ClusterWorker
 from workers.settings import Settings, WorkerSettings
 
 SPACES, PARTITIONS, WORKERS = 12, 12, 3

@@ -16,7 +16,7 @@ from clustering.settings import ClusteringSettings, RankOrderSettings
 from streaming.messages import DeadLetter, FaceRecord
 from tests.cluster_worker_runs import cluster_settings, face_space, publish, state_labels
 from tests.streams import identities_view, read_all, reference_labels, synthetic_faces
-from workers.cluster_worker import ClusterWorker
+from workers.cluster.cluster_worker import ClusterWorker
 from workers.settings import Settings
 
 

@@ -21,9 +21,9 @@ from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import StoreError
 from tests.cluster_worker_runs import cluster_settings, face_space, leased_store, publish, state_labels
+from tests.local_services import free_port, http_get, redis_server, settings_env, wait_for
 from tests.streams import identities_view, read_all, reference_labels, synthetic_faces
-from workers.cluster_worker import ClusterWorker
-from workers.local_services import free_port, http_get, redis_server, settings_env, wait_for
+from workers.cluster.cluster_worker import ClusterWorker
 
 
 def test_a_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(

@@ -22,9 +22,9 @@ from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from streaming.commands import ForgottenEvent, LabelledEvent, SplitEvent
 from streaming.messages import DeadLetter, FaceRecord
+from tests.local_services import fresh_kafka, settings_env, wait_for
 from tests.streams import identities_view, read_all, redis_traces, running, synthetic_face, synthetic_faces
-from workers.cluster_worker import ClusterWorker
-from workers.local_services import fresh_kafka, settings_env, wait_for
+from workers.cluster.cluster_worker import ClusterWorker
 from workers.settings import Settings, WorkerSettings
 
 DIM = 512

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.commit_points import METADATA_MAX_BYTES, CommitPoints, format_metadata, parse_metadata
+from workers.embed.commit_points import METADATA_MAX_BYTES, CommitPoints, format_metadata, parse_metadata
 
 
 def _points(open_tracks: dict[str, int | None]) -> CommitPoints:

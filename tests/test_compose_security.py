@@ -24,12 +24,12 @@ from models.registry import sample_images
 from streaming.messages import FaceRecord, parse_faces_topic
 from streaming.produce import produce_sources
 from streaming.sources import FrameSource
+from tests.local_services import REPO, free_port, wait_for
 from tests.secure_redis import CLUSTER_STAGE_RIGHTS
 from tests.services import missing
 from tests.streams import identities_view, read_all, running
-from workers.cluster_worker import ClusterWorker
-from workers.embed_worker import EmbedWorker
-from workers.local_services import REPO, free_port, wait_for
+from workers.cluster.cluster_worker import ClusterWorker
+from workers.embed.embed_worker import EmbedWorker
 from workers.settings import Settings
 
 COMPOSE = REPO / "deploy" / "compose"

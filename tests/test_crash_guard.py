@@ -14,11 +14,11 @@ from models.registry import sample_images
 from models.settings import ModelSettings
 from streaming.frame_headers import FrameHeaders
 from streaming.messages import DeadLetter, FaceRecord, parse_faces_topic
+from tests.local_services import fresh_kafka, wait_for
 from tests.streams import committed_offsets, read_all
-from workers.commit_points import parse_metadata
-from workers.crash_guard import CrashMarks, Trying, Verdict, groups, parse_trying, with_trying
-from workers.embed_worker import EmbedWorker
-from workers.local_services import fresh_kafka, wait_for
+from workers.embed.commit_points import parse_metadata
+from workers.embed.embed_worker import EmbedWorker
+from workers.plumbing.crash_guard import CrashMarks, Trying, Verdict, groups, parse_trying, with_trying
 from workers.settings import Settings
 
 

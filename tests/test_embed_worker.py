@@ -25,10 +25,10 @@ from streaming.produce import produce_sources
 from streaming.read_policy import ReadPolicy
 from streaming.sources import Frame, FrameSource
 from tests.conftest import data_dir
+from tests.local_services import create_topics, fresh_kafka
 from tests.streams import committed_to_end, read_all
 from tests.test_bad_input import _jpeg, _png_header
-from workers.embed_worker import EmbedWorker
-from workers.local_services import create_topics, fresh_kafka
+from workers.embed.embed_worker import EmbedWorker
 from workers.settings import Settings
 
 

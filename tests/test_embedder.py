@@ -4,7 +4,7 @@ import pytest
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
 from tests.conftest import data_dir
-from workers.evaluate import embed_dataset, labeled_images
+from workers.run.evaluate import embed_dataset, labeled_images
 from workers.settings import Settings
 
 

@@ -18,6 +18,7 @@ from streaming.frame_headers import FrameHeaders
 from streaming.produce import produce_sources
 from streaming.sources import Frame, FrameSource, SourceItem
 from tests.conftest import data_dir
+from tests.local_services import free_port, http_get, wait_for
 from tests.streams import (
     appearances,
     identities_view,
@@ -32,9 +33,8 @@ from tests.worker_processes import (
     stop_process,
     worker_process,
 )
-from workers.local_services import free_port, http_get, wait_for
-from workers.run_job import run_pipeline
-from workers.source_readers import readers_of
+from workers.produce.source_readers import readers_of
+from workers.run.run_job import run_pipeline
 
 
 def test_frames_in_identities_out_equal_facestream_run(

@@ -15,7 +15,7 @@ from clustering.redis_store import RedisStore
 from clustering.settings import ClusteringSettings, IndexSettings, RankOrderSettings
 from clustering.store import StoreError
 from tests.conftest import StoreFactory
-from workers.local_services import free_port
+from tests.local_services import free_port
 
 DIM = 128
 

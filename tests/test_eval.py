@@ -7,7 +7,7 @@ from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
 from tests.conftest import data_dir
 from workers.cli import main
-from workers.evaluate import EmbeddedSet, evaluate
+from workers.run.evaluate import EmbeddedSet, evaluate
 from workers.settings import Settings
 
 

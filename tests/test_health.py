@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from workers import metrics
-from workers.local_services import http_get
+from tests.local_services import http_get
+from workers.plumbing import metrics
 
 
 def test_readiness_follows_the_roles_and_liveness_the_loops() -> None:

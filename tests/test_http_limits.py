@@ -15,10 +15,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from clustering.store import ClusterSummary
-from workers.http_limits import BoundedHTTPServer, LimitedHandler
-from workers.identity_api import MAX_BODY_BYTES, IdentityApi
-from workers.local_services import http_get
-from workers.metrics import Health, HealthServer
+from tests.local_services import http_get
+from workers.identity.identity_api import MAX_BODY_BYTES, IdentityApi
+from workers.plumbing.http_limits import BoundedHTTPServer, LimitedHandler
+from workers.plumbing.metrics import Health, HealthServer
 
 TOKEN = "limits-token"
 

@@ -25,11 +25,11 @@ from models.registry import sample_images
 from models.settings import ModelSettings
 from streaming.messages import FaceQuality, FaceRecord
 from streaming.sources import FrameSource
+from tests.local_services import free_port, fresh_kafka, wait_for
 from tests.streams import identities_view, read_all, running, synthetic_faces
 from workers.cli import main
-from workers.cluster_worker import ClusterWorker
-from workers.local_services import free_port, fresh_kafka, wait_for
-from workers.service import identity_api
+from workers.cluster.cluster_worker import ClusterWorker
+from workers.plumbing.service import identity_api
 from workers.settings import Settings, WorkerSettings
 
 TOKEN = "token-" + uuid.uuid4().hex

@@ -29,10 +29,10 @@ from streaming.messages import FaceRecord, parse_faces_topic
 from streaming.produce import produce_sources
 from streaming.settings import KafkaSettings
 from streaming.sources import FrameSource
+from tests.local_services import start_secure_kafka, stop_kafka, wait_for
 from tests.streams import identities_view, read_all, running, synthetic_faces
-from workers.cluster_worker import ClusterWorker
-from workers.embed_worker import EmbedWorker
-from workers.local_services import start_secure_kafka, stop_kafka, wait_for
+from workers.cluster.cluster_worker import ClusterWorker
+from workers.embed.embed_worker import EmbedWorker
 from workers.settings import Settings, WorkerSettings
 
 ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex

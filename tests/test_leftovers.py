@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from tests.leftovers import MARKER, marked_processes, reap_leftovers
-from workers.local_services import wait_for
+from tests.local_services import wait_for
 
 
 def test_a_process_left_running_by_a_session_is_found_by_its_mark_and_killed() -> None:

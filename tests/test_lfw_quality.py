@@ -7,7 +7,7 @@ import pytest
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
 from tests.conftest import data_dir
-from workers.evaluate import evaluate
+from workers.run.evaluate import evaluate
 from workers.settings import Settings
 
 

@@ -19,11 +19,11 @@ from streaming.readers import Readers
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
 from tests.live_servers import Behaviour, MjpegServer
+from tests.local_services import fresh_kafka, start_kafka, stop_kafka, wait_for
 from tests.streams import identities_view, read_all, read_messages, running
 from tests.worker_processes import settings_for, space_of
-from workers.cluster_worker import ClusterWorker
-from workers.embed_worker import EmbedWorker
-from workers.local_services import fresh_kafka, start_kafka, stop_kafka, wait_for
+from workers.cluster.cluster_worker import ClusterWorker
+from workers.embed.embed_worker import EmbedWorker
 
 
 def test_a_restarted_producer_and_a_reused_camera_id_cluster_every_face(

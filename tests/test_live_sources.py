@@ -22,10 +22,10 @@ from streaming.readers import Readers
 from streaming.sources import Frame, FrameSource
 from tests.conftest import data_dir
 from tests.live_servers import Behaviour, MjpegServer, clip_jpegs, rtsp_server
-from workers.lifecycle import StopFlag
-from workers.run_job import run_pipeline
+from workers.plumbing.lifecycle import StopFlag
+from workers.produce.source_readers import readers_of
+from workers.run.run_job import run_pipeline
 from workers.settings import Settings
-from workers.source_readers import readers_of
 
 FAST = StreamTimeouts(open_s=3.0, read_s=1.0)
 QUICK_RETRY = ReadPolicy(backoff_first_s=0.2, backoff_max_s=0.5)

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from workers.logs import configure_logging
+from workers.plumbing.logs import configure_logging
 
 
 def test_json_lines_carry_topic_partition_and_offset(capsys: pytest.CaptureFixture[str]) -> None:

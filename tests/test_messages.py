@@ -35,7 +35,7 @@ from streaming.messages import (
     parse_faces_topic,
 )
 from streaming.schemas import SCHEMAS, json_schemas
-from workers.command_corrections import correction_of
+from workers.cluster.command_corrections import correction_of
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 

@@ -27,10 +27,10 @@ from models.settings import ModelSettings
 from streaming.commands import ForgottenEvent, SplitEvent
 from streaming.frame_headers import FrameHeaders
 from streaming.messages import DeadLetter, FaceRecord, parse_faces_topic
+from tests.local_services import create_topics, fresh_kafka, wait_for
 from tests.streams import identities_view, read_all, running, synthetic_face, synthetic_faces
-from workers.cluster_worker import ClusterWorker
-from workers.embed_worker import EmbedWorker
-from workers.local_services import create_topics, fresh_kafka, wait_for
+from workers.cluster.cluster_worker import ClusterWorker
+from workers.embed.embed_worker import EmbedWorker
 from workers.settings import Settings, WorkerSettings
 
 DIM = 512

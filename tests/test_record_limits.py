@@ -19,7 +19,7 @@ from streaming.dead_letters import KEPT_FIELD_BYTES, RECORD_OVERHEAD, dead_lette
 from streaming.event_pieces import fitted_events
 from streaming.frame_headers import FrameHeaders
 from streaming.messages import MessageError
-from workers.frame_batches import DecodedFrame, run_isolated, within_budget
+from workers.embed.frame_batches import DecodedFrame, run_isolated, within_budget
 
 
 @pytest.mark.parametrize("size", [0, 10, 5_000, 200_000, 2_000_000])

@@ -14,10 +14,10 @@ from clustering.engine import OnlineRankOrder
 from clustering.redis_client import RedisAddress, check_permissions, connect
 from clustering.redis_store import RedisStore
 from clustering.store import StoreError
+from tests.local_services import fresh_kafka, wait_for
 from tests.secure_redis import CLUSTER_STAGE_RIGHTS, READ_ONLY_RIGHTS, TlsRedis, make_ca, tls_redis
 from tests.streams import identities_view, read_all, reference_labels, running, synthetic_faces
-from workers.cluster_worker import ClusterWorker
-from workers.local_services import fresh_kafka, wait_for
+from workers.cluster.cluster_worker import ClusterWorker
 from workers.settings import Settings, WorkerSettings
 
 

@@ -16,11 +16,11 @@ from models.settings import ModelSettings
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
 from workers.cli import main
-from workers.corrections_file import CorrectionsFileError, read_corrections
-from workers.lifecycle import StopFlag
-from workers.run_job import run_pipeline
+from workers.plumbing.lifecycle import StopFlag
+from workers.produce.source_readers import PlannedReaders, readers_of
+from workers.run.corrections_file import CorrectionsFileError, read_corrections
+from workers.run.run_job import run_pipeline
 from workers.settings import Settings
-from workers.source_readers import PlannedReaders, readers_of
 
 
 def _readers(*sources: FrameSource) -> PlannedReaders:

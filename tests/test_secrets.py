@@ -16,8 +16,8 @@ from clustering.redis_client import connect
 from clustering.store import StoreError
 from streaming.kafka_logs import LINES_PER_WINDOW
 from streaming.redact import redact
-from workers.local_services import free_port, http_get, redis_server, wait_for
-from workers.metrics import Health
+from tests.local_services import free_port, http_get, redis_server, wait_for
+from workers.plumbing.metrics import Health
 
 SECRET = "s3cret-Pw_42"
 

@@ -17,6 +17,7 @@ from streaming.produce import produce_sources
 from streaming.read_policy import ReadPolicy
 from streaming.sources import FrameSource
 from tests.conftest import data_dir
+from tests.local_services import start_kafka, stop_kafka, wait_for
 from tests.streams import (
     committed_offsets,
     committed_to_end,
@@ -35,9 +36,8 @@ from tests.worker_processes import (
     stop_process,
     worker_process,
 )
-from workers.cluster_worker import ClusterWorker
-from workers.embed_worker import EmbedWorker
-from workers.local_services import start_kafka, stop_kafka, wait_for
+from workers.cluster.cluster_worker import ClusterWorker
+from workers.embed.embed_worker import EmbedWorker
 
 
 def test_an_embed_worker_killed_with_tracks_open_loses_no_face_and_two_others_finish(

@@ -19,7 +19,7 @@ from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import decode_image
 from streaming.frame_headers import FrameHeaders
 from streaming.messages import FaceRecord, TrackRecord
-from workers.local_services import fresh_kafka, settings_env
+from tests.local_services import fresh_kafka, settings_env
 from workers.settings import Settings, WorkerSettings
 
 VIDEOS = {

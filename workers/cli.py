@@ -21,11 +21,11 @@ from streaming.messages import SPACE_PATTERN
 from streaming.read_policy import CameraStatus
 from streaming.sources import SourceError
 from workers.cli_parser import build_parser
-from workers.identity_cli import IdentityCommandError, run_identity
-from workers.lifecycle import StopFlag
-from workers.logs import configure_logging
+from workers.identity.identity_cli import IdentityCommandError, run_identity
+from workers.plumbing.lifecycle import StopFlag
+from workers.plumbing.logs import configure_logging
+from workers.produce.source_readers import SourcePlan, plan_readers
 from workers.settings import Settings, load_settings
-from workers.source_readers import SourcePlan, plan_readers
 
 log = logging.getLogger("facestream")
 
@@ -87,8 +87,8 @@ def _source_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.corrections_file import CorrectionsFileError, read_corrections  # noqa: PLC0415
-    from workers.run_job import run_pipeline  # noqa: PLC0415 - keeps `facestream models` light
+    from workers.run.corrections_file import CorrectionsFileError, read_corrections  # noqa: PLC0415
+    from workers.run.run_job import run_pipeline  # noqa: PLC0415 - keeps `facestream models` light
 
     plan = _plan(args, settings, producer=False)
     if plan is None:
@@ -116,7 +116,7 @@ def _sources_failed(failed: list[CameraStatus]) -> int:
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.evaluate import evaluate  # noqa: PLC0415
+    from workers.run.evaluate import evaluate  # noqa: PLC0415
 
     report = evaluate(
         args.dataset,
@@ -132,7 +132,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from workers.producer import run_producer  # noqa: PLC0415 - keeps the other commands light
+    from workers.produce.producer import run_producer  # noqa: PLC0415 - keeps the other commands light
 
     kafka: dict[str, Any] = {}
     if args.bootstrap:
@@ -171,7 +171,7 @@ def _produce(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from clustering.store import StoreError  # noqa: PLC0415 - keeps the other commands light
-    from workers.service import run_worker  # noqa: PLC0415
+    from workers.plumbing.service import run_worker  # noqa: PLC0415
 
     worker: dict[str, Any] = {}
     for flag, name in (("redis", "redis_url"), ("metrics_port", "metrics_port")):

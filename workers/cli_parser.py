@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workers.identity_cli import add_identity_parser
+from workers.identity.identity_cli import add_identity_parser
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from streaming.redact import redact
-from workers.http_limits import BoundedHTTPServer, LimitedHandler
+from workers.plumbing.http_limits import BoundedHTTPServer, LimitedHandler
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from enum import Enum
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from workers.commit_points import CommitPoints
+from workers.embed.commit_points import CommitPoints
 
 log = logging.getLogger(__name__)
 

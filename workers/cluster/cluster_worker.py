@@ -1,7 +1,7 @@
 """The cluster worker: faces topic in, identities topic out, any number of processes in one consumer group.
 
 The faces topic is keyed by identity space, so each space lives on one partition. The group spreads the
-partitions over the workers, and a worker writes the spaces of the partitions it holds (workers/space_writer.py:
+partitions over the workers, and a worker writes the spaces of the partitions it holds (workers/cluster/space_writer.py:
 one writer lease per space still fences a worker that lost its partitions but not yet its spaces).
 
 Exactly one assignment per face, through crashes, needs two atomic steps and an outbox between them:
@@ -9,9 +9,9 @@ Exactly one assignment per face, through crashes, needs two atomic steps and an 
    their outgoing events (the outbox), so a replayed face changes nothing and no applied face can lose its
    events.
 2. Kafka: the events of a batch and the batch's consumer offsets are committed in one transaction
-   (workers/transactions.py).
+   (workers/cluster/transactions.py).
 Redis is always ahead of Kafka or level with it. A partition is read again from the oldest position one of its
-spaces needs (workers/positions.py); faces already applied are not applied again, and their events are
+spaces needs (workers/cluster/positions.py); faces already applied are not applied again, and their events are
 published in the transaction that commits past them if they never were.
 """
 
@@ -34,18 +34,18 @@ from streaming.commands import Command, command_or_error, parse_cluster_input
 from streaming.dead_letters import StageFailure
 from streaming.kafka_io import consume_batch, next_offsets
 from streaming.messages import MessageError
-from workers import metrics
-from workers.cluster_counters import ClusterCounters, ClusterInput
-from workers.cluster_crash_guard import ClusterCrashGuard
-from workers.consumer_errors import BrokerWatch, on_consumer_error
-from workers.lifecycle import Backoff, pause
-from workers.poisoned_records import PoisonedRecords, PoisonRecordError
-from workers.positions import Positions
-from workers.retention import Retention
+from workers.cluster.cluster_counters import ClusterCounters, ClusterInput
+from workers.cluster.cluster_crash_guard import ClusterCrashGuard
+from workers.cluster.positions import Positions
+from workers.cluster.retention import Retention
+from workers.cluster.space_writer import LeaseLostError, SpaceWriter
+from workers.cluster.space_writers import SpaceRefusedError, SpaceWriters
+from workers.cluster.transactions import KafkaCallTimeoutError, TransactionalPublisher, transactional_id
+from workers.plumbing import metrics
+from workers.plumbing.consumer_errors import BrokerWatch, on_consumer_error
+from workers.plumbing.lifecycle import Backoff, pause
+from workers.plumbing.poisoned_records import PoisonedRecords, PoisonRecordError
 from workers.settings import Settings
-from workers.space_writer import LeaseLostError, SpaceWriter
-from workers.space_writers import SpaceRefusedError, SpaceWriters
-from workers.transactions import KafkaCallTimeoutError, TransactionalPublisher, transactional_id
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class ClusterWorker:
         self._backoff = Backoff(self.config.retry_max_s)
         #: Faces-topic records that failed to apply: dead letters when read again.
         self._poisoned = PoisonedRecords()
-        #: Faces-topic records that killed workers before (workers/cluster_crash_guard.py).
+        #: Faces-topic records that killed workers before (workers/cluster/cluster_crash_guard.py).
         self.guard = ClusterCrashGuard(client, self.group, self.kafka.faces_topic)
 
     def run(self, should_stop: Callable[[], bool]) -> None:

@@ -23,8 +23,8 @@ from streaming.event_pieces import fitted_events
 from streaming.kafka_io import log_context, where
 from streaming.messages import Assignment, MergeEvent
 from streaming.settings import KafkaSettings
-from workers import metrics
-from workers.command_corrections import outcome_event
+from workers.cluster.command_corrections import outcome_event
+from workers.plumbing import metrics
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 A flat loop: consume a batch (size and time limits), decode and check every message, run the batch through
 the face pipeline (tracks per camera), produce the face records, the appearances of tracks that ended and a
 dead letter per unusable message, flush the producer, and only then commit. The commit of a partition stays at
-the first frame of the oldest appearance still open on its cameras (workers/commit_points.py), so a crash
+the first frame of the oldest appearance still open on its cameras (workers/embed/commit_points.py), so a crash
 replays from there and no appearance is lost; detected faces keep their ids in a replay, so the cluster stage
 absorbs the repeats. While Kafka is unreachable the flush waits (the worker reports not-ready); a record that
 cannot be delivered at all sends the consumer back to the batch's first offsets, and the batch is done again.
@@ -29,13 +29,13 @@ from streaming.decode import ImageDecodeError, decode_image
 from streaming.frame_headers import FrameHeaders
 from streaming.kafka_io import consume_batch, first_offsets, log_context, next_offsets, where
 from streaming.messages import MessageError
-from workers import metrics
-from workers.commit_points import CommitPoints
-from workers.consumer_errors import BrokerWatch, on_consumer_error
-from workers.crash_guard import CrashGuard
-from workers.faces import face_record, track_record
-from workers.frame_batches import DecodedFrame, run_isolated, within_budget
-from workers.lifecycle import Backoff, pause
+from workers.embed.commit_points import CommitPoints
+from workers.embed.frame_batches import DecodedFrame, run_isolated, within_budget
+from workers.plumbing import metrics
+from workers.plumbing.consumer_errors import BrokerWatch, on_consumer_error
+from workers.plumbing.crash_guard import CrashGuard
+from workers.plumbing.faces import face_record, track_record
+from workers.plumbing.lifecycle import Backoff, pause
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)

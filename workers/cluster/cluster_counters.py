@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from clustering.redis_records import OutboxEntry
 from streaming.commands import Command
 from streaming.messages import FaceRecord, TrackRecord
-from workers import metrics
-from workers.space_writer import Outcome
+from workers.cluster.space_writer import Outcome
+from workers.plumbing import metrics
 
 ClusterInput = FaceRecord | TrackRecord | Command
 

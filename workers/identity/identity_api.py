@@ -31,9 +31,7 @@ from clustering.engine import OnlineRankOrder
 from clustering.redis_client import RedisClient
 from clustering.redis_store import RedisStore
 from clustering.store import ClusterSummary
-from workers import metrics
-from workers.http_limits import BadLengthError, BoundedHTTPServer, LimitedHandler, content_length
-from workers.identity_requests import (
+from workers.identity.identity_requests import (
     RequestError,
     identity_json,
     not_the_writer,
@@ -42,6 +40,8 @@ from workers.identity_requests import (
     request_image,
     request_space,
 )
+from workers.plumbing import metrics
+from workers.plumbing.http_limits import BadLengthError, BoundedHTTPServer, LimitedHandler, content_length
 
 if TYPE_CHECKING:
     from models.analyzer import FaceAnalyzer

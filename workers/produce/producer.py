@@ -22,8 +22,8 @@ from prometheus_client.registry import Collector
 from streaming.produce import ProduceSummary, produce_frames
 from streaming.read_policy import CameraStatus, ReaderState
 from streaming.settings import KafkaSettings, SourceSettings
-from workers.metrics import Health, HealthServer
-from workers.source_readers import PlannedReaders
+from workers.plumbing.metrics import Health, HealthServer
+from workers.produce.source_readers import PlannedReaders
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from clustering.store import tombstone
 from streaming.commands import ForgetCommand
-from workers.transactions import TransactionalPublisher
+from workers.cluster.transactions import TransactionalPublisher
 
 
 class Retention:

@@ -22,7 +22,7 @@ from clustering.engine import OnlineRankOrder
 from clustering.events import Conflict
 from streaming.commands import Command, parse_command
 from streaming.messages import MessageError
-from workers.command_corrections import correction_of
+from workers.cluster.command_corrections import correction_of
 
 log = logging.getLogger(__name__)
 

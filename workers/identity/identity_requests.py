@@ -1,5 +1,5 @@
 """What a request to the identity API carries, read and checked: each refusal a RequestError with its HTTP
-status and a message for the caller (workers/identity_api.py serves them)."""
+status and a message for the caller (workers/identity/identity_api.py serves them)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Faces-topic records that killed the cluster stage before are dead-lettered instead of killing it on every
-start: the embed stage's guard (workers/crash_guard.py), with its marks kept in Redis.
+start: the embed stage's guard (workers/plumbing/crash_guard.py), with its marks kept in Redis.
 
 The cluster stage commits its offsets in Kafka transactions, whose metadata cannot carry a mark, so before a
 group of records runs, each faces partition it reads gets a ``trying`` mark in Redis (one key per consumer
@@ -16,7 +16,15 @@ from collections.abc import Iterable, Iterator
 from confluent_kafka import Message
 
 from clustering.redis_client import RedisClient
-from workers.crash_guard import DEATHS_TO_REFUSE, CrashMarks, Verdict, WorkerCrashError, groups, ranges, with_trying
+from workers.plumbing.crash_guard import (
+    DEATHS_TO_REFUSE,
+    CrashMarks,
+    Verdict,
+    WorkerCrashError,
+    groups,
+    ranges,
+    with_trying,
+)
 
 
 def mark_key(group: str, topic: str, partition: int) -> str:

@@ -31,9 +31,9 @@ from clustering.redis_records import OutboxEntry
 from clustering.redis_store import RedisStore
 from streaming.commands import Command
 from streaming.messages import FaceRecord, MessageError, TrackRecord
-from workers import metrics
-from workers.command_corrections import correction_of
-from workers.faces import appearance_event, apply_face
+from workers.cluster.command_corrections import correction_of
+from workers.plumbing import metrics
+from workers.plumbing.faces import appearance_event, apply_face
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from clustering.instruction_set import check_hnswlib_build
 from clustering.redis_client import RedisClient, check_permissions, connect
 from streaming.redact import read_secret
-from workers import metrics
-from workers.lifecycle import StopFlag
+from workers.plumbing import metrics
+from workers.plumbing.lifecycle import StopFlag
 from workers.settings import Settings
 
 if TYPE_CHECKING:
-    from workers.cluster_worker import ClusterWorker
-    from workers.identity_api import IdentityApi
+    from workers.cluster.cluster_worker import ClusterWorker
+    from workers.identity.identity_api import IdentityApi
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ class Stage(Protocol):
 
 
 def identity_api(settings: Settings, client: RedisClient, cluster: ClusterWorker) -> IdentityApi:
-    """The identity API of a cluster worker, started (workers/identity_api.py)."""
-    from workers.identity_api import IdentityApi, WorkerIdentities  # noqa: PLC0415 - only when it is on
+    """The identity API of a cluster worker, started (workers/identity/identity_api.py)."""
+    from workers.identity.identity_api import IdentityApi, WorkerIdentities  # noqa: PLC0415 - only when it is on
 
     config = settings.worker
     if config.api_token_file is None:
@@ -72,12 +72,12 @@ def run_worker(
     api: IdentityApi | None = None
     if role in ("embed", "all"):
         from models.analyzer import FaceAnalyzer  # noqa: PLC0415 - a cluster-only worker loads no model
-        from workers.embed_worker import EmbedWorker  # noqa: PLC0415
+        from workers.embed.embed_worker import EmbedWorker  # noqa: PLC0415
 
         stages.append(EmbedWorker(settings, FaceAnalyzer.from_settings(settings.models), group=embed_group))
         log.info("embed stage: %s -> %s in group %s", kafka.frames_topic, kafka.faces_topic, embed_group)
     if role in ("cluster", "all"):
-        from workers.cluster_worker import ClusterWorker  # noqa: PLC0415
+        from workers.cluster.cluster_worker import ClusterWorker  # noqa: PLC0415
 
         config = settings.worker
         check_hnswlib_build()  # before joining the group: a CPU below the image's hnswlib fails here, said why

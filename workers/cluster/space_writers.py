@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from clustering.engine import OnlineRankOrder
 from clustering.lease import WriterLease
 from clustering.redis_client import RedisClient
-from workers.cluster_counters import ClusterCounters
-from workers.positions import Positions
+from workers.cluster.cluster_counters import ClusterCounters
+from workers.cluster.positions import Positions
+from workers.cluster.space_writer import SpaceWriter
 from workers.settings import Settings
-from workers.space_writer import SpaceWriter
 
 log = logging.getLogger(__name__)
 

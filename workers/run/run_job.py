@@ -23,13 +23,13 @@ from models.frames import CameraFrame, FrameResult
 from models.pipeline import FacePipeline
 from models.track_log import TrackSummary
 from streaming.sources import BadInput, Frame, SourceItem
-from workers.corrections_file import CommandLine, PendingCorrections
-from workers.faces import apply_face, face_record
-from workers.lifecycle import StopFlag
-from workers.run_files import JsonLines, appearance_line, face_line
-from workers.run_report import Appearance, RunSummary, Seen, write_clusters
+from workers.plumbing.faces import apply_face, face_record
+from workers.plumbing.lifecycle import StopFlag
+from workers.produce.source_readers import PlannedReaders
+from workers.run.corrections_file import CommandLine, PendingCorrections
+from workers.run.run_files import JsonLines, appearance_line, face_line
+from workers.run.run_report import Appearance, RunSummary, Seen, write_clusters
 from workers.settings import Settings
-from workers.source_readers import PlannedReaders
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def run_pipeline(
     corrections: Sequence[CommandLine] = (),
 ) -> RunSummary:
     """Runs every source, read at once, through the pipeline into ``out_dir``; returns what happened.
-    ``corrections`` (workers/corrections_file.py) apply as soon as what they name is clustered."""
+    ``corrections`` (workers/run/corrections_file.py) apply as soon as what they name is clustered."""
     started = time.perf_counter()
     analyzer = analyzer or FaceAnalyzer.from_settings(settings.models)
     pipeline = FacePipeline(analyzer, settings.tracking)

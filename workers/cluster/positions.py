@@ -19,7 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from clustering.redis_client import RedisClient
 from clustering.redis_store import RedisStore
 from clustering.space_registry import SpaceRegistry
-from workers.space_writer import SpaceWriter
+from workers.cluster.space_writer import SpaceWriter
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, KafkaException
 from streaming.kafka_io import TRANSIENT_ERRORS
 from streaming.kafka_logs import kafka_logger
 from streaming.redact import redact
-from workers import metrics
+from workers.plumbing import metrics
 
 log = logging.getLogger(__name__)
 

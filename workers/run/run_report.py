@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from clustering.store import ClusterSummary
-from workers.gallery import GalleryCluster, write_gallery
+from workers.run.gallery import GalleryCluster, write_gallery
 
 
 @dataclass

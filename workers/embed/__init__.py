@@ -1,0 +1,1 @@
+"""The embed stage: frames in, faces and appearances out."""

@@ -1,0 +1,1 @@
+"""The identity API (HTTP) and its command line."""

@@ -1,0 +1,1 @@
+"""`facestream produce`: cameras and files to the frames topic, as a watched process."""
