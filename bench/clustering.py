@@ -41,11 +41,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.host_steal import StealCounter
-from clustering.compaction import Compactor, SnapshotJob
 from clustering.engine import OnlineRankOrder
-from clustering.lease import LeaseKeeper, WriterLease
-from clustering.redis_client import RedisAddress, connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.compaction import Compactor, SnapshotJob
+from clustering.redis_state.lease import LeaseKeeper, WriterLease
+from clustering.redis_state.redis_client import RedisAddress, connect
+from clustering.redis_state.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import InMemoryStore, StateStore
 from tests.local_services import redis_server

@@ -31,7 +31,7 @@ from bench.common import DATA, require
 from clustering.corrections import Correction, ForgetFaces, LabelCluster, MergeClusters, SplitFaces
 from clustering.engine import OnlineRankOrder
 from clustering.events import Conflict
-from clustering.metrics import score_clustering
+from clustering.scores import score_clustering
 from clustering.settings import ClusteringSettings
 from workers.run.evaluate import embedded_dataset
 from workers.settings import Settings

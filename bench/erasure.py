@@ -24,8 +24,8 @@ from typing import Any
 from bench.clustering import DIM, synthetic_faces
 from clustering.corrections import ForgetFaces
 from clustering.engine import OnlineRankOrder
-from clustering.redis_client import connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from tests.local_services import redis_server
 

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from bench.common import DATA, require
 from clustering.engine import OnlineRankOrder
-from clustering.metrics import score_clustering
+from clustering.scores import score_clustering
 from models.analyzer import FaceAnalyzer
 from models.frames import CameraFrame
 from models.pipeline import FacePipeline

@@ -27,7 +27,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from clustering.clusters import Cluster
-from clustering.compaction import restored_index
 from clustering.corrections import Correction, CorrectionView, ForgetFaces, apply_correction
 from clustering.erasure import erasure_steps
 from clustering.events import CorrectionOutcome, FaceAssignment
@@ -35,6 +34,7 @@ from clustering.index import HnswIndex
 from clustering.joins import Joins, TemplateSearch
 from clustering.neighbour_search import NeighbourSearch
 from clustering.rank_order import candidate_links, enter_all
+from clustering.redis_state.compaction import restored_index
 from clustering.restored_faces import RestoredFaces, restored_faces
 from clustering.settings import ClusteringSettings
 from clustering.store import (
@@ -276,7 +276,7 @@ class OnlineRankOrder:
         cls, store: StateStore, dimension: int, settings: ClusteringSettings, state: StoredState | None = None
     ) -> OnlineRankOrder:
         """An engine rebuilt from its store (or from ``state``, loaded from it): the index from the snapshot
-        plus the faces applied after it (clustering/compaction.py stores the snapshots)."""
+        plus the faces applied after it (clustering/redis_state/compaction.py stores the snapshots)."""
         state = store.load() if state is None else state
         engine = cls(dimension, settings, store)
         # The index is built beside the rest: hnswlib's inserts leave the GIL to this thread's Python work.

@@ -17,8 +17,8 @@ import hnswlib
 import numpy as np
 from numpy.typing import NDArray
 
-from clustering.huge_pages import small_pages
-from clustering.instruction_set import check_hnswlib_build
+from clustering.host.huge_pages import small_pages
+from clustering.host.instruction_set import check_hnswlib_build
 from clustering.settings import IndexSettings
 
 
@@ -108,7 +108,7 @@ class HnswIndex:
 
     def grow_ahead(self) -> bool:
         """Doubles the capacity when more than three quarters of it is used, so that ``add_all`` seldom has to
-        (the caller picks a moment a resize is cheap: clustering/compaction.py). Returns whether it grew."""
+        (the caller picks a moment a resize is cheap: clustering/redis_state/compaction.py). Returns whether it grew."""
         # Read unlocked: only the writer, which calls this, changes either. Most batch ends stop here, readers free.
         if len(self) * 4 <= self.capacity * 3:
             return False

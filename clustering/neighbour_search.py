@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import NDArray
 
-from clustering.cpu_cores import usable_cores
+from clustering.host.cpu_cores import usable_cores
 from clustering.index import HnswIndex
 
 Found = tuple[list[int], list[float]]

@@ -1,5 +1,5 @@
 """What an engine holds of its faces besides the index, empty or rebuilt from a stored state (the index is rebuilt
-beside it: clustering/compaction.py ``restored_index``)."""
+beside it: clustering/redis_state/compaction.py ``restored_index``)."""
 
 from __future__ import annotations
 

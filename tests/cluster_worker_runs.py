@@ -8,9 +8,9 @@ import uuid
 from confluent_kafka import Producer
 
 from clustering.engine import OnlineRankOrder
-from clustering.lease import WriterLease
-from clustering.redis_client import RedisClient, connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.lease import WriterLease
+from clustering.redis_state.redis_client import RedisClient, connect
+from clustering.redis_state.redis_store import RedisStore
 from tests.local_services import fresh_kafka
 from workers.settings import Settings, WorkerSettings
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from clustering.redis_client import connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_store import RedisStore
 from clustering.store import InMemoryStore, StateStore
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings, RuntimeSettings

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import Producer
 
-from clustering.redis_client import connect
+from clustering.redis_state.redis_client import connect
 from streaming.messages import DeadLetter
 from tests.local_services import fresh_kafka, wait_for
 from tests.streams import read_all, running, synthetic_faces

@@ -16,10 +16,10 @@ import pytest
 from confluent_kafka import Message, Producer
 
 from clustering.engine import OnlineRankOrder
-from clustering.redis_client import connect
-from clustering.redis_keys import Key, SpaceKeys
-from clustering.redis_store import RedisStore
-from clustering.space_registry import SpaceRegistry
+from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_keys import Key, SpaceKeys
+from clustering.redis_state.redis_store import RedisStore
+from clustering.redis_state.space_registry import SpaceRegistry
 from clustering.store import StoreError
 from streaming.messages import DeadLetter, FaceRecord
 from tests.cluster_worker_runs import leased_store

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from clustering.redis_client import connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_store import RedisStore
 from clustering.settings import ClusteringSettings, RankOrderSettings
 from streaming.messages import DeadLetter, FaceRecord
 from tests.cluster_worker_runs import cluster_settings, face_space, publish, state_labels
@@ -99,7 +99,7 @@ def test_a_writer_stores_index_snapshots_from_forked_children_as_it_goes_and_res
 def test_a_writer_that_stops_hands_its_space_over_with_a_snapshot_of_every_face(
     kafka_bootstrap: str, redis_url: str, running: Callable[..., None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("clustering.compaction.HANDOVER_MIN_FACES", 1)
+    monkeypatch.setattr("clustering.redis_state.compaction.HANDOVER_MIN_FACES", 1)
     settings = cluster_settings(kafka_bootstrap, redis_url)
     settings = settings.model_copy(
         update={"clustering": ClusteringSettings(rank_order=RankOrderSettings(snapshot_every=100_000))}

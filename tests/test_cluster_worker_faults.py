@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from clustering.engine import OnlineRankOrder
-from clustering.lease import WriterLease
-from clustering.redis_client import connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.lease import WriterLease
+from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import StoreError
 from tests.cluster_worker_runs import cluster_settings, face_space, leased_store, publish, state_labels

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Producer
 
-from clustering.redis_client import connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from streaming.commands import ForgottenEvent, LabelledEvent, SplitEvent
 from streaming.messages import DeadLetter, FaceRecord

@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 import redis
 
-from clustering.compaction import Compactor, SnapshotJob, store_snapshot
 from clustering.engine import OnlineRankOrder
-from clustering.hnsw_format import SnapshotFormatError, strip_vectors, write_with_vectors
 from clustering.index import HnswIndex
-from clustering.lease import LeaseKeeper, WriterLease
-from clustering.metrics import score_clustering
-from clustering.redis_client import RedisAddress, RedisClient, connect
-from clustering.redis_records import OutboxEntry
-from clustering.redis_store import RedisStore
+from clustering.redis_state.compaction import Compactor, SnapshotJob, store_snapshot
+from clustering.redis_state.hnsw_format import SnapshotFormatError, strip_vectors, write_with_vectors
+from clustering.redis_state.lease import LeaseKeeper, WriterLease
+from clustering.redis_state.redis_client import RedisAddress, RedisClient, connect
+from clustering.redis_state.redis_records import OutboxEntry
+from clustering.redis_state.redis_store import RedisStore
+from clustering.scores import score_clustering
 from clustering.store import FaceMeta, StoreError
 from tests.test_engine import DIM, identities, settings
 
@@ -57,7 +57,7 @@ def _more(engine: OnlineRankOrder, count: int) -> None:
 def test_a_snapshot_of_the_running_index_restores_every_cluster_and_is_stored_in_parts(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("clustering.redis_snapshots.SNAPSHOT_PART_BYTES", 1_500)
+    monkeypatch.setattr("clustering.redis_state.redis_snapshots.SNAPSHOT_PART_BYTES", 1_500)
     engine, _ = _filled(store, 32)  # four whole insert blocks of 8
     store_snapshot(engine.index, store, DIM)
     older, _ = store.snapshot()
@@ -144,7 +144,9 @@ def test_the_compactor_stores_snapshots_from_a_forked_child_while_the_writer_goe
     store: RedisStore, redis_url: str
 ) -> None:
     engine, _ = _filled(store, 40)
-    ended: list[int] = []  # the writer's memory goes back to huge pages after each child (clustering/huge_pages.py)
+    ended: list[
+        int
+    ] = []  # the writer's memory goes back to huge pages after each child (clustering/host/huge_pages.py)
     job = SnapshotJob(RedisAddress(redis_url), store.space, "", DIM)
     compactor = Compactor(job, every=16, covered=0, child_ended=lambda: ended.append(len(engine)))
     compactor.after(engine.index)
@@ -173,7 +175,7 @@ def test_a_failed_or_stuck_snapshot_child_is_logged_and_never_blocks_the_writer(
     def failing(*_: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("clustering.compaction.store_snapshot", failing)  # the forked child inherits it
+    monkeypatch.setattr("clustering.redis_state.compaction.store_snapshot", failing)  # the forked child inherits it
     compactor = Compactor(job, every=16, covered=0)
     compactor.after(engine.index)
     deadline = time.monotonic() + 30
@@ -182,8 +184,8 @@ def test_a_failed_or_stuck_snapshot_child_is_logged_and_never_blocks_the_writer(
     assert compactor.finished == []
     assert "the index snapshot of 40 faces failed (exit 1" in caplog.text
 
-    monkeypatch.setattr("clustering.compaction.store_snapshot", lambda *_: time.sleep(60))
-    monkeypatch.setattr("clustering.compaction.CHILD_DEADLINE_S", 0.5)
+    monkeypatch.setattr("clustering.redis_state.compaction.store_snapshot", lambda *_: time.sleep(60))
+    monkeypatch.setattr("clustering.redis_state.compaction.CHILD_DEADLINE_S", 0.5)
     stuck = Compactor(job, every=16, covered=0)
     stuck.after(engine.index)
     time.sleep(1.0)

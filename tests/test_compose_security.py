@@ -18,7 +18,7 @@ import pytest
 import redis
 import yaml
 
-from clustering.redis_client import check_permissions, connect
+from clustering.redis_state.redis_client import check_permissions, connect
 from models.analyzer import FaceAnalyzer
 from models.registry import sample_images
 from streaming.messages import FaceRecord, parse_faces_topic

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from clustering.compaction import store_snapshot
 from clustering.corrections import (
     CorrectionError,
     CorrectionReason,
@@ -19,7 +18,8 @@ from clustering.corrections import (
 )
 from clustering.engine import OnlineRankOrder
 from clustering.events import Conflict, Forgotten, Labelled, Merged, Split
-from clustering.redis_store import RedisStore
+from clustering.redis_state.compaction import store_snapshot
+from clustering.redis_state.redis_store import RedisStore
 from clustering.store import EMBEDDING_DTYPE
 from tests.conftest import StoreFactory
 from tests.streams import redis_traces

@@ -1,7 +1,7 @@
 import numpy as np
 
 from clustering.cosine import cosine_components
-from clustering.metrics import score_clustering
+from clustering.scores import score_clustering
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:

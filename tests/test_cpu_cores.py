@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clustering.cpu_cores import cgroup_quota, cpu_max_quota, usable_cores
+from clustering.host.cpu_cores import cgroup_quota, cpu_max_quota, usable_cores
 
 
 def _tree(root: Path, files: dict[str, str]) -> None:

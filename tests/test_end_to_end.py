@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from clustering.engine import OnlineRankOrder
-from clustering.redis_client import connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_store import RedisStore
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
 from streaming.frame_headers import FrameHeaders

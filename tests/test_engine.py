@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from clustering.engine import OnlineRankOrder
-from clustering.metrics import score_clustering
 from clustering.rank_order import batch_rank_order
-from clustering.redis_client import connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_store import RedisStore
+from clustering.scores import score_clustering
 from clustering.settings import ClusteringSettings, IndexSettings, RankOrderSettings
 from clustering.store import StoreError
 from tests.conftest import StoreFactory

@@ -14,8 +14,8 @@ import pytest
 from clustering.corrections import ForgetFaces
 from clustering.engine import OnlineRankOrder
 from clustering.events import Forgotten
-from clustering.redis_client import connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import CorrectionDelta, InMemoryStore, StoreError
 from tests.conftest import StoreFactory

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clustering.huge_pages import HUGE_PAGE, HugePageCollapser, Mapping, collapsible, mappings, small_pages
+from clustering.host.huge_pages import HUGE_PAGE, HugePageCollapser, Mapping, collapsible, mappings, small_pages
 
 SMAPS = """\
 7f0000001000-7f0010001000 rw-p 00000000 00:00 0

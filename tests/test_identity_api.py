@@ -18,8 +18,8 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
-from clustering.redis_client import connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_store import RedisStore
 from models.analyzer import FaceAnalyzer
 from models.registry import sample_images
 from models.settings import ModelSettings

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from clustering.compaction import Compactor, SnapshotJob
 from clustering.index import HnswIndex
-from clustering.redis_client import RedisAddress
+from clustering.redis_state.compaction import Compactor, SnapshotJob
+from clustering.redis_state.redis_client import RedisAddress
 from clustering.settings import IndexSettings
 from tests.test_engine import DIM, identities
 
@@ -17,7 +17,7 @@ def test_the_index_grows_ahead_of_need_between_snapshot_children_never_beside_on
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A resize remaps the memory a child shares page by page (about 20 times the cost): no batch should pay it.
-    monkeypatch.setattr("clustering.compaction.store_snapshot", lambda *_: time.sleep(60))
+    monkeypatch.setattr("clustering.redis_state.compaction.store_snapshot", lambda *_: time.sleep(60))
     vectors, _ = identities(7, 4, 0.3, seed=5)
     index = HnswIndex(DIM, IndexSettings(initial_capacity=16))
     index.add_all(0, vectors[:13], threads=1)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from clustering import instruction_set
+from clustering.host import instruction_set
+from clustering.host.instruction_set import InstructionSetError, InstructionSetReason, cpu_flags, missing_flags
 from clustering.index import HnswIndex
-from clustering.instruction_set import InstructionSetError, InstructionSetReason, cpu_flags, missing_flags
 from clustering.settings import IndexSettings
 from workers.cli import EXIT_FAILED, main
 

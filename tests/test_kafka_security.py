@@ -22,7 +22,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # documented,
 )
 from confluent_kafka.cimpl import NewTopic
 
-from clustering.redis_client import connect
+from clustering.redis_state.redis_client import connect
 from models.analyzer import FaceAnalyzer
 from models.registry import sample_images
 from streaming.messages import FaceRecord, parse_faces_topic

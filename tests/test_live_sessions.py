@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from clustering.redis_client import connect
+from clustering.redis_state.redis_client import connect
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
 from streaming.frame_headers import FrameHeaders

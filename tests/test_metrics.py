@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from clustering.metrics import score_clustering
+from clustering.scores import score_clustering
 
 
 def test_hand_computed_case() -> None:

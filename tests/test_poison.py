@@ -20,7 +20,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # documented,
     ConfigResource,
 )
 
-from clustering.redis_client import connect
+from clustering.redis_state.redis_client import connect
 from models.analyzer import FaceAnalyzer
 from models.registry import sample_images
 from models.settings import ModelSettings

@@ -12,10 +12,10 @@ import pytest
 
 from clustering.corrections import ForgetFaces
 from clustering.engine import OnlineRankOrder
-from clustering.redis_client import connect
-from clustering.redis_keys import Key
-from clustering.redis_records import OutboxEntry
-from clustering.redis_store import RedisStore
+from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_keys import Key
+from clustering.redis_state.redis_records import OutboxEntry
+from clustering.redis_state.redis_store import RedisStore
 from clustering.store import StoreError
 from tests.test_engine import DIM, identities, settings
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from redis.cluster import RedisCluster
 
-from clustering.compaction import store_snapshot
 from clustering.engine import OnlineRankOrder
-from clustering.lease import WriterLease
-from clustering.redis_client import RedisAddress, connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.compaction import store_snapshot
+from clustering.redis_state.lease import WriterLease
+from clustering.redis_state.redis_client import RedisAddress, connect
+from clustering.redis_state.redis_store import RedisStore
 from tests.services import RedisClusterServers, redis_cluster
 from tests.test_engine import DIM, identities, settings
 

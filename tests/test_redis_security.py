@@ -11,8 +11,8 @@ import pytest
 from confluent_kafka import Producer
 
 from clustering.engine import OnlineRankOrder
-from clustering.redis_client import RedisAddress, check_permissions, connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.redis_client import RedisAddress, check_permissions, connect
+from clustering.redis_state.redis_store import RedisStore
 from clustering.store import StoreError
 from tests.local_services import fresh_kafka, wait_for
 from tests.secure_redis import CLUSTER_STAGE_RIGHTS, READ_ONLY_RIGHTS, TlsRedis, make_ca, tls_redis

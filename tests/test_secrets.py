@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from clustering.redis_client import connect
+from clustering.redis_state.redis_client import connect
 from clustering.store import StoreError
 from streaming.kafka_logs import LINES_PER_WINDOW
 from streaming.redact import redact

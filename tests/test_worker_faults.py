@@ -8,8 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-from clustering.redis_client import connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_store import RedisStore
 from models.analyzer import FaceAnalyzer
 from models.settings import ModelSettings
 from streaming.messages import FaceRecord, TrackRecord, parse_faces_topic

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from clustering.instruction_set import InstructionSetError
+from clustering.host.instruction_set import InstructionSetError
 from models.errors import ModelError
 from models.registry import REGISTRY, builtin_path, sample_images
 from streaming.camera_list import CameraListError

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from clustering.redis_client import RedisAddress
+from clustering.redis_state.redis_client import RedisAddress
 from clustering.settings import ClusteringSettings
 from models.settings import ModelSettings, TrackingSettings
 from streaming.decode import DEFAULT_MAX_PIXELS

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from clustering.redis_records import OutboxEntry
+from clustering.redis_state.redis_records import OutboxEntry
 from streaming.commands import Command
 from streaming.messages import FaceRecord, TrackRecord
 from workers.cluster.space_writer import Outcome

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 
 from confluent_kafka import Message
 
-from clustering.redis_client import RedisClient
+from clustering.redis_state.redis_client import RedisClient
 from workers.plumbing.crash_guard import (
     DEATHS_TO_REFUSE,
     CrashMarks,

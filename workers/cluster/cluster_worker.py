@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from redis.exceptions import RedisError
 
 from clustering.engine import OnlineRankOrder
-from clustering.redis_client import RedisClient
+from clustering.redis_state.redis_client import RedisClient
 from clustering.store import StoreError
 from streaming.commands import Command, command_or_error, parse_cluster_input
 from streaming.dead_letters import StageFailure

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from clustering.redis_client import RedisClient
-from clustering.redis_store import RedisStore
-from clustering.space_registry import SpaceRegistry
+from clustering.redis_state.redis_client import RedisClient
+from clustering.redis_state.redis_store import RedisStore
+from clustering.redis_state.space_registry import SpaceRegistry
 from workers.cluster.space_writer import SpaceWriter
 
 log = logging.getLogger(__name__)

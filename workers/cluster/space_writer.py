@@ -21,14 +21,14 @@ import numpy as np
 from numpy.typing import NDArray
 from redis.exceptions import RedisError
 
-from clustering.compaction import Compactor, SnapshotJob
 from clustering.corrections import CorrectionError
 from clustering.engine import OnlineRankOrder
 from clustering.events import outcome_json
-from clustering.lease import LeaseKeeper, WriterLease
-from clustering.redis_client import RedisClient
-from clustering.redis_records import OutboxEntry
-from clustering.redis_store import RedisStore
+from clustering.redis_state.compaction import Compactor, SnapshotJob
+from clustering.redis_state.lease import LeaseKeeper, WriterLease
+from clustering.redis_state.redis_client import RedisClient
+from clustering.redis_state.redis_records import OutboxEntry
+from clustering.redis_state.redis_store import RedisStore
 from streaming.commands import Command
 from streaming.messages import FaceRecord, MessageError, TrackRecord
 from workers.cluster.command_corrections import correction_of

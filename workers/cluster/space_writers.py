@@ -8,8 +8,8 @@ import time
 from collections.abc import Iterator
 
 from clustering.engine import OnlineRankOrder
-from clustering.lease import WriterLease
-from clustering.redis_client import RedisClient
+from clustering.redis_state.lease import WriterLease
+from clustering.redis_state.redis_client import RedisClient
 from workers.cluster.cluster_counters import ClusterCounters
 from workers.cluster.positions import Positions
 from workers.cluster.space_writer import SpaceWriter

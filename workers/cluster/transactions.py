@@ -17,7 +17,7 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from clustering.events import outcome_from_json
-from clustering.redis_records import OutboxEntry
+from clustering.redis_state.redis_records import OutboxEntry
 from streaming.dead_letters import RECORD_OVERHEAD, dead_letter, letter_key
 from streaming.event_pieces import fitted_events
 from streaming.kafka_io import log_context, where

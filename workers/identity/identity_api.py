@@ -28,8 +28,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from clustering.engine import OnlineRankOrder
-from clustering.redis_client import RedisClient
-from clustering.redis_store import RedisStore
+from clustering.redis_state.redis_client import RedisClient
+from clustering.redis_state.redis_store import RedisStore
 from clustering.store import ClusterSummary
 from workers.identity.identity_requests import (
     RequestError,

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from clustering.instruction_set import check_hnswlib_build
-from clustering.redis_client import RedisClient, check_permissions, connect
+from clustering.host.instruction_set import check_hnswlib_build
+from clustering.redis_state.redis_client import RedisClient, check_permissions, connect
 from streaming.redact import read_secret
 from workers.plumbing import metrics
 from workers.plumbing.lifecycle import StopFlag

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from clustering.cosine import cosine_components
 from clustering.engine import OnlineRankOrder
-from clustering.metrics import ClusteringScores, score_clustering
 from clustering.rank_order import batch_rank_order
+from clustering.scores import ClusteringScores, score_clustering
 from clustering.settings import ClusteringSettings
 from models.align import align_faces
 from models.analyzer import FaceAnalyzer

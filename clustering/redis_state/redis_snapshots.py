@@ -12,9 +12,9 @@ import secrets
 
 from redis.exceptions import ResponseError
 
-from clustering.lua_scripts import lua
-from clustering.redis_client import RedisClient
-from clustering.redis_records import as_text
+from clustering.redis_state.lua_scripts import lua
+from clustering.redis_state.redis_client import RedisClient
+from clustering.redis_state.redis_records import as_text
 from clustering.store import StoreError
 
 #: One Redis string holds at most 512 MB, and Redis serves one command at a time: small parts keep the

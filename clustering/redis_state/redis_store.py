@@ -1,11 +1,11 @@
 """The clustering state in Redis, one identity space per hash tag so that it fits one Redis Cluster slot.
 
-Keys (clustering/redis_keys.py), all under ``{fs:<space>}:``: faces (face id -> label), meta, embeddings,
+Keys (clustering/redis_state/redis_keys.py), all under ``{fs:<space>}:``: faces (face id -> label), meta, embeddings,
 neighbours, parents, clusters (hashes keyed by label or root), offsets (partition -> last applied offset),
-count, the index snapshot (clustering/redis_snapshots.py), outbox (events of applied faces not yet
+count, the index snapshot (clustering/redis_state/redis_snapshots.py), outbox (events of applied faces not yet
 published), writer (the lease of the one active writer), and what corrections keep: links (of unions), marks
 (of split sides), commands (applied ids) and tombstones (SHA-1 of forgotten face ids). Records:
-clustering/redis_records.py; the paged read of a whole space: clustering/redis_load.py.
+clustering/redis_state/redis_records.py; the paged read of a whole space: clustering/redis_state/redis_load.py.
 
 A batch of faces, events and corrections is applied by one Lua script in one round trip, so each face, its
 neighbour-list and union-find changes, its cluster summaries, its input offset and its outgoing events become
@@ -24,13 +24,20 @@ import numpy as np
 from numpy.typing import NDArray
 from redis.exceptions import ResponseError
 
-from clustering.lua_scripts import lua
 from clustering.packed import pack_links, pack_neighbours
-from clustering.redis_client import RedisClient
-from clustering.redis_keys import Key, SpaceKeys
-from clustering.redis_load import forgotten_faces, load_state, paged_embeddings
-from clustering.redis_records import OutboxEntry, pack_meta, parse_meta, parse_summary, size_score, summary_json
-from clustering.redis_snapshots import SnapshotParts
+from clustering.redis_state.lua_scripts import lua
+from clustering.redis_state.redis_client import RedisClient
+from clustering.redis_state.redis_keys import Key, SpaceKeys
+from clustering.redis_state.redis_load import forgotten_faces, load_state, paged_embeddings
+from clustering.redis_state.redis_records import (
+    OutboxEntry,
+    pack_meta,
+    parse_meta,
+    parse_summary,
+    size_score,
+    summary_json,
+)
+from clustering.redis_state.redis_snapshots import SnapshotParts
 from clustering.store import (
     EMBEDDING_DTYPE,
     ClusterSummary,
@@ -282,7 +289,7 @@ class RedisStore:
         return paged_embeddings(self.client, self.keys, start, stop, page)
 
     def load(self, progress: Callable[[int, int], None] | None = None, page: int = 5_000) -> StoredState:
-        """The whole state, read by pages of ``page`` faces (one round trip each; clustering/redis_load.py).
+        """The whole state, read by pages of ``page`` faces (one round trip each; clustering/redis_state/redis_load.py).
         ``progress(loaded, total)`` is called after each page."""
         with self._timed("load"):
             total = self.count()

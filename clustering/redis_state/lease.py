@@ -15,9 +15,9 @@ import time
 
 from redis.exceptions import RedisError
 
-from clustering.lua_scripts import lua
-from clustering.redis_client import RedisClient
-from clustering.redis_keys import Key, SpaceKeys
+from clustering.redis_state.lua_scripts import lua
+from clustering.redis_state.redis_client import RedisClient
+from clustering.redis_state.redis_keys import Key, SpaceKeys
 
 log = logging.getLogger(__name__)
 

@@ -9,5 +9,5 @@ from importlib import resources
 
 @cache
 def lua(name: str) -> str:
-    """The text of ``clustering/lua/<name>``."""
-    return resources.files("clustering").joinpath("lua", name).read_text(encoding="utf-8")
+    """The text of ``clustering/redis_state/lua/<name>``."""
+    return resources.files("clustering.redis_state").joinpath("lua", name).read_text(encoding="utf-8")

@@ -1,5 +1,5 @@
 """The Redis keys of one identity space, all under the hash tag ``{fs:<space>}`` so that a space fits one Redis
-Cluster slot, named by ``Key`` in the order the apply script takes them (clustering/lua/apply_batch.lua)."""
+Cluster slot, named by ``Key`` in the order the apply script takes them (clustering/redis_state/lua/apply_batch.lua)."""
 
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ A restarting writer loads the latest snapshot and adds the faces after it, so sn
 Serialising hnswlib's index holds the GIL (about 5 ms per 1,000 faces) and storing it in Redis takes longer
 still, so the writer does neither: every ``snapshot_every`` faces it forks (only page tables are copied: up
 to about 35 ms near a million faces, with its large allocations in huge pages and put back in them after each
-child, clustering/huge_pages.py). The child holds the index exactly as
+child, clustering/host/huge_pages.py). The child holds the index exactly as
 it was after that face (copy on write: the writer goes on inserting into its own pages), saves it to a
-temporary file, stores its graph without the vectors (they are in Redis already; clustering/hnsw_format.py),
+temporary file, stores its graph without the vectors (they are in Redis already; clustering/redis_state/hnsw_format.py),
 fenced by the writer lease, and exits. The writer reaps it without waiting.
 
 The child runs hnswlib's save, numpy and a Redis connection of its own, nothing else: it takes no lock another
@@ -31,12 +31,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clustering.hnsw_format import strip_vectors, write_with_vectors
-from clustering.huge_pages import COLLAPSER
+from clustering.host.huge_pages import COLLAPSER
 from clustering.index import HnswIndex
 from clustering.neighbour_search import NeighbourSearch, insert_cores
-from clustering.redis_client import RedisAddress, connect
-from clustering.redis_store import RedisStore
+from clustering.redis_state.hnsw_format import strip_vectors, write_with_vectors
+from clustering.redis_state.redis_client import RedisAddress, connect
+from clustering.redis_state.redis_store import RedisStore
 from clustering.settings import IndexSettings
 from clustering.store import StoredState, stand_ins_filled
 
@@ -118,7 +118,7 @@ class Compactor:
     ) -> None:
         """``covered``: the faces the stored snapshot covers now. ``child_ended`` is called when a child is
         gone: by default the writer's memory is put back in huge pages its writes split while the child shared
-        them (clustering/huge_pages.py)."""
+        them (clustering/host/huge_pages.py)."""
         self.job = job
         self.every = every
         self._child_ended = child_ended

@@ -10,9 +10,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from clustering.packed import unpack_links, unpack_neighbours
-from clustering.redis_client import RedisClient
-from clustering.redis_keys import Key, SpaceKeys
-from clustering.redis_records import as_text, parse_meta, parse_summary
+from clustering.redis_state.redis_client import RedisClient
+from clustering.redis_state.redis_keys import Key, SpaceKeys
+from clustering.redis_state.redis_records import as_text, parse_meta, parse_summary
 from clustering.store import EMBEDDING_DTYPE, FORGOTTEN, FORGOTTEN_VECTOR, StoredState, StoreError
 
 

@@ -10,7 +10,7 @@ per partition, outside the spaces' own hash slots (it is never written together 
 
 from __future__ import annotations
 
-from clustering.redis_client import RedisClient
+from clustering.redis_state.redis_client import RedisClient
 
 
 class SpaceRegistry:

@@ -1,0 +1,2 @@
+"""The clustering state in Redis: one atomic step per face or batch, the space's keys, its lease, its index
+snapshots."""
