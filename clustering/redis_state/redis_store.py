@@ -1,15 +1,14 @@
 """The clustering state in Redis, one identity space per hash tag so that it fits one Redis Cluster slot.
 
-Keys (clustering/redis_state/redis_keys.py), all under ``{fs:<space>}:``: faces (face id -> label), meta, embeddings,
-neighbours, parents, clusters (hashes keyed by label or root), offsets (partition -> last applied offset),
-count, the index snapshot (clustering/redis_state/redis_snapshots.py), outbox (events of applied faces not yet
-published), writer (the lease of the one active writer), and what corrections keep: links (of unions), marks
-(of split sides), commands (applied ids) and tombstones (SHA-1 of forgotten face ids). Records:
-clustering/redis_state/redis_records.py; the paged read of a whole space: clustering/redis_state/redis_load.py.
-
-A batch of faces, events and corrections is applied by one Lua script in one round trip, so each face, its
-neighbour-list and union-find changes, its cluster summaries, its input offset and its outgoing events become
-durable together or not at all; a writer that lost its lease is refused by that same script (fencing).
+Keys (``redis_keys``, beside this module), all under ``{fs:<space>}:``: faces (face id -> label), meta,
+embeddings, neighbours, parents, clusters (hashes keyed by label or root), offsets (partition -> last applied
+offset), count, the index snapshot (``redis_snapshots``), outbox (events of applied faces not yet published),
+writer (the lease of the one active writer), and what corrections keep: links (of unions), marks (of split
+sides), commands (applied ids) and tombstones (SHA-1 of forgotten face ids). Records: ``redis_records``; the
+paged read of a whole space: ``redis_load``. A batch of faces, events and corrections is applied by one Lua
+script in one round trip, so each face, its neighbour-list and union-find changes, its cluster summaries, its
+input offset and its outgoing events become durable together or not at all; a writer that lost its lease is
+refused by that same script (fencing).
 """
 
 from __future__ import annotations
@@ -25,18 +24,12 @@ from numpy.typing import NDArray
 from redis.exceptions import ResponseError
 
 from clustering.packed import pack_links, pack_neighbours
+from clustering.redis_state import redis_records as records
 from clustering.redis_state.lua_scripts import lua
 from clustering.redis_state.redis_client import RedisClient
 from clustering.redis_state.redis_keys import Key, SpaceKeys
 from clustering.redis_state.redis_load import forgotten_faces, load_state, paged_embeddings
-from clustering.redis_state.redis_records import (
-    OutboxEntry,
-    pack_meta,
-    parse_meta,
-    parse_summary,
-    size_score,
-    summary_json,
-)
+from clustering.redis_state.redis_records import OutboxEntry
 from clustering.redis_state.redis_snapshots import SnapshotParts
 from clustering.store import (
     EMBEDDING_DTYPE,
@@ -109,7 +102,7 @@ class RedisStore:
         meta = delta.meta
         if self._pending is not None:
             self._pending_metas[delta.label] = meta
-        operation: list[Any] = ["F", meta.face_id, delta.label, pack_meta(meta)]
+        operation: list[Any] = ["F", meta.face_id, delta.label, records.pack_meta(meta)]
         operation += [np.asarray(delta.embedding, EMBEDDING_DTYPE).tobytes(), len(delta.neighbours)]
         for label, neighbours in delta.neighbours.items():
             operation += [label, pack_neighbours(neighbours)]
@@ -119,7 +112,7 @@ class RedisStore:
         operation += [1, delta.label, pack_links(delta.links)] if delta.links else [0]
         operation.append(len(delta.clusters))
         for root, summary in delta.clusters.items():
-            operation += [root, "" if summary is None else summary_json(summary)]
+            operation += [root, "" if summary is None else records.summary_json(summary)]
         if delta.offset is None:
             operation += ["", "", ""]  # no input offset, no outbox entry
         else:
@@ -137,7 +130,7 @@ class RedisStore:
         fields: list[tuple[Key, str, str | bytes]] = [
             (Key.PARENTS, str(label), "" if parent == label else str(parent)) for label, parent in delta.parents.items()
         ]
-        fields += [(Key.CLUSTERS, str(r), "" if s is None else summary_json(s)) for r, s in delta.clusters.items()]
+        fields += [(Key.CLUSTERS, str(r), records.summary_json(s) if s else "") for r, s in delta.clusters.items()]
         fields += [(Key.MARKS, str(label), json.dumps(marks) if marks else "") for label, marks in delta.marks.items()]
         fields += [(Key.LINKS, name, pack_links(links) if links else "") for name, links in delta.links.items()]
         fields += [
@@ -170,7 +163,7 @@ class RedisStore:
         stored = {
             int(label)
             for label, raw in self.client.hscan_iter(self.keys.of(Key.META), count=5_000)
-            if selects(parse_meta(raw), camera, before, stored_before)
+            if selects(records.parse_meta(raw), camera, before, stored_before)
         }
         queued = {label for label, meta in self._pending_metas.items() if selects(meta, camera, before, stored_before)}
         return sorted((stored | queued) - self._pending_forgotten)
@@ -184,7 +177,7 @@ class RedisStore:
         raw = self.client.hmget(self.keys.of(Key.META), [str(label) for label in stored]) if stored else []
         if not all(isinstance(r, bytes) for r in raw):
             raise StoreError(f"identity space {self.space}: a face's metadata is missing")
-        found = {label: parse_meta(r) for label, r in zip(stored, raw, strict=True) if isinstance(r, bytes)}
+        found = {label: records.parse_meta(r) for label, r in zip(stored, raw, strict=True) if isinstance(r, bytes)}
         return [self._pending_metas[label] if label in self._pending_metas else found[label] for label in labels]
 
     def apply_event(self, event_id: str, entry: OutboxEntry) -> bool:
@@ -242,13 +235,13 @@ class RedisStore:
         found = self.client.zrevrange(self.keys.of(Key.SIZES), offset, offset + limit - 1) if limit > 0 else []
         roots = [root for root in found if isinstance(root, bytes | str)]
         raw = self.client.hmget(self.keys.of(Key.CLUSTERS), roots) if roots else []
-        return total, [parse_summary(r) for r in raw if isinstance(r, bytes)]
+        return total, [records.parse_summary(r) for r in raw if isinstance(r, bytes)]
 
     def index_sizes(self, clusters: dict[int, ClusterSummary]) -> None:
         """Builds the sizes index of a space stored before it existed (the writer, once, at load)."""
         if self.client.zcard(self.keys.of(Key.SIZES)) == len(clusters):
             return
-        scores = [(str(root), size_score(summary.size, root)) for root, summary in clusters.items()]
+        scores = [(str(root), records.size_score(summary.size, root)) for root, summary in clusters.items()]
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(self.keys.of(Key.SIZES))
         for start in range(0, len(scores), 10_000):
@@ -265,7 +258,7 @@ class RedisStore:
                 break
             root = int(parent)
         raw = self.client.hget(clusters_key, str(root))
-        return None if not isinstance(raw, bytes) else parse_summary(raw)
+        return None if not isinstance(raw, bytes) else records.parse_summary(raw)
 
     def offsets(self) -> dict[int, int]:
         """Partition -> offset of the last face applied from it."""
@@ -284,13 +277,11 @@ class RedisStore:
         return self.snapshots.load()
 
     def embeddings(self, start: int, stop: int, page: int = 5_000) -> Iterator[NDArray[np.float32]]:
-        """The embeddings of faces ``start`` to ``stop`` - 1, read a page at a time (FORGOTTEN_VECTOR, empty, for
-        a forgotten face)."""
+        """The embeddings of faces ``start`` to ``stop`` - 1, by pages (FORGOTTEN_VECTOR for a forgotten face)."""
         return paged_embeddings(self.client, self.keys, start, stop, page)
 
     def load(self, progress: Callable[[int, int], None] | None = None, page: int = 5_000) -> StoredState:
-        """The whole state, read by pages of ``page`` faces (one round trip each; clustering/redis_state/redis_load.py).
-        ``progress(loaded, total)`` is called after each page."""
+        """The whole state, by pages of ``page`` faces (a round trip each); ``progress(loaded, total)`` after each."""
         with self._timed("load"):
             total = self.count()
             state = StoredState(offsets=self.offsets())

@@ -42,7 +42,7 @@ from workers.cluster.space_writer import LeaseLostError, SpaceWriter
 from workers.cluster.space_writers import SpaceRefusedError, SpaceWriters
 from workers.cluster.transactions import KafkaCallTimeoutError, TransactionalPublisher, transactional_id
 from workers.plumbing import metrics
-from workers.plumbing.consumer_errors import BrokerWatch, on_consumer_error
+from workers.plumbing.consumer_errors import BrokerWatch, on_consumer_error, stage_consumer
 from workers.plumbing.lifecycle import Backoff, pause
 from workers.plumbing.poisoned_records import PoisonedRecords, PoisonRecordError
 from workers.settings import Settings
@@ -63,19 +63,9 @@ class ClusterWorker:
         self.group = self.config.cluster_group
         self.health = metrics.Health("cluster")
         self.counters = ClusterCounters()
-        self.consumer = Consumer(
-            self.kafka.client_config(
-                **{
-                    "group.id": self.group,
-                    "enable.auto.commit": False,
-                    "isolation.level": "read_committed",
-                    "auto.offset.reset": "earliest",
-                    "partition.assignment.strategy": "cooperative-sticky",
-                    **({"group.instance.id": self.config.instance_id} if self.config.instance_id else {}),
-                    "session.timeout.ms": self.kafka.session_timeout_ms,
-                    **BrokerWatch(self.health, self.kafka.bootstrap_servers).callbacks(),
-                }
-            )
+        brokers = BrokerWatch(self.health, self.kafka.bootstrap_servers)
+        self.consumer = stage_consumer(
+            self.kafka, self.group, self.config.instance_id, brokers, **{"isolation.level": "read_committed"}
         )
         self.publisher = TransactionalPublisher(
             self.kafka, self.consumer, transactional_id(self.group, self.config.instance_id)

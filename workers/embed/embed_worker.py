@@ -32,7 +32,7 @@ from streaming.messages import MessageError
 from workers.embed.commit_points import CommitPoints
 from workers.embed.frame_batches import DecodedFrame, run_isolated, within_budget
 from workers.plumbing import metrics
-from workers.plumbing.consumer_errors import BrokerWatch, on_consumer_error
+from workers.plumbing.consumer_errors import BrokerWatch, on_consumer_error, stage_consumer
 from workers.plumbing.crash_guard import CrashGuard
 from workers.plumbing.faces import face_record, track_record
 from workers.plumbing.lifecycle import Backoff, pause
@@ -55,20 +55,7 @@ class EmbedWorker:
         self._backoff = Backoff(settings.worker.retry_max_s)
         analyzer.timings.observer = lambda stage, seconds: metrics.STAGE_SECONDS.labels(stage).observe(seconds)
         brokers = BrokerWatch(self.health, self.kafka.bootstrap_servers)
-        self.consumer = Consumer(
-            self.kafka.client_config(
-                **{
-                    "group.id": group,
-                    "enable.auto.commit": False,
-                    "auto.offset.reset": "earliest",
-                    # Incremental rebalances: members keep their partitions while others come and go.
-                    "partition.assignment.strategy": "cooperative-sticky",
-                    **({"group.instance.id": settings.worker.instance_id} if settings.worker.instance_id else {}),
-                    "session.timeout.ms": self.kafka.session_timeout_ms,
-                    **brokers.callbacks(),
-                }
-            )
-        )
+        self.consumer = stage_consumer(self.kafka, group, settings.worker.instance_id, brokers)
         self.guard = CrashGuard(self.kafka.frames_topic, self.consumer, self.commits)
         self.producer = Producer(
             self.kafka.client_config(

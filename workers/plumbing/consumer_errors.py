@@ -1,5 +1,6 @@
 """The one policy of both Kafka stages for Kafka's errors: those the consumer hands over instead of a message,
-and those librdkafka reports about the brokers themselves (``error_cb``)."""
+and those librdkafka reports about the brokers themselves (``error_cb``); and the one consumer both stages
+build on it."""
 
 from __future__ import annotations
 
@@ -7,14 +8,37 @@ import json
 import logging
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from streaming.kafka_io import TRANSIENT_ERRORS
 from streaming.kafka_logs import kafka_logger
 from streaming.redact import redact
+from streaming.settings import KafkaSettings
 from workers.plumbing import metrics
 
 log = logging.getLogger(__name__)
+
+
+def stage_consumer(
+    kafka: KafkaSettings, group: str, instance_id: str | None, brokers: BrokerWatch, **extra: Any
+) -> Consumer:
+    """A stage's consumer: offsets committed by the stage only (after its outputs are durable), a new group
+    read from the start, incremental rebalances (members keep their partitions while others come and go), a
+    static membership when ``instance_id`` is set, and ``brokers`` watching its connections."""
+    return Consumer(
+        kafka.client_config(
+            **{
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                **({"group.instance.id": instance_id} if instance_id else {}),
+                "session.timeout.ms": kafka.session_timeout_ms,
+                **brokers.callbacks(),
+                **extra,
+            }
+        )
+    )
 
 
 def on_consumer_error(error: KafkaError, health: metrics.Health) -> None:
