@@ -29,7 +29,7 @@ from models.frames import CameraFrame
 from models.pipeline import FacePipeline
 from models.settings import ModelSettings, RuntimeSettings
 from streaming.decode import decode_image
-from workers.plumbing.faces import apply_face, face_record
+from workers.plumbing.faces import TrackedFaces
 from workers.settings import Settings
 
 GIVE_UP_S = 10.0
@@ -43,6 +43,7 @@ def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path) -
     analyzer = FaceAnalyzer.from_settings(models)
     pipeline = FacePipeline(analyzer, settings.tracking)
     engine = OnlineRankOrder(analyzer.embedder.dimension, settings.clustering)
+    tracked = TrackedFaces(engine)
     clip = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in video_frames(video)]
     analyzer.detector.detect([decode_image(clip[0])])  # load the models before the clock starts
     per_camera = int(seconds * fps)
@@ -69,9 +70,7 @@ def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path) -
             sent[camera] += 1
         for result in pipeline.process(frames):
             for face in result.faces:
-                if face.embedding is not None:
-                    record = face_record(face, space="default", model="bench", dimension=512)
-                    apply_face(engine, record, face.embedding)
+                tracked.place(face)
     wall = time.perf_counter() - started
     counters = pipeline.counters
     return {

@@ -37,7 +37,7 @@ from models.settings import RuntimeSettings
 from models.track_log import TrackSummary
 from models.tracker import iou_matrix
 from streaming.sources import Frame, FrameSource
-from workers.plumbing.faces import apply_face, face_record
+from workers.plumbing.faces import TrackedFaces
 from workers.settings import Settings
 
 
@@ -61,7 +61,7 @@ def run(frames: list[Frame], analyzer: FaceAnalyzer, tracking: bool) -> Tracking
     settings = settings.model_copy(update={"tracking": settings.tracking.model_copy(update={"enabled": tracking})})
     pipeline = FacePipeline(analyzer, settings.tracking)
     engine = OnlineRankOrder(analyzer.embedder.dimension, settings.clustering)
-    anchors: dict[str, str] = {}
+    tracked = TrackedFaces(engine)
     placed: list[tuple[int, NDArray[np.float32], str | None]] = []  # frame, box, anchor face
     messages = 0
     started = time.perf_counter()
@@ -72,18 +72,13 @@ def run(frames: list[Frame], analyzer: FaceAnalyzer, tracking: bool) -> Tracking
         results += pipeline.process([CameraFrame(f.source, f.number, f.timestamp, f.image) for f in batch])
     for result in [*results]:
         for face in result.faces:
-            anchor = anchors.get(face.track) if face.track else None
-            if face.embedding is not None:
-                record = face_record(face, space="default", model="bench", dimension=512)
-                messages += 1 + len(apply_face(engine, record, face.embedding).merges)
-                anchor = face.face_id
-                if face.track:
-                    anchors[face.track] = anchor
+            anchor, assignment = tracked.place(face)
+            messages += 0 if assignment is None else 1 + len(assignment.merges)
             placed.append((face.frame, face.box, anchor))
-        messages += sum(1 for a in result.appearances if a.track in anchors)
+        messages += sum(1 for a in result.appearances if a.track in tracked.anchors)
         summaries += result.appearances
     ended = pipeline.finish()
-    messages += sum(1 for a in ended if a.track in anchors)
+    messages += sum(1 for a in ended if a.track in tracked.anchors)
     summaries += ended
     seconds = time.perf_counter() - started
     labels = engine.labels()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from clustering.clusters import Cluster, LinkLog, cluster_of_faces
+from clustering.errors import ClusteringError
 from clustering.packed import Link, Neighbours
 from clustering.store import ClusterSummary, FaceMeta, Marks
 from clustering.union_find import UnionFind
@@ -29,7 +30,7 @@ class CorrectionReason(StrEnum):
     BAD_SELECTION = "bad_selection"
 
 
-class CorrectionError(ValueError):
+class CorrectionError(ClusteringError, ValueError):
     """A correction that cannot apply; nothing changed."""
 
     def __init__(self, reason: CorrectionReason, command_id: str, detail: str) -> None:

@@ -162,7 +162,8 @@ def batch_rank_order(
         if root_a == root_b or not frames[root_a].isdisjoint(frames[root_b]):
             continue
         joined = sets.union(root_a, root_b)
-        assert joined is not None
+        if joined is None:  # one cluster already (found above; kept for the type)
+            continue
         survivor, absorbed = joined
         frames[survivor] |= frames[absorbed]
         frames[absorbed] = set()

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from clustering.errors import ClusteringError
 from clustering.events import Merge
 from clustering.packed import Link, Neighbours, pack_neighbours, unpack_neighbours
 
@@ -23,7 +24,7 @@ from clustering.packed import Link, Neighbours, pack_neighbours, unpack_neighbou
 EMBEDDING_DTYPE = np.dtype("<f2")
 
 
-class StoreError(RuntimeError):
+class StoreError(ClusteringError, RuntimeError):
     """The state store refused or failed a write or a read."""
 
 

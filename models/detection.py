@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.base import OnnxModel
+from models.errors import ModelError
 from models.heads import DetectionHead, FloatArray, Image, select_head
 from models.session import InferenceSession, SessionFactory
 from models.settings import DetectorSettings
@@ -101,8 +102,9 @@ class FaceDetector(OnnxModel):
 
     @property
     def head(self) -> DetectionHead:
-        _ = self.session
-        assert self._head is not None  # set by _check_graph when the session is created
+        _ = self.session  # creating the session checks the graph and picks the head
+        if self._head is None:
+            raise ModelError(f"{self.path.name}: no detection head was chosen for its outputs")
         return self._head
 
     def input_hw(self, images: Sequence[Image] = ()) -> tuple[int, int]:

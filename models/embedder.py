@@ -28,7 +28,8 @@ class FaceEmbedder(OnnxModel):
     @property
     def dimension(self) -> int:
         width = self.session.get_outputs()[0].shape[-1]
-        assert isinstance(width, int)  # checked in _check_graph
+        if not isinstance(width, int):  # _check_graph refused it when the session was made
+            raise ModelError(f"{self.path.name}: an embedder's output has a fixed width; got {width!r}")
         return width
 
     @property

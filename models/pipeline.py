@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from models.analyzer import FaceAnalyzer
 from models.detection import Detections
+from models.errors import ModelError
 from models.frames import (
     CameraFrame,
     FaceObservation,
@@ -102,9 +103,9 @@ class FacePipeline:
             pending += [(i, face) for face in faces]
             results.append(result)
         with timings.stage("embed"):
-            vectors = self.analyzer.embedder.embed(np.stack([f.crop for _, f in pending])) if pending else None
+            crops = [f.crop for _, f in pending]
+            vectors = self.analyzer.embedder.embed(np.stack(crops)) if crops else np.zeros((0, 0), np.float32)
         for n, (i, face) in enumerate(pending):
-            assert vectors is not None
             observation = results[i].faces[face.index]
             vector = vectors[n]
             if face.log is not None and self.settings.track_template and observation.quality is not None:
@@ -202,7 +203,8 @@ class FacePipeline:
 
     def _frame(self, frame: CameraFrame, plan: _Plan, found: Detections | None) -> tuple[FrameResult, list[_ToEmbed]]:
         if frame.still or not self.settings.enabled:
-            assert found is not None
+            if found is None:  # _plan detects every still and every frame with tracking off
+                raise ModelError(f"frame {frame.number} of {frame.camera} was planned without a detection")
             return self._untracked(frame, found)
         state = self._cameras[frame.camera]
         appearances, self._evicted = self._evicted, []

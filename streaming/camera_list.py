@@ -19,12 +19,13 @@ from typing import Literal
 
 from pydantic import Field, ValidationError
 
+from streaming.errors import StreamingError
 from streaming.frozen import FrozenModel
 from streaming.messages import SpaceName
 from streaming.redact import redact
 
 
-class CameraListError(ValueError):
+class CameraListError(StreamingError, ValueError):
     """The camera list cannot be read or is not valid; the message names the file and the entry."""
 
 

@@ -11,6 +11,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from streaming.errors import StreamingError
+
 #: Largest image decoded by default: 8K UHD is 33 MP; anything far beyond is a decompression bomb.
 DEFAULT_MAX_PIXELS = 50_000_000
 
@@ -22,7 +24,7 @@ class DecodeFailure(StrEnum):
     CORRUPT = "corrupt"
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(StreamingError, ValueError):
     def __init__(self, reason: DecodeFailure, detail: str) -> None:
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason

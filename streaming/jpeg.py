@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import cv2
 
+from streaming.errors import StreamingError
+
 #: Kafka's default message.max.bytes is about 1 MB; larger frames are re-encoded at lower quality.
 MAX_FRAME_BYTES = 1_000_000
 
 
-class FrameTooLargeError(ValueError):
+class FrameTooLargeError(StreamingError, ValueError):
     pass
 
 

@@ -24,6 +24,7 @@ from av.packet import Packet
 from av.video.stream import VideoStream
 from numpy.typing import NDArray
 
+from streaming.errors import StreamingError
 from streaming.redact import redact
 
 
@@ -40,7 +41,7 @@ class StreamTimeouts:
     read_s: float = 5.0  # longest silence on an open stream before it counts as dropped
 
 
-class StreamDroppedError(RuntimeError):
+class StreamDroppedError(StreamingError, RuntimeError):
     """The stream could not be opened, or stopped giving frames (closed, silent past the read timeout)."""
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
 
+from streaming.errors import StreamingError
 from streaming.frozen import FrozenModel
 
 #: Below this an embedding has no direction to compare: a zero vector, not a face.
@@ -29,7 +30,7 @@ MIN_EMBEDDING_NORM = 1e-6
 UNIT_TOLERANCE = 1e-3
 
 
-class MessageError(ValueError):
+class MessageError(StreamingError, ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from streaming.decode import DEFAULT_MAX_PIXELS, DecodeFailure, ImageDecodeError, decode_image
+from streaming.errors import StreamingError
 from streaming.live_stream import StreamDroppedError, StreamTimeouts, Transport, stream_frames
 from streaming.redact import redact
 
@@ -55,7 +56,7 @@ class BadInput:
 SourceItem = Frame | BadInput
 
 
-class SourceError(RuntimeError):
+class SourceError(StreamingError, RuntimeError):
     """The source as a whole cannot be opened or read."""
 
 

@@ -1,8 +1,6 @@
 """Every kind of bad input ends in a reason and a count, never in a crash of the run."""
 
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import cv2
@@ -12,16 +10,7 @@ from PIL import Image
 
 from streaming.decode import DecodeFailure, ImageDecodeError, decode_image
 from streaming.sources import BadInput, Frame, FrameSource, SourceError, _classify
-
-
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height, with one tiny compressed row: a decompression bomb's shape."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
+from tests.images import jpeg_bytes, png_header
 
 
 def _encode(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
@@ -30,21 +19,15 @@ def _encode(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> byt
     return buffer.getvalue()
 
 
-def _jpeg(width: int = 64, height: int = 48) -> bytes:
-    ok, data = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8))
-    assert ok
-    return bytes(data)
-
-
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
         (b"", DecodeFailure.EMPTY),
         (b"hello, this is not a picture", DecodeFailure.NOT_IMAGE),
         (b'{"frame": 1}', DecodeFailure.NOT_IMAGE),
-        (_png_header(30000, 30000), DecodeFailure.TOO_LARGE),
-        (_jpeg()[:300], DecodeFailure.CORRUPT),
-        (_jpeg()[:2] + b"\x00" * 500, DecodeFailure.NOT_IMAGE),
+        (png_header(30000, 30000), DecodeFailure.TOO_LARGE),
+        (jpeg_bytes()[:300], DecodeFailure.CORRUPT),
+        (jpeg_bytes()[:2] + b"\x00" * 500, DecodeFailure.NOT_IMAGE),
     ],
     ids=["zero-bytes", "text", "json", "30000x30000-header", "truncated-jpeg", "jpeg-magic-then-garbage"],
 )
@@ -57,7 +40,7 @@ def test_bad_bytes_raise_a_reason(data: bytes, reason: DecodeFailure) -> None:
 
 def test_the_pixel_limit_is_configurable() -> None:
     with pytest.raises(ImageDecodeError, match="over the limit of 1000 pixels"):
-        decode_image(_jpeg(64, 48), max_pixels=1000)
+        decode_image(jpeg_bytes(64, 48), max_pixels=1000)
 
 
 def test_grey_image_becomes_three_channels() -> None:
@@ -87,10 +70,10 @@ def test_four_channel_image_drops_alpha_and_keeps_colour_order_bgr() -> None:
 
 
 def test_folder_source_reports_bad_files_and_goes_on(tmp_path: Path) -> None:
-    (tmp_path / "a_good.jpg").write_bytes(_jpeg())
+    (tmp_path / "a_good.jpg").write_bytes(jpeg_bytes())
     (tmp_path / "b_empty.jpg").write_bytes(b"")
     (tmp_path / "c_text.png").write_bytes(b"not an image")
-    (tmp_path / "d_bomb.png").write_bytes(_png_header(30000, 30000))
+    (tmp_path / "d_bomb.png").write_bytes(png_header(30000, 30000))
     (tmp_path / "e_good.png").write_bytes(_encode(np.zeros((5, 5, 3), np.uint8)))
     (tmp_path / "notes.txt").write_text("ignored: not an image file name")
     items = list(FrameSource(str(tmp_path)))

@@ -24,7 +24,7 @@ from clustering.redis_state.redis_records import OutboxEntry
 from clustering.redis_state.redis_store import RedisStore
 from clustering.scores import score_clustering
 from clustering.store import FaceMeta, StoreError
-from tests.test_engine import DIM, identities, settings
+from tests.synthetic_faces import DIM, identities, settings
 
 
 @pytest.fixture

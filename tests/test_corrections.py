@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 
 from clustering.corrections import (
     CorrectionError,
@@ -22,36 +21,9 @@ from clustering.redis_state.compaction import store_snapshot
 from clustering.redis_state.redis_store import RedisStore
 from clustering.store import EMBEDDING_DTYPE
 from tests.conftest import StoreFactory
+from tests.correction_faces import DIM, add_all, look_alikes, person
 from tests.streams import redis_traces
-from tests.test_engine import settings
-
-DIM = 64
-
-
-Vector = NDArray[np.float32]
-
-
-def person(centre: NDArray[np.float64], faces: int, rng: np.random.Generator, noise: float = 0.15) -> list[Vector]:
-    vectors = centre + rng.normal(scale=noise / np.sqrt(DIM), size=(faces, DIM))
-    return list((vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32))
-
-
-def look_alikes(similarity: float, seed: int = 0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Two unit centres with the given cosine similarity: siblings the model cannot tell apart."""
-    rng = np.random.default_rng(seed)
-    a, other = rng.normal(size=DIM), rng.normal(size=DIM)
-    a /= np.linalg.norm(a)
-    other -= other @ a * a
-    other /= np.linalg.norm(other)
-    return a, similarity * a + np.sqrt(1 - similarity**2) * other
-
-
-def add_all(engine: OnlineRankOrder, prefix: str, vectors: list[Vector], start: int = 0) -> list[str]:
-    ids = []
-    for frame, vector in enumerate(vectors, start):
-        ids.append(f"{prefix}:{frame}:0")
-        engine.add(ids[-1], vector, camera=prefix, frame=frame)
-    return ids
+from tests.synthetic_faces import settings
 
 
 @pytest.fixture

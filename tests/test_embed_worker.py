@@ -25,9 +25,9 @@ from streaming.produce import produce_sources
 from streaming.read_policy import ReadPolicy
 from streaming.sources import Frame, FrameSource
 from tests.conftest import data_dir
+from tests.images import jpeg_bytes, png_header
 from tests.local_services import create_topics, fresh_kafka
 from tests.streams import committed_to_end, read_all
-from tests.test_bad_input import _jpeg, _png_header
 from workers.embed.embed_worker import EmbedWorker
 from workers.settings import Settings
 
@@ -43,10 +43,10 @@ def test_frames_become_faces_and_bad_messages_dead_letters(
     assert produced.failed == 0
     good = FrameHeaders(camera="door", frame=100000, timestamp=1.0).to_kafka()
     bad_messages: dict[str, tuple[bytes, list[tuple[str, str | bytes | None]]]] = {
-        "corrupt": (_jpeg()[:300], good),
+        "corrupt": (jpeg_bytes()[:300], good),
         "empty": (b"", good),
         "not_image": (b'{"hello": "world"}', good),
-        "too_large": (_png_header(30000, 30000), good),
+        "too_large": (png_header(30000, 30000), good),
         "missing_header": (b"\xff\xd8", [("camera", b"door")]),
         "malformed_header": (b"\xff\xd8", [(n, b"x" if n == "frame" else v) for n, v in good]),
         "unknown_version": (b"\xff\xd8", [(n, b"9" if n == "version" else v) for n, v in good]),

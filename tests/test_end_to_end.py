@@ -18,6 +18,7 @@ from streaming.frame_headers import FrameHeaders
 from streaming.produce import produce_sources
 from streaming.sources import Frame, FrameSource, SourceItem
 from tests.conftest import data_dir
+from tests.dashboards import assert_dashboard_and_alerts_use_exported_metrics
 from tests.local_services import free_port, http_get, wait_for
 from tests.streams import (
     appearances,
@@ -25,7 +26,6 @@ from tests.streams import (
     read_all,
     read_messages,
 )
-from tests.test_deploy import assert_dashboard_and_alerts_use_exported_metrics
 from tests.worker_processes import (
     VIDEOS,
     settings_for,

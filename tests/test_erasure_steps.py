@@ -19,8 +19,8 @@ from clustering.redis_state.redis_store import RedisStore
 from clustering.settings import ClusteringSettings
 from clustering.store import CorrectionDelta, InMemoryStore, StoreError
 from tests.conftest import StoreFactory
-from tests.test_corrections import DIM, add_all, look_alikes, person
-from tests.test_engine import settings
+from tests.correction_faces import DIM, add_all, look_alikes, person
+from tests.synthetic_faces import settings
 
 
 def stepped(step_faces: int) -> ClusteringSettings:

@@ -4,7 +4,7 @@ import pytest
 
 from streaming.frame_headers import FrameHeaders, new_session
 from streaming.messages import MessageError
-from tests.test_messages import EXAMPLES
+from tests.message_examples import EXAMPLES
 
 
 def test_frame_headers_round_trip_through_kafka_headers() -> None:

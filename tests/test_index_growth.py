@@ -10,7 +10,7 @@ from clustering.index import HnswIndex
 from clustering.redis_state.compaction import Compactor, SnapshotJob
 from clustering.redis_state.redis_client import RedisAddress
 from clustering.settings import IndexSettings
-from tests.test_engine import DIM, identities
+from tests.synthetic_faces import DIM, identities
 
 
 def test_the_index_grows_ahead_of_need_between_snapshot_children_never_beside_one(

@@ -21,10 +21,10 @@ from confluent_kafka import Message
 from streaming.decode import decode_image
 from streaming.frame_headers import FrameHeaders
 from streaming.settings import KafkaSettings
+from tests.dashboards import assert_dashboard_and_alerts_use_exported_metrics
 from tests.live_servers import Behaviour, MjpegServer
 from tests.local_services import free_port, fresh_kafka, http_get
 from tests.streams import read_messages
-from tests.test_deploy import assert_dashboard_and_alerts_use_exported_metrics
 from workers.cli import main
 
 SECRETS = ("s3cr3tpw", "t0kenvalue", "authvalue", "fragvalue")

@@ -2,138 +2,29 @@
 
 import json
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import numpy as np
 import pytest
 
 from streaming.commands import (
-    ConflictEvent,
-    ForgetCommand,
-    ForgottenEvent,
-    LabelCommand,
-    LabelledEvent,
-    MergeCommand,
-    MergedEvent,
-    RejectCommand,
-    SplitCommand,
-    SplitEvent,
-    SplitPart,
     parse_command,
 )
-from streaming.frame_headers import FrameHeaders
 from streaming.messages import (
-    AppearanceEvent,
-    Assignment,
-    DeadLetter,
-    FaceQuality,
     FaceRecord,
-    MergeEvent,
     MessageError,
     TrackRecord,
     parse_faces_topic,
 )
 from streaming.schemas import SCHEMAS, json_schemas
+from tests.message_examples import EXAMPLES, example_face
 from workers.cluster.command_corrections import correction_of
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 
 
-def _face(**changes: Any) -> FaceRecord:
-    vector = np.random.default_rng(0).normal(size=512).astype(np.float32)
-    fields: dict[str, Any] = {
-        "face_id": "lobby:42:0",
-        "camera": "lobby",
-        "frame": 42,
-        "timestamp": 1700000000.25,
-        "box": (10.0, 20.0, 110.0, 140.0),
-        "landmarks": [(40.0, 60.0), (80.0, 60.0), (60.0, 80.0), (45.0, 100.0), (75.0, 100.0)],
-        "score": 0.87,
-        "quality": FaceQuality(face_size=100.0, sharpness=250.0, yaw=0.1),
-        "model": "arcface-w600k-mbf",
-        "embedding": FaceRecord.encode_embedding(vector / np.linalg.norm(vector)),
-        "dimension": 512,
-    }
-    fields.update(changes)
-    return FaceRecord(**fields)
-
-
-EXAMPLES = {
-    "frame-headers.v2": FrameHeaders(
-        camera="lobby", session="mi8z3k2pa7xq", frame=42, timestamp=1700000000.25, space="hq"
-    ),
-    "face.v2": _face(track="lobby:t40.0", cooccurring=["lobby:t12.1"]),
-    "track.v2": TrackRecord(
-        space="hq",
-        camera="lobby",
-        track="lobby:t40.0",
-        sequence=0,
-        first_frame=40,
-        last_frame=97,
-        first_timestamp=1700000000.1,
-        last_timestamp=1700000002.4,
-        faces=58,
-        embedded=2,
-        best_face="lobby:42:0",
-        best_box=(10.0, 20.0, 110.0, 140.0),
-        best_quality=0.81,
-        ended=True,
-    ),
-    "appearance.v1": AppearanceEvent(
-        space="hq",
-        cluster=7,
-        camera="lobby",
-        track="lobby:t40.0",
-        sequence=0,
-        first_timestamp=1700000000.1,
-        last_timestamp=1700000002.4,
-        faces=58,
-        best_face="lobby:42:0",
-        best_box=(10.0, 20.0, 110.0, 140.0),
-        best_quality=0.81,
-        ended=True,
-    ),
-    "assignment.v1": Assignment(space="hq", face_id="lobby:42:0", cluster=7, camera="lobby", timestamp=1.5),
-    "merge.v1": MergeEvent(space="hq", survivor=3, absorbed=[7, 9], face_id="lobby:42:0"),
-    "dead-letter.v1": DeadLetter(
-        stage="embed",
-        reason="corrupt",
-        error_class="ImageDecodeError",
-        error_message="corrupt: image file is truncated",
-        topic="frames",
-        partition=1,
-        offset=99,
-        key=DeadLetter.b64(b"lobby"),
-        value=DeadLetter.b64(b"\xff\xd8 truncated"),
-        headers=[("camera", "bG9iYnk=")],
-    ),
-    "command-merge.v1": MergeCommand(command_id="c-1", space="hq", clusters=[3, 17]),
-    "command-split.v1": SplitCommand(command_id="c-2", space="hq", faces=["lobby:42:0", "lobby:43:0"]),
-    "command-reject.v1": RejectCommand(command_id="c-3", space="hq", face="lobby:42:0", cluster=3),
-    "command-label.v1": LabelCommand(command_id="c-4", space="hq", cluster=3, name="Ada Lovelace"),
-    "merged.v1": MergedEvent(space="hq", command_id="c-1", survivor=3, absorbed=[17]),
-    "split.v1": SplitEvent(
-        space="hq",
-        command_id="c-2",
-        cluster=3,
-        parts=[SplitPart(cluster=3, faces=["lobby:1:0"]), SplitPart(cluster=42, faces=["lobby:42:0", "lobby:43:0"])],
-    ),
-    "labelled.v1": LabelledEvent(space="hq", command_id="c-4", cluster=3, name="Ada Lovelace"),
-    "conflict.v1": ConflictEvent(space="hq", command_id="c-5", reason="the clusters have different names"),
-    "command-forget.v1": ForgetCommand(command_id="c-6", space="hq", camera="lobby"),
-    "forgotten.v1": ForgottenEvent(
-        space="hq",
-        command_id="c-6",
-        faces=["lobby:42:0"],
-        parts=[SplitPart(cluster=3, faces=["door:1:0"])],
-        removed=[42],
-    ),
-}
-
-
 def test_a_version_1_face_record_is_still_read() -> None:
-    record = json.loads(_face().to_json())
+    record = json.loads(example_face().to_json())
     del record["type"], record["track"], record["cooccurring"]
     record["version"] = 1
     parsed = parse_faces_topic(json.dumps(record).encode())
@@ -145,7 +36,7 @@ def test_a_version_1_face_record_is_still_read() -> None:
 def test_the_faces_topic_carries_faces_and_tracks() -> None:
     assert isinstance(parse_faces_topic(EXAMPLES["track.v2"].to_json()), TrackRecord)
     assert isinstance(parse_faces_topic(EXAMPLES["face.v2"].to_json()), FaceRecord)
-    untracked = _face(embedding=None, track="lobby:t40.0")
+    untracked = example_face(embedding=None, track="lobby:t40.0")
     assert isinstance(parse_faces_topic(untracked.to_json()), FaceRecord)
     with pytest.raises(MessageError) as caught:
         parse_faces_topic(b'{"type": "gossip"}')
@@ -165,7 +56,7 @@ def test_each_contract_round_trips_and_matches_its_schema_file(stem: str) -> Non
 def test_embedding_round_trips_bit_for_bit() -> None:
     vector = np.linspace(-1, 1, 512, dtype=np.float32)
     vector /= np.linalg.norm(vector)
-    face = _face(embedding=FaceRecord.encode_embedding(vector))
+    face = example_face(embedding=FaceRecord.encode_embedding(vector))
     np.testing.assert_array_equal(FaceRecord.from_json(face.to_json()).vector(512), vector)
 
 
@@ -175,8 +66,8 @@ def test_embedding_round_trips_bit_for_bit() -> None:
         (b"", "empty"),
         (b"not json", "malformed"),
         (b'{"version": 1}', "malformed"),
-        (_face().to_json().replace(b'"version":2', b'"version":3'), "unknown_version"),
-        (_face().to_json().replace(b'"score":0.87', b'"score":0.87,"extra":1'), "malformed"),
+        (example_face().to_json().replace(b'"version":2', b'"version":3'), "unknown_version"),
+        (example_face().to_json().replace(b'"score":0.87', b'"score":0.87,"extra":1'), "malformed"),
     ],
     ids=["empty", "not-json", "missing-fields", "version-3", "unknown-field"],
 )
@@ -187,24 +78,24 @@ def test_bad_face_records_name_their_reason(value: bytes, reason: str) -> None:
 
 
 def test_wrong_embeddings_are_refused() -> None:
-    short = _face(embedding=FaceRecord.encode_embedding(np.ones(128, np.float32)))
+    short = example_face(embedding=FaceRecord.encode_embedding(np.ones(128, np.float32)))
     with pytest.raises(MessageError, match="expects 512") as caught:
         short.vector(512)
     assert caught.value.reason == "bad_embedding"
     with pytest.raises(MessageError, match="expects 256"):
-        _face().vector(256)  # a record from another model than the cluster worker's
+        example_face().vector(256)  # a record from another model than the cluster worker's
     with pytest.raises(MessageError, match="not base64"):
-        _face(embedding="***").vector()
+        example_face(embedding="***").vector()
     with pytest.raises(MessageError, match="NaN"):
-        _face(embedding=FaceRecord.encode_embedding(np.full(512, np.nan, np.float32))).vector()
+        example_face(embedding=FaceRecord.encode_embedding(np.full(512, np.nan, np.float32))).vector()
     with pytest.raises(MessageError, match="all zeros"):
-        _face(embedding=FaceRecord.encode_embedding(np.zeros(512, np.float32))).vector()
+        example_face(embedding=FaceRecord.encode_embedding(np.zeros(512, np.float32))).vector()
 
 
 def test_an_embedding_of_another_length_is_taken_at_unit_length() -> None:
     direction = np.random.default_rng(3).normal(size=512).astype(np.float32)
     direction /= np.linalg.norm(direction)
-    scaled = _face(embedding=FaceRecord.encode_embedding(direction * 100)).vector()
+    scaled = example_face(embedding=FaceRecord.encode_embedding(direction * 100)).vector()
     np.testing.assert_allclose(scaled, direction, rtol=1e-5, atol=1e-7)
     assert abs(float(np.linalg.norm(scaled)) - 1.0) < 1e-5
 

@@ -10,7 +10,7 @@ from clustering.index import HnswIndex
 from clustering.neighbour_search import NeighbourSearch
 from clustering.settings import ClusteringSettings, IndexSettings, RankOrderSettings
 from tests.conftest import StoreFactory
-from tests.test_engine import DIM, identities
+from tests.synthetic_faces import DIM, identities
 
 
 def _one_thread(block: int) -> ClusteringSettings:

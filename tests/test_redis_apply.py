@@ -17,7 +17,7 @@ from clustering.redis_state.redis_keys import Key
 from clustering.redis_state.redis_records import OutboxEntry
 from clustering.redis_state.redis_store import RedisStore
 from clustering.store import StoreError
-from tests.test_engine import DIM, identities, settings
+from tests.synthetic_faces import DIM, identities, settings
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from clustering.redis_state.lease import WriterLease
 from clustering.redis_state.redis_client import RedisAddress, connect
 from clustering.redis_state.redis_store import RedisStore
 from tests.services import RedisClusterServers, redis_cluster
-from tests.test_engine import DIM, identities, settings
+from tests.synthetic_faces import DIM, identities, settings
 
 SPACES = [f"site-{n}" for n in range(12)]
 

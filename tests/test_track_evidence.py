@@ -17,8 +17,8 @@ from models.quality import QualityReport
 from models.settings import TrackingSettings
 from models.track_log import TrackLog, face_quality
 from streaming.sources import Frame, FrameSource
+from tests.clips import clip_frames, run_frames
 from tests.conftest import data_dir
-from tests.test_tracking import _clip, _run
 
 
 def _report(score: float = 0.9) -> QualityReport:
@@ -37,9 +37,9 @@ def test_a_young_track_is_embedded_a_few_times_then_every_interval() -> None:
 
 
 def test_a_tracked_face_carries_its_tracks_template(analyzer: FaceAnalyzer) -> None:
-    frames = _clip("intel_head-pose-face-detection-male.mp4", "cam")
-    own = _embedded(_run(FacePipeline(analyzer, TrackingSettings(track_template=False)), frames))
-    templated = _embedded(_run(FacePipeline(analyzer, TrackingSettings()), frames))
+    frames = clip_frames("intel_head-pose-face-detection-male.mp4", "cam")
+    own = _embedded(run_frames(FacePipeline(analyzer, TrackingSettings(track_template=False)), frames))
+    templated = _embedded(run_frames(FacePipeline(analyzer, TrackingSettings()), frames))
     assert [f.face_id for f in own] == [f.face_id for f in templated]
     assert len(own) >= 3
     sums: dict[str | None, NDArray[np.float32]] = {}

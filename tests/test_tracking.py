@@ -12,12 +12,11 @@ from clustering.engine import OnlineRankOrder
 from clustering.settings import ClusteringSettings
 from clustering.store import InMemoryStore
 from models.analyzer import FaceAnalyzer
-from models.frames import CameraFrame, FrameResult, TrackReset
+from models.frames import CameraFrame, TrackReset
 from models.pipeline import FacePipeline
 from models.settings import TrackingSettings
 from models.tracker import FaceTracker, TrackerParams
-from streaming.sources import Frame, FrameSource
-from tests.conftest import data_dir
+from tests.clips import clip_frames, run_frames
 
 LANDMARKS = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]], np.float32)
 
@@ -74,23 +73,9 @@ def test_two_crossing_faces_never_share_a_track() -> None:
         assert all(on_first) or all(on_second), f"{track} moved from one face to the other"
 
 
-def _run(pipeline: FacePipeline, frames: list[CameraFrame]) -> list[FrameResult]:
-    results = []
-    for start in range(0, len(frames), 8):
-        results += pipeline.process(frames[start : start + 8])
-    return results
-
-
-def _clip(name: str, camera: str, first: int = 0, start_s: float = 0.0) -> list[CameraFrame]:
-    source = FrameSource(str(data_dir("videos", name)), camera)
-    return [
-        CameraFrame(camera, first + f.number, start_s + f.timestamp, f.image) for f in source if isinstance(f, Frame)
-    ]
-
-
 def test_a_real_clip_is_a_few_long_tracks(analyzer: FaceAnalyzer) -> None:
     pipeline = FacePipeline(analyzer, TrackingSettings())
-    results = _run(pipeline, _clip("intel_head-pose-face-detection-male.mp4", "cam"))
+    results = run_frames(pipeline, clip_frames("intel_head-pose-face-detection-male.mp4", "cam"))
     faces = [f for r in results for f in r.faces]
     tracks = {f.track for f in faces}
     assert len(faces) > 50
@@ -103,10 +88,12 @@ def test_a_real_clip_is_a_few_long_tracks(analyzer: FaceAnalyzer) -> None:
 
 
 def test_a_cut_between_two_clips_ends_every_track(analyzer: FaceAnalyzer) -> None:
-    first = _clip("intel_head-pose-face-detection-female.mp4", "cam")
-    second = _clip("intel_head-pose-face-detection-male.mp4", "cam", first=len(first), start_s=first[-1].timestamp)
+    first = clip_frames("intel_head-pose-face-detection-female.mp4", "cam")
+    second = clip_frames(
+        "intel_head-pose-face-detection-male.mp4", "cam", first=len(first), start_s=first[-1].timestamp
+    )
     pipeline = FacePipeline(analyzer, TrackingSettings())
-    results = _run(pipeline, first + second)
+    results = run_frames(pipeline, first + second)
     assert results[len(first)].reset == TrackReset.CUT
     before = {f.track for r in results[: len(first)] for f in r.faces}
     after = {f.track for r in results[len(first) :] for f in r.faces}
@@ -118,12 +105,12 @@ def test_a_cut_between_two_clips_ends_every_track(analyzer: FaceAnalyzer) -> Non
 
 
 def test_bad_frames_start_new_tracks_with_a_reason(analyzer: FaceAnalyzer) -> None:
-    frames = _clip("intel_head-pose-face-detection-male.mp4", "cam")[:20]
+    frames = clip_frames("intel_head-pose-face-detection-male.mp4", "cam")[:20]
     small = frames[10].image[::2, ::2].copy()
     frames[10] = CameraFrame("cam", frames[10].number, frames[10].timestamp, small)  # another size mid-track
     frames[15] = CameraFrame("cam", 3, frames[15].timestamp, frames[15].image)  # the frame number goes back
     pipeline = FacePipeline(analyzer, TrackingSettings())
-    results = _run(pipeline, frames)
+    results = run_frames(pipeline, frames)
     assert results[10].reset == TrackReset.FRAME_SIZE
     assert results[11].reset == TrackReset.FRAME_SIZE
     assert results[15].reset == TrackReset.FRAME_ORDER
@@ -133,11 +120,11 @@ def test_bad_frames_start_new_tracks_with_a_reason(analyzer: FaceAnalyzer) -> No
 def test_a_new_session_ends_every_track_and_its_ids_never_repeat_the_old_ones(analyzer: FaceAnalyzer) -> None:
     """A producer that reconnects numbers its frames from 0 again in a new session: the same frame numbers, the
     same picture even, give faces and tracks of their own, and no track spans the two sessions."""
-    clip = _clip("intel_head-pose-face-detection-male.mp4", "door")[:12]
+    clip = clip_frames("intel_head-pose-face-detection-male.mp4", "door")[:12]
     first = [replace(frame, session="aaaa") for frame in clip]
     again = [replace(frame, session="bbbb") for frame in clip]
     pipeline = FacePipeline(analyzer, TrackingSettings())
-    results = _run(pipeline, first + again)
+    results = run_frames(pipeline, first + again)
     assert results[len(first)].reset == TrackReset.SESSION
     ended = {a.track for a in results[len(first)].appearances}
     assert ended == {f.track for f in results[len(first) - 1].faces}
@@ -151,8 +138,8 @@ def test_a_new_session_ends_every_track_and_its_ids_never_repeat_the_old_ones(an
 
 
 def test_tracking_off_embeds_every_accepted_face(analyzer: FaceAnalyzer) -> None:
-    frames = _clip("intel_head-pose-face-detection-male.mp4", "cam")[:16]
-    results = _run(FacePipeline(analyzer, TrackingSettings(enabled=False)), frames)
+    frames = clip_frames("intel_head-pose-face-detection-male.mp4", "cam")[:16]
+    results = run_frames(FacePipeline(analyzer, TrackingSettings(enabled=False)), frames)
     faces = [f for r in results for f in r.faces]
     assert all(f.track is None and f.detected for f in faces)
     assert all((f.embedding is not None) == (f.quality is not None and f.quality.accepted) for f in faces)

@@ -14,6 +14,8 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
+from clustering.errors import ClusteringError
+
 #: What the environment variable names, and the CPU flags (/proc/cpuinfo) each level needs beyond the last.
 LEVEL_FLAGS = {
     "x86-64-v2": frozenset({"cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"}),
@@ -30,7 +32,7 @@ class InstructionSetReason(StrEnum):
     MISSING_FLAGS = "missing_flags"
 
 
-class InstructionSetError(RuntimeError):
+class InstructionSetError(ClusteringError, RuntimeError):
     def __init__(self, reason: InstructionSetReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason

@@ -16,13 +16,15 @@ from typing import BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
+from clustering.errors import ClusteringError
+
 #: offsetLevel0, max_elements, cur_element_count, size_data_per_element, label_offset, offsetData,
 #: maxlevel, enterpoint_node, maxM, maxM0, M, mult, ef_construction
 _HEADER = struct.Struct("<QQQQQQiIQQQdQ")
 _MAGIC = b"FSHNSW1\x00"  # a graph without vectors, as this module writes it
 
 
-class SnapshotFormatError(ValueError):
+class SnapshotFormatError(ClusteringError, ValueError):
     """Bytes that are not an hnswlib index of the expected shape."""
 
 

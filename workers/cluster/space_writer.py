@@ -32,6 +32,7 @@ from clustering.redis_state.redis_store import RedisStore
 from streaming.commands import Command
 from streaming.messages import FaceRecord, MessageError, TrackRecord
 from workers.cluster.command_corrections import correction_of
+from workers.errors import WorkerError
 from workers.plumbing import metrics
 from workers.plumbing.faces import appearance_event, apply_face
 from workers.settings import Settings
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 HANDOVER_WAIT_S = 20.0
 
 
-class LeaseLostError(RuntimeError):
+class LeaseLostError(WorkerError, RuntimeError):
     """Another process holds the writer lease of an identity space this worker was writing."""
 
 

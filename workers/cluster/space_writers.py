@@ -13,12 +13,13 @@ from clustering.redis_state.redis_client import RedisClient
 from workers.cluster.cluster_counters import ClusterCounters
 from workers.cluster.positions import Positions
 from workers.cluster.space_writer import SpaceWriter
+from workers.errors import WorkerError
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class SpaceRefusedError(ValueError):
+class SpaceRefusedError(WorkerError, ValueError):
     """A record whose space this worker will not write: its dead letter's reason says why."""
 
     reason = "space_refused"
@@ -117,9 +118,8 @@ class SpaceWriters:
         for space, writer in list(self._writers.items()):
             home = writer.home
             committed = None if home is None else self.positions.committed_below(home)
-            if time.monotonic() - writer.used < idle_s or committed is None or not writer.settled():
+            if home is None or committed is None or time.monotonic() - writer.used < idle_s or not writer.settled():
                 continue
-            assert home is not None  # a written space has a home
             writer.store.applied_through(home, committed - 1)
             self.positions.registry.remove(home, space)
             writer.release(hand_over=True)

@@ -24,6 +24,7 @@ from streaming.kafka_io import log_context, where
 from streaming.messages import Assignment, MergeEvent
 from streaming.settings import KafkaSettings
 from workers.cluster.command_corrections import outcome_event
+from workers.errors import WorkerError
 from workers.plumbing import metrics
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ KAFKA_TIMEOUT_S = 30.0
 _TRANSACTION_TIMEOUT_MS = 20_000
 
 
-class KafkaCallTimeoutError(RuntimeError):
+class KafkaCallTimeoutError(WorkerError, RuntimeError):
     """A librdkafka call did not return within its deadline; its producer is abandoned."""
 
 

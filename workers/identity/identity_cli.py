@@ -28,10 +28,11 @@ from streaming.commands import Command, ForgetCommand, LabelCommand, MergeComman
 from streaming.messages import FaceRecord
 from streaming.redact import read_secret
 from streaming.sources import BadInput, FrameSource
+from workers.errors import WorkerError
 from workers.settings import Settings
 
 
-class IdentityCommandError(RuntimeError):
+class IdentityCommandError(WorkerError, RuntimeError):
     """The API or the broker refused, or a photo had no face: the message says which."""
 
 

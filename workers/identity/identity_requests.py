@@ -15,9 +15,10 @@ from numpy.typing import NDArray
 from clustering.store import ClusterSummary
 from streaming.decode import ImageDecodeError, decode_image
 from streaming.messages import SPACE_PATTERN
+from workers.errors import WorkerError
 
 
-class RequestError(ValueError):
+class RequestError(WorkerError, ValueError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status

@@ -20,6 +20,7 @@ from enum import Enum
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from workers.embed.commit_points import CommitPoints
+from workers.errors import WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def ranges(at: Iterable[tuple[int, int]]) -> dict[int, tuple[int, int]]:
     return found
 
 
-class WorkerCrashError(RuntimeError):
+class WorkerCrashError(WorkerError, RuntimeError):
     """A frame refused because workers died running it."""
 
 

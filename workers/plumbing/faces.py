@@ -1,10 +1,16 @@
-"""Face records: from the pipeline's observations to the faces-topic contract, and from records into the engine.
+"""Faces into the engine, and the pipeline's observations into the faces-topic contract.
 
-`facestream run`, the embed worker and the cluster worker all go through these functions, so a face is
-described, keyed and clustered the same way whether it crossed Kafka or not.
+One path from a face to its cluster: `apply_face` takes an observation of the pipeline (`facestream run`, the
+benchmarks: no record is built for a face that crosses no topic) or a faces-topic record (the cluster
+worker) alike, so a face is clustered the same way whether it crossed Kafka or not; `TrackedFaces` gives a
+face that was not embedded its track's cluster, as the cluster stage's appearances do.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,24 +68,63 @@ def track_record(summary: TrackSummary, *, space: str) -> TrackRecord:
     )
 
 
+class ClusterableFace(Protocol):
+    """What the engine needs of a face: an observation of the pipeline and a faces-topic record both have it."""
+
+    @property
+    def face_id(self) -> str: ...
+    @property
+    def camera(self) -> str: ...
+    @property
+    def frame(self) -> int: ...
+    @property
+    def timestamp(self) -> float: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def track(self) -> str | None: ...
+    @property
+    def cooccurring(self) -> Sequence[str]: ...
+
+
 def apply_face(
     engine: OnlineRankOrder,
-    record: FaceRecord,
+    face: ClusterableFace,
     vector: NDArray[np.float32],
     offset: tuple[int, int] | None = None,
 ) -> FaceAssignment:
     """Clusters an embedded face: its frame and co-occurring tracks are cannot-links, its track a must-link."""
     return engine.add(
-        record.face_id,
+        face.face_id,
         vector,
-        camera=record.camera,
-        frame=record.frame,
-        timestamp=record.timestamp,
-        quality=record.score,
+        camera=face.camera,
+        frame=face.frame,
+        timestamp=face.timestamp,
+        quality=min(max(face.score, 0.0), 1.0),  # as the faces-topic record bounds it
         offset=offset,
-        track=record.track,
-        cooccurring=record.cooccurring,
+        track=face.track,
+        cooccurring=face.cooccurring,
     )
+
+
+@dataclass
+class TrackedFaces:
+    """The clusters of an in-process pipeline's faces (`facestream run`, the benchmarks): an embedded face is
+    clustered, and the track's latest embedded face (its anchor) stands for the track's other faces."""
+
+    engine: OnlineRankOrder
+    #: Track -> its latest embedded face.
+    anchors: dict[str, str] = field(default_factory=dict)
+
+    def place(self, face: FaceObservation) -> tuple[str | None, FaceAssignment | None]:
+        """The face's anchor (itself when embedded; None for a track with no face clustered yet), and its
+        assignment when it was embedded and clustered now."""
+        if face.embedding is None:
+            return (self.anchors.get(face.track) if face.track else None), None
+        assignment = apply_face(self.engine, face, face.embedding)
+        if face.track:
+            self.anchors[face.track] = face.face_id
+        return face.face_id, assignment
 
 
 def appearance_event(engine: OnlineRankOrder, record: TrackRecord) -> AppearanceEvent | None:

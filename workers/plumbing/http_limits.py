@@ -11,6 +11,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from workers.errors import WorkerError
+
 log = logging.getLogger(__name__)
 
 #: Seconds a connection may wait for its client's next bytes (of the request line, a header or the body).
@@ -24,7 +26,7 @@ _BUSY = (
 )
 
 
-class BadLengthError(ValueError):
+class BadLengthError(WorkerError, ValueError):
     """A Content-Length that is not a count of bytes, or one over the limit."""
 
     def __init__(self, status: int, message: str) -> None:

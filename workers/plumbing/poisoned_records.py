@@ -3,8 +3,10 @@ them when it reads them again instead of failing on them forever."""
 
 from __future__ import annotations
 
+from workers.errors import WorkerError
 
-class PoisonRecordError(Exception):
+
+class PoisonRecordError(WorkerError):
     """Applying one record failed unexpectedly (a bug it triggers): the state may hold half of it, so the stage
     steps down and rebuilds it, and dead-letters that record when it comes again."""
 

@@ -23,6 +23,7 @@ from clustering.events import Conflict
 from streaming.commands import Command, parse_command
 from streaming.messages import MessageError
 from workers.cluster.command_corrections import correction_of
+from workers.errors import WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ _WAITING = {
 }
 
 
-class CorrectionsFileError(ValueError):
+class CorrectionsFileError(WorkerError, ValueError):
     """Lines of a corrections file that are not valid commands; the run does not start."""
 
 

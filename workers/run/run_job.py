@@ -23,7 +23,7 @@ from models.frames import CameraFrame, FrameResult
 from models.pipeline import FacePipeline
 from models.track_log import TrackSummary
 from streaming.sources import BadInput, Frame, SourceItem
-from workers.plumbing.faces import apply_face, face_record
+from workers.plumbing.faces import TrackedFaces
 from workers.plumbing.lifecycle import StopFlag
 from workers.produce.source_readers import PlannedReaders
 from workers.run.corrections_file import CommandLine, PendingCorrections
@@ -66,32 +66,22 @@ class _Run:
         self.out_dir = out_dir
         self.settings = settings
         self.engine = OnlineRankOrder(analyzer.embedder.dimension, settings.clustering)
-        self.model = analyzer.embedder.path.name
-        self.dimension = analyzer.embedder.dimension
         self.summary = RunSummary()
         self.seen: list[Seen] = []
         self.appearances: list[Appearance] = []
-        #: Track -> its latest embedded face: the anchor of the track's other faces and appearances.
-        self.anchors: dict[str, str] = {}
+        #: The anchor of each track: its latest embedded face, which stands for its other faces and appearances.
+        self.tracked = TrackedFaces(self.engine)
         self.faces_file = JsonLines(out_dir / "faces.jsonl")
         self.appearances_file = JsonLines(out_dir / "appearances.jsonl")
 
     def frame(self, frame: Frame, result: FrameResult) -> None:
         for face in result.faces:
-            anchor = self.anchors.get(face.track) if face.track else None
-            cluster = None
-            if face.embedding is not None:
-                record = face_record(face, space="default", model=self.model, dimension=self.dimension)
-                cluster = apply_face(self.engine, record, face.embedding).cluster_id
-                anchor = face.face_id
-                if face.track:
-                    self.anchors[face.track] = anchor
+            anchor, assignment = self.tracked.place(face)
+            cluster = None if anchor is None else self.engine.cluster_of(anchor)
+            if assignment is not None and face.crop is not None:  # an embedded face keeps its aligned crop
                 thumbnail = _thumbnail_name(face.face_id)
-                assert face.crop is not None  # embedded faces keep their aligned crop
                 cv2.imwrite(str(self.out_dir / thumbnail), face.crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
                 self.seen.append(Seen(face.face_id, frame.source, frame.number, frame.timestamp, thumbnail))
-            elif anchor is not None:
-                cluster = self.engine.cluster_of(anchor)
             self.faces_file.write(face_line(frame, face, anchor, cluster))
         self.ended(result.appearances)
 
@@ -107,9 +97,9 @@ class _Run:
 
     def ended(self, appearances: list[TrackSummary]) -> None:
         for summary in appearances:
-            anchor = self.anchors.get(summary.track)
+            anchor = self.tracked.anchors.get(summary.track)
             if summary.ended:
-                self.anchors.pop(summary.track, None)
+                self.tracked.anchors.pop(summary.track, None)
             cluster = None if anchor is None else self.engine.cluster_of(anchor)
             self.appearances_file.write(appearance_line(summary, anchor, cluster))
             self.summary.appearances += 1
