@@ -31,13 +31,13 @@ from bench.common import DATA, require
 from clustering.engine import OnlineRankOrder
 from clustering.scores import score_clustering
 from models.analyzer import FaceAnalyzer
-from models.frames import CameraFrame
 from models.pipeline import FacePipeline
 from models.settings import RuntimeSettings
 from models.track_log import TrackSummary
 from models.tracker import iou_matrix
 from streaming.sources import Frame, FrameSource
 from workers.plumbing.faces import TrackedFaces
+from workers.plumbing.frames import camera_frame
 from workers.settings import Settings
 
 
@@ -69,7 +69,7 @@ def run(frames: list[Frame], analyzer: FaceAnalyzer, tracking: bool) -> Tracking
     summaries: list[TrackSummary] = []
     for start in range(0, len(frames), settings.run.batch_size):
         batch = frames[start : start + settings.run.batch_size]
-        results += pipeline.process([CameraFrame(f.source, f.number, f.timestamp, f.image) for f in batch])
+        results += pipeline.process([camera_frame(frame) for frame in batch])
     for result in [*results]:
         for face in result.faces:
             anchor, assignment = tracked.place(face)

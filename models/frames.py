@@ -69,7 +69,7 @@ class CameraFrame:
         return stream_of(self.camera, self.session)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FaceObservation:
     face_id: str
     camera: str

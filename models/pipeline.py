@@ -244,19 +244,19 @@ class FacePipeline:
             others = tuple(t.id for t in visible if t is not track)
             faces.append(
                 FaceObservation(
-                    identifier,
-                    frame.camera,
-                    frame.number,
-                    frame.timestamp,
-                    np.asarray(box, np.float32),
-                    np.asarray(landmarks, np.float32),
-                    track.score,
-                    report,
-                    track.id,
-                    report is not None,
-                    None,
-                    None,
-                    others,
+                    face_id=identifier,
+                    camera=frame.camera,
+                    frame=frame.number,
+                    timestamp=frame.timestamp,
+                    box=np.asarray(box, np.float32),
+                    landmarks=np.asarray(landmarks, np.float32),
+                    score=track.score,
+                    quality=report,
+                    track=track.id,
+                    detected=report is not None,
+                    crop=None,  # filled in with the embedding, for the faces that get one
+                    embedding=None,
+                    cooccurring=others,
                 )
             )
         for track in visible:
@@ -279,18 +279,18 @@ class FacePipeline:
         crops, reports = self.analyzer.describe(frame.image, found)
         faces = [
             FaceObservation(
-                face_id(frame.stream, frame.number, i),
-                frame.camera,
-                frame.number,
-                frame.timestamp,
-                found.boxes[i],
-                found.landmarks[i],
-                float(found.scores[i]),
-                report,
-                None,
-                True,
-                None,
-                None,
+                face_id=face_id(frame.stream, frame.number, i),
+                camera=frame.camera,
+                frame=frame.number,
+                timestamp=frame.timestamp,
+                box=found.boxes[i],
+                landmarks=found.landmarks[i],
+                score=float(found.scores[i]),
+                quality=report,
+                track=None,
+                detected=True,
+                crop=None,  # filled in with the embedding, for the faces that get one
+                embedding=None,
             )
             for i, report in enumerate(reports)
         ]

@@ -21,13 +21,9 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
 
+from streaming.embeddings import EmbeddingValueError, unit_embedding
 from streaming.errors import StreamingError
 from streaming.frozen import FrozenModel
-
-#: Below this an embedding has no direction to compare: a zero vector, not a face.
-MIN_EMBEDDING_NORM = 1e-6
-#: An embedding this close to unit length is taken as it is; others are scaled to unit length.
-UNIT_TOLERANCE = 1e-3
 
 
 class MessageError(StreamingError, ValueError):
@@ -136,16 +132,10 @@ class FaceRecord(_Message):
                 f"face {self.face_id}: embedding has {len(raw)} bytes ({self.dimension} declared); "
                 f"this worker expects {wanted} float32 values",
             )
-        if not np.isfinite(values).all():
-            raise MessageError("bad_embedding", f"face {self.face_id}: embedding holds NaN or infinity")
-        norm = float(np.linalg.norm(values.astype(np.float64)))
-        if norm < MIN_EMBEDDING_NORM:
-            raise MessageError("bad_embedding", f"face {self.face_id}: embedding is (nearly) all zeros")
-        if abs(norm - 1.0) <= UNIT_TOLERANCE:
-            return values  # unit length already (as facestream's embedder writes it): kept bit for bit
-        # Clustering compares directions: a producer's un-normalised vector (some ONNX models give them) is
-        # taken at unit length rather than refused, so cosine similarity means the same for every face.
-        return (values / norm).astype(np.float32)
+        try:
+            return unit_embedding(values)
+        except EmbeddingValueError as exc:
+            raise MessageError("bad_embedding", f"face {self.face_id}: embedding {exc}") from exc
 
 
 class TrackRecord(_Message):

@@ -41,7 +41,7 @@ from workers.identity.identity_requests import (
     request_space,
 )
 from workers.plumbing import metrics
-from workers.plumbing.http_limits import BadLengthError, BoundedHTTPServer, LimitedHandler, content_length
+from workers.plumbing.http_limits import BackgroundServer, BadLengthError, LimitedHandler, content_length
 
 if TYPE_CHECKING:
     from models.analyzer import FaceAnalyzer
@@ -177,18 +177,16 @@ class IdentityApi:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the request line may name a space; nothing else is logged, never a header
 
-        self._server = BoundedHTTPServer((host, port), Handler)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="identity-api", daemon=True)
+        self._http = BackgroundServer(host, port, Handler, "identity-api")
+        self.port = self._http.port
 
     def start(self) -> IdentityApi:
-        self._thread.start()
-        log.info("serving the identity API on %s:%d", self._server.server_address[0], self.port)
+        self._http.start()
+        log.info("serving the identity API on %s:%d", self._http.host, self.port)
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
 
 
 class _Routes:

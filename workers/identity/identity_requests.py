@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from clustering.store import ClusterSummary
 from streaming.decode import ImageDecodeError, decode_image
+from streaming.embeddings import EmbeddingValueError, unit_embedding
 from streaming.messages import SPACE_PATTERN
 from workers.errors import WorkerError
 
@@ -49,10 +50,10 @@ def request_embedding(value: object, dimension: int) -> NDArray[np.float32]:
         raise RequestError(400, f"embedding: {exc}") from exc
     if vector.shape != (dimension,):
         raise RequestError(400, f"embedding: {dimension} values expected, not {vector.size}")
-    norm = float(np.linalg.norm(vector.astype(np.float64)))
-    if not np.isfinite(norm) or norm < 1e-6:
-        raise RequestError(400, "embedding: a finite, non-zero vector is expected")
-    return (vector / norm).astype(np.float32)
+    try:
+        return unit_embedding(vector)
+    except EmbeddingValueError as exc:
+        raise RequestError(400, f"embedding {exc}: a finite, non-zero vector is expected") from exc
 
 
 #: The largest photo searched: a 6000x4000 camera's; decoding it peaks near 300 MB, one at a time.

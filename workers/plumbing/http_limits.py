@@ -108,3 +108,22 @@ def _power_of_ten(count: int) -> bool:
     while count % 10 == 0:
         count //= 10
     return count == 1
+
+
+class BackgroundServer:
+    """A BoundedHTTPServer serving ``handler`` from a daemon thread named ``name``: the one way the workers'
+    HTTP endpoints (health and metrics, the identity API) are served, started and stopped."""
+
+    def __init__(self, host: str, port: int, handler: type[LimitedHandler], name: str) -> None:
+        self._server = BoundedHTTPServer((host, port), handler)
+        self.host = str(self._server.server_address[0])
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops serving and closes the listening socket (requests in progress finish on their threads)."""
+        self._server.shutdown()
+        self._server.server_close()

@@ -6,7 +6,6 @@ Labels stay low-cardinality: topics, stages, reasons and roles, never faces, clu
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from streaming.redact import redact
-from workers.plumbing.http_limits import BoundedHTTPServer, LimitedHandler
+from workers.plumbing.http_limits import BackgroundServer, LimitedHandler
 
 log = logging.getLogger(__name__)
 
@@ -191,15 +190,13 @@ class HealthServer:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("http: " + format, *args)
 
-        self._server = BoundedHTTPServer((host, port), Handler)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
+        self._http = BackgroundServer(host, port, Handler, "health-http")
+        self.port = self._http.port
 
     def start(self) -> HealthServer:
-        self._thread.start()
+        self._http.start()
         log.info("serving /metrics, /healthz and /readyz on port %d", self.port)
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()

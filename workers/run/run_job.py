@@ -19,11 +19,12 @@ from tqdm import tqdm
 
 from clustering.engine import OnlineRankOrder
 from models.analyzer import FaceAnalyzer
-from models.frames import CameraFrame, FrameResult
+from models.frames import FrameResult
 from models.pipeline import FacePipeline
 from models.track_log import TrackSummary
 from streaming.sources import BadInput, Frame, SourceItem
 from workers.plumbing.faces import TrackedFaces
+from workers.plumbing.frames import camera_frame
 from workers.plumbing.lifecycle import StopFlag
 from workers.produce.source_readers import PlannedReaders
 from workers.run.corrections_file import CommandLine, PendingCorrections
@@ -137,11 +138,8 @@ def run_pipeline(
                 summary.bad_inputs[item.reason.value] += 1
                 log.warning("skipped %s frame %d (%s): %s", item.source, item.number, item.name or "-", item.detail)
             bar.update(len(bad))
-            frames = [
-                CameraFrame(f.source, f.number, f.timestamp, f.image, still=f.name is not None, session=f.session)
-                for f in batch
-            ]
-            for frame, result in zip(batch, pipeline.process(frames), strict=True):
+            results = pipeline.process([camera_frame(frame) for frame in batch])
+            for frame, result in zip(batch, results, strict=True):
                 run.frame(frame, result)
             pending.apply_ready(run.engine)
             run.faces_file.flush()
