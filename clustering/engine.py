@@ -157,24 +157,12 @@ class OnlineRankOrder:
         self._clusters[x] = Cluster(1, timestamp, timestamp, {camera} if camera else set(), [(quality, face_id)])
         self._clusters[x].note(meta)
 
-        direct = {(y, x): s for y, s in zip(candidates, candidate_sims, strict=True) if s >= self.params.direct_link}
-        anchor = self._track_anchor.get(track) if track else None
-        must = {(anchor, x)} if anchor is not None else set()
-        links = candidate_links(
-            self._lists,
-            self._sims,
-            direct=direct,
-            must=must,
-            changed=changed,
-            find=self._sets.find,
-            ids=self._ids,
-            params=self.params,
-        )
         joins = Joins(x)
+        links = self._links_of(x, (candidates, candidate_sims), changed, track)
         self.refused_links += joins.apply(links, self._sets, self._clusters, self.params)
         templates = TemplateSearch(self._search, self._sets, self._clusters, self._label_of, self.params)
-        for grown in sorted(joins.grown):  # a template join may have joined two of them: find the root again
-            links = templates.links(self._sets.find(grown))
+        for root in sorted({self._sets.find(grown) for grown in joins.grown}):
+            links = templates.links(self._sets.find(root))  # a template join before may have absorbed it
             self.refused_links += joins.apply(links, self._sets, self._clusters, self.params)
 
         if track:
@@ -194,6 +182,24 @@ class OnlineRankOrder:
         )
         self._persist(delta)
         return FaceAssignment(face_id, delta.cluster, delta.merges)
+
+    def _links_of(
+        self, x: int, found: tuple[list[int], list[float]], changed: list[int], track: str | None
+    ) -> list[tuple[float, int, int]]:
+        """The links the new face x allows, in the order they are tried: its track's must-link, then the direct
+        links to its ``found`` candidates and the rank-order links among the lists that ``changed``."""
+        direct = {(y, x): s for y, s in zip(*found, strict=True) if s >= self.params.direct_link}
+        anchor = self._track_anchor.get(track) if track else None
+        return candidate_links(
+            self._lists,
+            self._sims,
+            direct=direct,
+            must={(anchor, x)} if anchor is not None else set(),
+            changed=changed,
+            find=self._sets.find,
+            ids=self._ids,
+            params=self.params,
+        )
 
     def _summary(self, root: int) -> ClusterSummary | None:
         """The cluster's summary; None for one absorbed into another."""
