@@ -1,6 +1,7 @@
 """The embed worker on the real broker: faces out for every good frame, a dead letter for every bad one,
 offsets committed only after the outputs are acknowledged."""
 
+import base64
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import cv2
 import numpy as np
 from confluent_kafka import Producer
 
@@ -90,6 +92,12 @@ def test_frames_become_faces_and_bad_messages_dead_letters(
     assert len({f.face_id for f in faces}) == len(faces)
     assert all(f.vector(512).shape == (512,) for f in faces)
     assert abs(float(np.linalg.norm(faces[0].vector()))) - 1 < 1e-4
+    # Each embedded face carries its aligned face, for whatever shows faces downstream.
+    for face in faces:
+        assert face.thumbnail is not None
+        shown = cv2.imdecode(np.frombuffer(base64.b64decode(face.thumbnail), np.uint8), cv2.IMREAD_COLOR)
+        assert shown is not None
+        assert shown.shape == (112, 112, 3)
 
     letters = [DeadLetter.from_json(v) for _, v in read_all(kafka_bootstrap, kafka.dead_letter_topic)]
     assert sorted(letter.reason for letter in letters) == sorted(bad_messages)

@@ -200,7 +200,13 @@ class EmbedWorker:
             if face.embedding is None and not (publish_tracked and face.track):
                 continue
             metrics.FACES_EMBEDDED.inc(face.embedding is not None)
-            record = face_record(face, space=space, model=self._model, dimension=self.analyzer.embedder.dimension)
+            record = face_record(
+                face,
+                space=space,
+                model=self._model,
+                dimension=self.analyzer.embedder.dimension,
+                thumbnail_quality=self.settings.worker.thumbnail_quality,
+            )
             self._produce(self.kafka.faces_topic, key, record.to_json())
         self._publish_appearances(space, result.appearances)
 

@@ -8,10 +8,12 @@ face that was not embedded its track's cluster, as the cluster stage's appearanc
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -22,9 +24,21 @@ from models.track_log import TrackSummary
 from streaming.messages import AppearanceEvent, FaceQuality, FaceRecord, TrackRecord
 
 
-def face_record(face: FaceObservation, *, space: str, model: str, dimension: int) -> FaceRecord:
-    """The faces-topic record of an observation (its embedding, where it has one)."""
+def thumbnail(crop: NDArray[np.uint8], quality: int) -> str:
+    """A face's aligned crop as base64 JPEG (the faces-topic record's ``thumbnail``)."""
+    ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {crop.shape} face crop as JPEG")
+    return base64.b64encode(data.tobytes()).decode("ascii")
+
+
+def face_record(
+    face: FaceObservation, *, space: str, model: str, dimension: int, thumbnail_quality: int = 0
+) -> FaceRecord:
+    """The faces-topic record of an observation: its embedding, and its aligned face as a JPEG of
+    ``thumbnail_quality`` (0: none), where it has them."""
     quality = face.quality
+    crop = face.crop if face.embedding is not None and thumbnail_quality else None
     return FaceRecord(
         face_id=face.face_id,
         track=face.track,
@@ -46,6 +60,7 @@ def face_record(face: FaceObservation, *, space: str, model: str, dimension: int
         model=model,
         embedding=None if face.embedding is None else FaceRecord.encode_embedding(face.embedding),
         dimension=dimension,
+        thumbnail=None if crop is None else thumbnail(crop, thumbnail_quality),
     )
 
 
