@@ -12,7 +12,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facestream", description="Group faces by identity from video and images.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     commands = parser.add_subparsers(dest="command", required=True)
+    _run_parser(commands)
+    _eval_parser(commands)
+    _produce_parser(commands)
+    _worker_parser(commands)
+    add_identity_parser(commands)
+    _models_parser(commands)
+    return parser
 
+
+def _run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`facestream run`: the whole pipeline in this process."""
     run = commands.add_parser("run", help="run the whole pipeline in this process (no Kafka, no Redis)")
     run.add_argument(
         "sources", nargs="*", metavar="SOURCE", help="video file, image folder, camera index or stream URL"
@@ -34,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     _source_flags(run)
     _model_flags(run)
 
+
+def _eval_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`facestream eval`: cluster labeled folders and score the result."""
     evaluate = commands.add_parser("eval", help="cluster labeled identity/image folders and score the result")
     evaluate.add_argument("dataset", type=Path, metavar="DIR")
     evaluate.add_argument("--embeddings", type=Path, metavar="FILE", help="cache of embeddings (.npz), reused if valid")
@@ -54,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     _model_flags(evaluate)
 
+
+def _produce_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`facestream produce`: sources to the frames topic."""
     produce = commands.add_parser(
         "produce", help="publish the frames of every source, read at once, to the frames topic as JPEG"
     )
@@ -85,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _source_flags(produce)
 
+
+def _worker_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`facestream worker`: the Kafka stages."""
     worker = commands.add_parser("worker", help="run the Kafka stages: embed (frames -> faces), cluster, or all")
     worker.add_argument("--role", choices=["embed", "cluster", "all"], default="embed", help="which stage(s) to run")
     worker.add_argument("--bootstrap", help="Kafka bootstrap servers (FACESTREAM_KAFKA__BOOTSTRAP_SERVERS)")
@@ -96,15 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON objects")
     _model_flags(worker)
 
-    add_identity_parser(commands)
 
+def _models_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`facestream models`: the built-in models."""
     models = commands.add_parser("models", help="list the built-in models, their sources and licences")
     models.add_argument(
         "--verify",
         action="store_true",
         help="check every built-in model's sha256 and write those that ship as bytes to the cache (image builds)",
     )
-    return parser
 
 
 def _source_flags(parser: argparse.ArgumentParser) -> None:
