@@ -67,6 +67,24 @@ def run_worker(
     settings: Settings, role: Role, stop: StopFlag, *, embed_group: str = "facestream-embed"
 ) -> ServiceSummary:
     """Runs the stages of ``role`` until ``stop`` is set or a stage fails; returns one line per stage."""
+    stages, api = _stages(settings, role, embed_group)
+    server = None
+    if settings.worker.metrics_port:
+        healths = [stage.health for stage in stages]
+        server = metrics.HealthServer(healths, settings.worker.metrics_host, settings.worker.metrics_port).start()
+    try:
+        failures = _run_stages(stages, stop)
+    finally:
+        if server is not None:
+            server.stop()
+        if api is not None:
+            api.stop()
+    return ServiceSummary([stage.summary() for stage in stages], bool(failures))
+
+
+def _stages(settings: Settings, role: Role, embed_group: str) -> tuple[list[Stage], IdentityApi | None]:
+    """The stages of ``role``, built and checked (models loaded, Redis reached and its rights probed), and the
+    identity API of the cluster stage where it has a port."""
     kafka = settings.kafka
     stages: list[Stage] = []
     api: IdentityApi | None = None
@@ -93,10 +111,12 @@ def run_worker(
             kafka.identities_topic,
             config.cluster_group,
         )
-    server = None
-    if settings.worker.metrics_port:
-        healths = [stage.health for stage in stages]
-        server = metrics.HealthServer(healths, settings.worker.metrics_host, settings.worker.metrics_port).start()
+    return stages, api
+
+
+def _run_stages(stages: list[Stage], stop: StopFlag) -> list[str]:
+    """Runs each stage on its own thread until ``stop`` is set (a stage that fails sets it); returns the roles
+    that failed, or did not stop within SHUTDOWN_GRACE_S of it."""
     failures: list[str] = []
 
     def guarded(stage: Stage) -> None:
@@ -110,28 +130,22 @@ def run_worker(
             stop.set()
 
     threads = [threading.Thread(target=guarded, args=(stage,), name=stage.health.role, daemon=True) for stage in stages]
-    try:
+    for thread in threads:
+        thread.start()
+    stopping_since: float | None = None
+    while any(thread.is_alive() for thread in threads):
         for thread in threads:
-            thread.start()
-        stopping_since: float | None = None
-        while any(thread.is_alive() for thread in threads):
-            for thread in threads:
-                thread.join(0.2)
-            if stop.is_set():
-                stopping_since = stopping_since or time.monotonic()
-                if time.monotonic() - stopping_since > SHUTDOWN_GRACE_S:
-                    stuck = [thread.name for thread in threads if thread.is_alive()]
-                    log.error(
-                        "stage(s) %s did not stop within %.0f s; exiting without them (an uncommitted batch is "
-                        "done again by the next worker)",
-                        ", ".join(stuck),
-                        SHUTDOWN_GRACE_S,
-                    )
-                    failures.extend(stuck)
-                    break
-    finally:
-        if server is not None:
-            server.stop()
-        if api is not None:
-            api.stop()
-    return ServiceSummary([stage.summary() for stage in stages], bool(failures))
+            thread.join(0.2)
+        if stop.is_set():
+            stopping_since = stopping_since or time.monotonic()
+            if time.monotonic() - stopping_since > SHUTDOWN_GRACE_S:
+                stuck = [thread.name for thread in threads if thread.is_alive()]
+                log.error(
+                    "stage(s) %s did not stop within %.0f s; exiting without them (an uncommitted batch is "
+                    "done again by the next worker)",
+                    ", ".join(stuck),
+                    SHUTDOWN_GRACE_S,
+                )
+                failures.extend(stuck)
+                break
+    return failures
