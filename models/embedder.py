@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from models.base import OnnxModel
 from models.errors import ModelError
+from models.heads import nchw_blob
 from models.session import InferenceSession, SessionFactory
 from models.settings import EmbedderSettings
 
@@ -62,9 +63,8 @@ class FaceEmbedder(OnnxModel):
         return np.concatenate(vectors)
 
     def _blob(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
-        pixels = crops[..., ::-1] if self.settings.channel_order == "rgb" else crops
-        scaled = (pixels.astype(np.float32) - self.settings.input_mean) / self.settings.input_std
-        return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
+        mean = (self.settings.input_mean,) * 3
+        return nchw_blob(crops, mean, self.settings.input_std, swap_rb=self.settings.channel_order == "rgb")
 
 
 def l2_normalise(vectors: NDArray[np.float32]) -> NDArray[np.float32]:

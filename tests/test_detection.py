@@ -7,7 +7,7 @@ from bench.common import SCENE_FACES
 from models.analyzer import FaceAnalyzer
 from models.detection import FaceDetector, letterbox, nms
 from models.errors import ModelError
-from models.heads import DistanceHead, select_head
+from models.heads import DistanceHead, nchw_blob, select_head
 from models.registry import REGISTRY, builtin_path
 from models.session import OrtSessionFactory
 from models.settings import DetectorSettings, ModelSettings
@@ -93,3 +93,15 @@ def test_a_user_file_in_either_layout_is_decoded(tmp_path: Path) -> None:
 def test_blank_frames_have_no_faces(analyzer: FaceAnalyzer) -> None:
     found = analyzer.detector.detect([np.zeros((480, 640, 3), np.uint8), np.full((50, 3000, 3), 128, np.uint8)])
     assert [len(f) for f in found] == [0, 0]
+
+
+@pytest.mark.parametrize(("mean", "std", "swap_rb"), [((104.0, 117.0, 123.0), 1.0, False), ((127.5,) * 3, 128.0, True)])
+def test_the_network_input_is_the_batch_normalised_channel_by_channel(
+    mean: tuple[float, float, float], std: float, swap_rb: bool
+) -> None:
+    batch = np.random.default_rng(0).integers(0, 256, (3, 24, 40, 3), dtype=np.uint8)
+    pixels = batch[..., ::-1] if swap_rb else batch
+    expected = np.ascontiguousarray(((pixels.astype(np.float32) - np.float32(mean)) / std).transpose(0, 3, 1, 2))
+    blob = nchw_blob(batch, mean, std, swap_rb)
+    assert blob.flags.c_contiguous
+    np.testing.assert_array_equal(blob, expected)
