@@ -4,7 +4,8 @@ Both runs go through the same pipeline and clustering in this process. Faces are
 by frame and box (IoU >= 0.5); over the matched faces that both runs put in a cluster, BCubed F compares the
 two clusterings (1.0: the same partition of those faces), and ">=20" counts the clusters holding 20 or more
 of them in each run (a person split into pieces shows as more such clusters with tracking on). "emb/app" is
-the mean number of embedded faces per appearance (track), "1-emb" the appearances resting on one. Identity
+the mean number of embedded faces per appearance (track), "1-emb" the appearances resting on one, "det on" the
+share of frames the detector ran on with tracking on. Identity
 messages are what the identities topic carries with the defaults: tracking off, one assignment per
 clustered face plus merges; tracking on, one per embedded face plus merges and one appearance per track
 with a clustered face.
@@ -142,7 +143,7 @@ def main() -> None:
     print(
         f"{'clip':<46} {'s off':>6} {'s on':>6} {'speed':>6} {'BCubed F':>8} {'matched':>7} "
         f"{'clusters off/on':>15} {f'>={BIG} off/on':>13} {'emb/app':>7} {'1-emb':>5} {'msgs/min off':>12} "
-        f"{'on':>6} {'fewer':>6}"
+        f"{'on':>6} {'fewer':>6} {'det on':>6}"
     )
     for video in sorted(require(args.videos).glob("*.mp4")):
         if args.clips and video.name not in args.clips:
@@ -160,7 +161,8 @@ def main() -> None:
             f"{agreed.bcubed_f:>8.4f} {agreed.matched:>7} {off.clusters:>7}/{on.clusters:<7} "
             f"{agreed.big_off:>6}/{agreed.big_on:<6} "
             f"{per_appearance:>7.2f} {on.appearance_embeddings.count(1):>5} {off.messages / minutes:>12.0f} "
-            f"{on.messages / minutes:>6.0f} {off.messages / max(on.messages, 1):>5.1f}x",
+            f"{on.messages / minutes:>6.0f} {off.messages / max(on.messages, 1):>5.1f}x "
+            f"{on.detected_frames / len(frames):>6.0%}",
             flush=True,
         )
 

@@ -101,7 +101,9 @@ def test_the_network_input_is_the_batch_normalised_channel_by_channel(
 ) -> None:
     batch = np.random.default_rng(0).integers(0, 256, (3, 24, 40, 3), dtype=np.uint8)
     pixels = batch[..., ::-1] if swap_rb else batch
-    expected = np.ascontiguousarray(((pixels.astype(np.float32) - np.float32(mean)) / std).transpose(0, 3, 1, 2))
+    expected = np.ascontiguousarray(
+        ((pixels.astype(np.float32) - np.asarray(mean, np.float32)) / std).transpose(0, 3, 1, 2)
+    )
     blob = nchw_blob(batch, mean, std, swap_rb)
     assert blob.flags.c_contiguous
     np.testing.assert_array_equal(blob, expected)
