@@ -103,8 +103,6 @@ class FrameResult:
 class PipelineCounters:
     frames: int = 0
     detected_frames: int = 0
-    #: Scheduled detections that waited: no face in view and nothing moving on a fixed camera.
-    idle_skips: int = 0
     faces: int = 0
     embedded: int = 0
     appearances: int = 0

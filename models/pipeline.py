@@ -56,8 +56,6 @@ class _Camera:
     session: str | None = None
     last_timestamp: float = 0.0
     thumb: NDArray[np.float32] | None = None
-    #: The small grey copy of the last frame the detector ran on: what "moved since" compares with.
-    detected_thumb: NDArray[np.float32] | None = None
     since_detection: int = 0
     detected_at: float = 0.0  # timestamp of the last frame the detector ran on
     logs: dict[str, TrackLog] = field(default_factory=dict)
@@ -173,14 +171,13 @@ class FacePipeline:
             change = float(np.abs(thumb_f - state.thumb).mean())
             if change >= settings.cut_threshold:
                 reset = TrackReset.CUT
-        scheduled = (
-            state.since_detection + 1 >= settings.detect_interval
+        detect = (
+            state.last_number < 0
+            or reset is not None
+            or state.since_detection + 1 >= settings.detect_interval
             or frame.timestamp - state.detected_at >= settings.detect_every_s - 1e-6
+            or change >= settings.motion_threshold
         )
-        if scheduled and self._idle(state, thumb_f, frame.timestamp):
-            scheduled = False
-            self.counters.idle_skips += 1
-        detect = state.last_number < 0 or reset is not None or scheduled or change >= settings.motion_threshold
         state.shape, state.last_number, state.last_timestamp, state.thumb, state.session = (
             frame.image.shape,
             frame.number,
@@ -190,19 +187,8 @@ class FacePipeline:
         )
         state.since_detection = 0 if detect else state.since_detection + 1
         if detect:
-            state.detected_at, state.detected_thumb = frame.timestamp, thumb_f
+            state.detected_at = frame.timestamp
         return _Plan(reset, detect)
-
-    def _idle(self, state: _Camera, thumb: NDArray[np.float32], timestamp: float) -> bool:
-        """Whether a scheduled detection may wait: no face in view, nothing moved since the last detection,
-        and that detection is younger than idle_detect_s."""
-        settings = self.settings
-        if state.tracker.tracks or state.detected_thumb is None:
-            return False
-        if timestamp - state.detected_at >= settings.idle_detect_s - 1e-6:
-            return False
-        moved = np.abs(thumb - state.detected_thumb) > settings.moving_pixel
-        return float(moved.mean()) < settings.moving_share
 
     def _add_camera(self, camera: str) -> _Camera:
         state = _Camera(FaceTracker(self._params))

@@ -111,27 +111,6 @@ class TrackingSettings(FrozenModel):
     motion_threshold: float = Field(
         12.0, gt=0.0, le=255.0, description="Change of the picture that forces a detection on this frame."
     )
-    idle_detect_s: float = Field(
-        1.0,
-        ge=0.0,
-        description="With no face in view and nothing moving since the last detection (a fixed camera on an "
-        "empty scene), the detector waits up to this long (seconds of the stream) instead of detect_every_s; "
-        "anything that moves brings it back at once (0: never waits).",
-    )
-    moving_pixel: float = Field(
-        16.0,
-        gt=0.0,
-        le=255.0,
-        description="A pixel of the small grey copy (64x36) that changed by more than this since the last "
-        "detection has moved...",
-    )
-    moving_share: float = Field(
-        0.002,
-        gt=0.0,
-        le=1.0,
-        description="...and the picture is moving when at least this share of its pixels did (0.002: 5 of "
-        "2,304, about a face of 25 pixels across in a 640x360 frame).",
-    )
     embed_interval_s: float = Field(
         2.0,
         ge=0.0,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import cv2
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -179,33 +178,3 @@ def test_a_cannot_link_splits_a_track_and_its_later_faces_follow_the_new_part() 
     assert restored.track_cluster("cam:tA") == engine.track_cluster("cam:tA")
     later = restored.add("cam:5:1", _unit(0), camera="cam", frame=5, track="cam:tA", cooccurring=["cam:tB"])
     assert later.cluster_id == engine.cluster_of("cam:3:1")
-
-
-def _still_scene(count: int, fps: float = 25.0, changed_from: int | None = None) -> list[CameraFrame]:
-    """A fixed camera on an empty scene (a textured wall, a little sensor noise); from ``changed_from`` on,
-    a dark thing of 60x60 pixels stands in it: too small to change the picture's mean much."""
-    rng = np.random.default_rng(0)
-    wall = cv2.resize(rng.integers(60, 200, (9, 16, 3), dtype=np.uint8), (640, 360), interpolation=cv2.INTER_LINEAR)
-    frames = []
-    for number in range(count):
-        image = np.clip(wall.astype(np.int16) + rng.integers(-3, 4, wall.shape), 0, 255).astype(np.uint8)
-        if changed_from is not None and number >= changed_from:
-            image[150:210, 100:160] = 20
-        frames.append(CameraFrame("lobby", number, number / fps, image))
-    return frames
-
-
-def test_an_empty_still_scene_is_detected_once_a_second_and_anything_that_moves_at_once(
-    analyzer: FaceAnalyzer,
-) -> None:
-    settings = TrackingSettings()
-    pipeline = FacePipeline(analyzer, settings)
-    results = run_frames(pipeline, _still_scene(50))  # two seconds: frames 0, 25 (idle_detect_s 1.0)
-    assert [r.number for r in results if r.detected] == [0, 25]
-    assert pipeline.counters.idle_skips > 0
-
-    always = FacePipeline(analyzer, settings.model_copy(update={"idle_detect_s": 0.0}))
-    assert sum(r.detected for r in run_frames(always, _still_scene(50))) == 13  # every fourth frame, as before
-
-    moved = run_frames(FacePipeline(analyzer, settings), _still_scene(20, changed_from=10))
-    assert [r.number for r in moved if r.detected][:2] == [0, 10]  # the change is detected on its own frame
