@@ -160,10 +160,11 @@ class OnlineRankOrder:
         joins = Joins(x)
         links = self._links_of(x, (candidates, candidate_sims), changed, track)
         self.refused_links += joins.apply(links, self._sets, self._clusters, self.params)
-        templates = TemplateSearch(self._search, self._sets, self._clusters, self._label_of, self.params)
-        for root in sorted({self._sets.find(grown) for grown in joins.grown}):
-            links = templates.links(self._sets.find(root))  # a template join before may have absorbed it
-            self.refused_links += joins.apply(links, self._sets, self._clusters, self.params)
+        if joins.grown:  # a few times in a cluster's life: most faces pass here without a template search
+            templates = TemplateSearch(self._search, self._sets, self._clusters, self._label_of, self.params)
+            for root in sorted({self._sets.find(grown) for grown in joins.grown}):
+                links = templates.links(self._sets.find(root))  # a template join before may have absorbed it
+                self.refused_links += joins.apply(links, self._sets, self._clusters, self.params)
 
         if track:
             self._track_anchor[track] = x

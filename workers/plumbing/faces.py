@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -21,15 +20,18 @@ from clustering.engine import OnlineRankOrder
 from clustering.events import FaceAssignment
 from models.frames import FaceObservation
 from models.track_log import TrackSummary
+from streaming.jpeg import encode_jpeg
 from streaming.messages import AppearanceEvent, FaceQuality, FaceRecord, TrackRecord
 
 
 def thumbnail(crop: NDArray[np.uint8], quality: int) -> str:
     """A face's aligned crop as base64 JPEG (the faces-topic record's ``thumbnail``)."""
-    ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError(f"OpenCV could not encode a {crop.shape} face crop as JPEG")
-    return base64.b64encode(data.tobytes()).decode("ascii")
+    return base64.b64encode(encode_jpeg(crop, quality)).decode("ascii")
+
+
+def bounded_score(score: float) -> float:
+    """A detector's score as the faces-topic contract bounds it (0 to 1), and so as the engine weighs it."""
+    return min(max(score, 0.0), 1.0)
 
 
 def face_record(
@@ -49,7 +51,7 @@ def face_record(
         timestamp=face.timestamp,
         box=(float(face.box[0]), float(face.box[1]), float(face.box[2]), float(face.box[3])),
         landmarks=[(float(x), float(y)) for x, y in face.landmarks],
-        score=min(max(face.score, 0.0), 1.0),
+        score=bounded_score(face.score),
         quality=FaceQuality(
             face_size=quality.face_size
             if quality
@@ -115,7 +117,7 @@ def apply_face(
         camera=face.camera,
         frame=face.frame,
         timestamp=face.timestamp,
-        quality=min(max(face.score, 0.0), 1.0),  # as the faces-topic record bounds it
+        quality=bounded_score(face.score),
         offset=offset,
         track=face.track,
         cooccurring=face.cooccurring,
