@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -138,11 +138,14 @@ class OnlineRankOrder:
         offset: tuple[int, int] | None = None,
         track: str | None = None,
         cooccurring: Sequence[str] = (),
+        thumbnail: Callable[[], bytes | None] | None = None,
     ) -> FaceAssignment:
         """Clusters one unit-length embedding; a face id seen before changes nothing.
 
         ``frame``: faces of one camera's frame are different people. ``track``: faces of one track are one
         person, unless a cannot-link says otherwise. ``cooccurring``: tracks seen in this face's frame.
+        ``thumbnail``: the face's picture for the store, asked for only when the face is one of its cluster's
+        representatives (the faces a cluster shows; the store keeps pictures of those alone).
         """
         if self._broken:
             raise StoreError("a store write failed earlier: restore the engine from its store before going on")
@@ -169,6 +172,8 @@ class OnlineRankOrder:
         if track:
             self._track_anchor[track] = x
         self._links.add(joins.links, str(x))
+        root = self._sets.find(x)
+        shown = thumbnail is not None and any(face == face_id for _, face in self._clusters[root].representatives)
         delta = FaceDelta(
             label=x,
             meta=meta,
@@ -177,9 +182,10 @@ class OnlineRankOrder:
             parents=joins.parents,
             clusters={r: self._summary(r) for r in sorted(joins.touched)},
             offset=offset,
-            cluster=self._sets.find(x),
+            cluster=root,
             merges=tuple(joins.merges),
             links=tuple(joins.links),
+            thumbnail=thumbnail() if shown and thumbnail is not None else None,
         )
         self._persist(delta)
         return FaceAssignment(face_id, delta.cluster, delta.merges)

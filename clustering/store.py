@@ -92,6 +92,9 @@ class FaceDelta:
     merges: tuple[Merge, ...] = ()
     #: The links of this face's unions (a split recomputes clusters over them).
     links: tuple[Link, ...] = ()
+    #: The face's picture, given only while it is one of its cluster's representatives: a store that keeps
+    #: pictures keeps those of representatives alone, and drops one when its face stops being one.
+    thumbnail: bytes | None = None
 
 
 @dataclass(frozen=True)

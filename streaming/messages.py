@@ -67,6 +67,9 @@ SpaceName = Annotated[
 #: Capture times: finite, not before 1970 and not after 2100 (a recording's are positions in the file, from 0).
 #: NaN or infinity would poison every ordering by time downstream (Redis refuses them as scores).
 MAX_TIMESTAMP = 4_102_444_800.0
+#: A face's thumbnail is a small picture (the embed stage's are about 1.5 KB as base64): 64 KB bounds what a
+#: producer can make the cluster stage keep in Redis for one face.
+MAX_THUMBNAIL_BASE64 = 65_536
 Timestamp = Annotated[float, Field(ge=0.0, le=MAX_TIMESTAMP, allow_inf_nan=False)]
 #: Ids the producer or the embed stage write; bounded so that no record carries an unbounded one.
 CameraId = Annotated[str, Field(min_length=1, max_length=200)]
@@ -104,7 +107,9 @@ class FaceRecord(_Message):
         description="Base64 of little-endian float32 values, unit length; null for a tracked face not embedded"
     )
     dimension: int = Field(ge=1, le=8192)
-    thumbnail: str | None = Field(None, description="Base64 JPEG of the aligned 112x112 face")
+    thumbnail: str | None = Field(
+        None, max_length=MAX_THUMBNAIL_BASE64, description="Base64 WebP or JPEG of the aligned 112x112 face"
+    )
 
     @staticmethod
     def encode_embedding(vector: NDArray[np.float32]) -> str:

@@ -25,6 +25,7 @@ class Key(StrEnum):
     COMMANDS = "commands"
     TOMBSTONES = "tombstones"
     SIZES = "sizes"  # cluster root -> size_score(size, root): the clusters largest first, for paged listing
+    THUMBNAILS = "thumbnails"  # face id -> picture, of the faces that are a cluster's representatives only
 
     @property
     def number(self) -> int:

@@ -121,6 +121,7 @@ class RedisStore:
                 partition, offset, meta.face_id, delta.cluster, delta.merges, meta.camera, meta.timestamp
             )
             operation += [partition, offset, entry.to_json()]
+        operation.append(delta.thumbnail or "")
         return self._queue_or_run(meta.face_id, operation)
 
     def apply_correction(self, delta: CorrectionDelta) -> bool:
@@ -142,6 +143,7 @@ class RedisStore:
         for label, face_id in delta.forgotten.items():
             # The face id only as a one-way tombstone (so a replayed record of it is not applied again).
             fields += [(Key.FACES, face_id, ""), (Key.META, str(label), ""), (Key.EMBEDDINGS, str(label), "")]
+            fields.append((Key.THUMBNAILS, face_id, ""))
             fields.append((Key.TOMBSTONES, tombstone(face_id), str(label)))
         # Only the command's id is kept (its outcome may name faces a later forget erases).
         operation: list[Any] = ["C", delta.command_id, "1", len(fields)]
@@ -247,6 +249,11 @@ class RedisStore:
         for start in range(0, len(scores), 10_000):
             pipe.zadd(self.keys.of(Key.SIZES), dict(scores[start : start + 10_000]))
         pipe.execute()
+
+    def thumbnail(self, face_id: str) -> bytes | None:
+        """The picture of a face that is one of its cluster's representatives; None for any other face."""
+        raw = self.client.hget(self.keys.of(Key.THUMBNAILS), face_id)
+        return raw if isinstance(raw, bytes) else None
 
     def cluster(self, cluster_id: int) -> ClusterSummary | None:
         """The summary of the cluster that ``cluster_id`` is in now (it may have been merged away since)."""

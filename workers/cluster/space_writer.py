@@ -31,6 +31,7 @@ from clustering.redis_state.redis_records import OutboxEntry
 from clustering.redis_state.redis_store import RedisStore
 from streaming.commands import Command
 from streaming.messages import FaceRecord, MessageError, TrackRecord
+from streaming.pictures import thumbnail_picture
 from workers.cluster.command_corrections import correction_of
 from workers.errors import WorkerError
 from workers.plumbing import metrics
@@ -172,7 +173,7 @@ class SpaceWriter:
     ) -> tuple[Outcome, list[OutboxEntry]]:
         engine = self._engine()
         count = len(engine)
-        assignment = apply_face(engine, record, vector, at)
+        assignment = apply_face(engine, record, vector, at, lambda: thumbnail_picture(record.thumbnail))
         if len(engine) == count:
             return self._repeat(at)
         entry = OutboxEntry(

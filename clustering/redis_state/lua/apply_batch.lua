@@ -6,11 +6,12 @@
 --       11 links (the links of unions), 12 marks (correction marks of faces), 13 commands (applied corrections),
 --       14 tombstones (SHA-1 of forgotten face ids -> label: a replayed record of one is not applied again),
 --       15 sizes (cluster root -> score: size * 2^32 + 2^32 - 1 - root, the clusters largest and then oldest first)
+--       16 thumbnails (face id -> picture, of the faces that are some cluster's representatives only)
 -- ARGV: writer token ("" when no lease is held), the face count the writer expects the store to hold ("" for
 --   no check), number of operations, then per operation:
 --   'F', face_id, label, meta, embedding, n_neighbours, (label, packed)*, n_parents, (label, parent)*,
 --        n_links, (label, packed)*, n_clusters, (root, summary or "" to delete)*, partition ("" for none),
---        offset, outbox entry ("" for none)
+--        offset, outbox entry ("" for none), thumbnail ("" for none: given only when the face is shown)
 --   'E', event id, partition, offset, outbox entry
 --   'C', command id, value kept with the id, n_fields, (key number, field, value or "" to delete)*, partition, offset,
 --        outbox entry: a correction
@@ -29,15 +30,30 @@ if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= count then
   return redis.error_reply('FACESTREAM_COUNT the store holds ' .. count .. ' faces but its writer expects '
     .. ARGV[2] .. ': Redis lost acknowledged writes, or another writer is active on this identity space')
 end
--- A cluster's summary set ("" deletes it), with its place in the sizes index.
-local function set_cluster(root, summary)
+-- A cluster's summary set ("" deletes it), with its place in the sizes index. ``shown`` gathers, over one
+-- operation, the faces that were representatives (false) and those that are (true): a picture is kept only of a
+-- face some cluster shows, so drop_unshown deletes the pictures of faces the operation took out of every summary.
+local function set_cluster(root, summary, shown)
+  local old = redis.call('HGET', KEYS[6], root)
+  if old then
+    for _, rep in ipairs(cjson.decode(old).representatives) do
+      if shown[rep[2]] == nil then shown[rep[2]] = false end
+    end
+  end
   if summary == '' then
     redis.call('HDEL', KEYS[6], root)
     redis.call('ZREM', KEYS[15], root)
   else
     redis.call('HSET', KEYS[6], root, summary)
-    local score = cjson.decode(summary).size * 4294967296 + (4294967295 - tonumber(root))
+    local decoded = cjson.decode(summary)
+    for _, rep in ipairs(decoded.representatives) do shown[rep[2]] = true end
+    local score = decoded.size * 4294967296 + (4294967295 - tonumber(root))
     redis.call('ZADD', KEYS[15], string.format('%.0f', score), root)
+  end
+end
+local function drop_unshown(shown)
+  for face, still in pairs(shown) do
+    if not still then redis.call('HDEL', KEYS[16], face) end
   end
 end
 -- ARGV[i .. i + 2]: partition, offset ("" for none), outbox entry ("" for none).
@@ -59,12 +75,12 @@ local function walk(write)
     if fresh and not write then seen[kind .. id] = true end
     if kind == 'C' then
       if fresh and write then redis.call('HSET', KEYS[13], id, ARGV[i + 2]) end
-      local n = tonumber(ARGV[i + 3]); i = i + 4
+      local n, shown = tonumber(ARGV[i + 3]), {}; i = i + 4
       for _ = 1, n do
         if fresh and write then
           local key = KEYS[tonumber(ARGV[i])]
           if key == KEYS[6] then
-            set_cluster(ARGV[i + 1], ARGV[i + 2])
+            set_cluster(ARGV[i + 1], ARGV[i + 2], shown)
           elseif ARGV[i + 2] == '' then
             redis.call('HDEL', key, ARGV[i + 1])
           else
@@ -73,7 +89,10 @@ local function walk(write)
         end
         i = i + 3
       end
-      if fresh and write then record_input(i) end
+      if fresh and write then
+        record_input(i)
+        drop_unshown(shown)
+      end
       i = i + 3
     elseif kind == 'O' then
       if write then
@@ -107,14 +126,18 @@ local function walk(write)
           i = i + 2
         end
       end
-      local n = tonumber(ARGV[i]); i = i + 1
+      local n, shown = tonumber(ARGV[i]), {}; i = i + 1
       for _ = 1, n do
-        if fresh and write then set_cluster(ARGV[i], ARGV[i + 1]) end
+        if fresh and write then set_cluster(ARGV[i], ARGV[i + 1], shown) end
         i = i + 2
       end
-      if fresh and write then record_input(i) end
+      if fresh and write then
+        record_input(i)
+        if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[16], id, ARGV[i + 3]) end
+        drop_unshown(shown)
+      end
       if fresh then faces = faces + 1 end
-      i = i + 3
+      i = i + 4
     end
     results[op] = fresh and 1 or 0
   end
