@@ -15,7 +15,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from clustering.store import ClusterSummary
+from streaming.commands import Command
 from tests.local_services import http_get
+from workers.identity.command_sender import CommandNotSentError
 from workers.identity.identity_api import MAX_BODY_BYTES, IdentityApi
 from workers.plumbing.http_limits import BoundedHTTPServer, LimitedHandler
 from workers.plumbing.metrics import Health, HealthServer
@@ -90,7 +92,13 @@ class _NoIdentities:
     def identities(self, space: str, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
         return 0, []
 
+    def named(self, space: str, part: str, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
+        return 0, []
+
     def identity(self, space: str, cluster: int) -> ClusterSummary | None:
+        return None
+
+    def thumbnail(self, space: str, face_id: str) -> bytes | None:
         return None
 
     def search(self, space: str, embedding: NDArray[np.float32], k: int) -> list[tuple[ClusterSummary, float]] | None:
@@ -101,6 +109,9 @@ class _NoIdentities:
 
     def face_embedding(self, image: NDArray[np.uint8]) -> NDArray[np.float32] | None:
         return None
+
+    def send(self, command: Command) -> str:
+        raise CommandNotSentError("these tests send no command")
 
 
 def _post(port: int, length: str, body: bytes = b"") -> tuple[int, dict[str, object]]:
@@ -116,7 +127,7 @@ def _post(port: int, length: str, body: bytes = b"") -> tuple[int, dict[str, obj
 
 
 def test_a_content_length_that_is_not_a_count_of_bytes_is_refused_without_reading_the_body() -> None:
-    api = IdentityApi(_NoIdentities(), "127.0.0.1", 0, TOKEN, dimension=4).start()
+    api = IdentityApi(_NoIdentities(), _NoIdentities(), "127.0.0.1", 0, token=TOKEN, dimension=4).start()
     try:
         for length in ("-1", "+5", "abc", "1e3", "١٢"):
             status, refusal = _post(api.port, length, b'{"embedding": [1, 0, 0, 0]}')

@@ -36,7 +36,7 @@ def _shown(engine: OnlineRankOrder) -> set[str]:
 
 
 def _picture_of(face_id: str) -> Callable[[], bytes]:
-    return lambda: f"pic {face_id}".encode()
+    return f"pic {face_id}".encode
 
 
 def _add(engine: OnlineRankOrder, camera: str, vectors: list[np.ndarray], qualities: list[float]) -> list[str]:

@@ -26,6 +26,7 @@ class Key(StrEnum):
     TOMBSTONES = "tombstones"
     SIZES = "sizes"  # cluster root -> size_score(size, root): the clusters largest first, for paged listing
     THUMBNAILS = "thumbnails"  # face id -> picture, of the faces that are a cluster's representatives only
+    NAMES = "names"  # cluster root -> name, of the named clusters only
 
     @property
     def number(self) -> int:

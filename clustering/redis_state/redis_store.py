@@ -239,8 +239,28 @@ class RedisStore:
         raw = self.client.hmget(self.keys.of(Key.CLUSTERS), roots) if roots else []
         return total, [records.parse_summary(r) for r in raw if isinstance(r, bytes)]
 
+    def named_clusters(self, part: str, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
+        """How many clusters have a name containing ``part`` (ignoring case), and ``limit`` of them from
+        ``offset``, largest first: read from the names index the apply script keeps (named clusters only)."""
+        wanted = part.casefold()
+        roots = [
+            root
+            for root, name in self.client.hscan_iter(self.keys.of(Key.NAMES), count=5_000)
+            if wanted in records.as_text(name).casefold()
+        ]
+        raw = self.client.hmget(self.keys.of(Key.CLUSTERS), roots) if roots else []
+        found = sorted((records.parse_summary(r) for r in raw if isinstance(r, bytes)), key=lambda c: (-c.size, c.id))
+        return len(found), found[offset : offset + limit]
+
     def index_sizes(self, clusters: dict[int, ClusterSummary]) -> None:
-        """Builds the sizes index of a space stored before it existed (the writer, once, at load)."""
+        """Builds the sizes and names indexes of a space stored before they existed (the writer, once, at load)."""
+        named: dict[Any, Any] = {str(r): summary.name for r, summary in clusters.items() if summary.name is not None}
+        if self.client.hlen(self.keys.of(Key.NAMES)) != len(named):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.delete(self.keys.of(Key.NAMES))
+            if named:
+                pipe.hset(self.keys.of(Key.NAMES), mapping=named)
+            pipe.execute()
         if self.client.zcard(self.keys.of(Key.SIZES)) == len(clusters):
             return
         scores = [(str(root), records.size_score(summary.size, root)) for root, summary in clusters.items()]

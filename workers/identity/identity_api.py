@@ -1,17 +1,24 @@
-"""The identity API of the cluster stage: JSON over HTTP, its own port, off unless configured, a bearer token.
+"""The identity API of the cluster stage, and the console that uses it: HTTP on its own port, off unless
+configured, every data route behind a bearer token.
 
-    GET  /v1/spaces/<space>/identities[?limit=100&offset=0]   largest first
+    GET  /console/                                            the console (its page and assets: no data, no token)
+    GET  /v1/spaces/<space>/identities[?limit=100&offset=0&name=part]   largest first; name: contains, any case
     GET  /v1/spaces/<space>/identities/<id>                   (an id merged away since names its cluster now)
+    GET  /v1/spaces/<space>/faces/<face id>/thumbnail         the picture of a face its identity shows
     POST /v1/spaces/<space>/search   {"embedding": [512 floats] or base64 float32, "k": 5}
                                      or {"image": base64 of a JPEG, PNG, ... photo, "k": 5}
+    POST /v1/spaces/<space>/commands {"type": "merge" | "split" | "reject" | "label" | "forget", ...}: 202
 
 Identities are read from Redis, so any cluster worker answers them, writer or standby. A search needs the
 space's index, which only its writer holds: another worker answers 409, saying so. An image is searched by its
 largest face that passes the quality gate (422 when none does), with the detector and embedder of the
-worker's model settings, loaded at the first image search. These are biometric data:
-every request needs ``Authorization: Bearer <token>`` (the token read from a file); one without it, or with
-another, gets 401 and is counted (``facestream_api_unauthorized_total``). Neither the token nor any request
-header is ever logged.
+worker's model settings, loaded at the first image search. A command is a correction of the commands topic's
+contract (docs/messages.md) without its ``command_id`` and ``space``, which the API gives it: it is sent to the
+commands topic (a forget to the erasures topic, when there is one) and applied by the space's writer, in order
+with the faces around it; the answer says it was delivered, and the identities topic says what it did.
+These are biometric data: every data request needs ``Authorization: Bearer <token>`` (the token read from a
+file); one without it, or with another, gets 401 and is counted (``facestream_api_unauthorized_total``).
+Neither the token nor any request header is ever logged.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,15 +39,8 @@ from clustering.engine import OnlineRankOrder
 from clustering.redis_state.redis_client import RedisClient
 from clustering.redis_state.redis_store import RedisStore
 from clustering.store import ClusterSummary
-from workers.identity.identity_requests import (
-    RequestError,
-    identity_json,
-    not_the_writer,
-    query_number,
-    request_embedding,
-    request_image,
-    request_space,
-)
+from workers.identity.identity_requests import RequestError
+from workers.identity.identity_routes import CommandOutlet, IdentityReader, Reply, Routes
 from workers.plumbing import metrics
 from workers.plumbing.http_limits import BackgroundServer, BadLengthError, LimitedHandler, content_length
 
@@ -50,27 +51,22 @@ log = logging.getLogger(__name__)
 
 #: A photo as base64 fits (a 12 MB photo); an embedding needs far less.
 MAX_BODY_BYTES = 16 << 20
-MAX_K = 100
 
-
-class IdentityReader(Protocol):
-    def identities(self, space: str, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
-        """How many identities the space has, and ``limit`` of them from ``offset``, largest first."""
-        ...
-
-    def identity(self, space: str, cluster: int) -> ClusterSummary | None: ...
-
-    def search(self, space: str, embedding: NDArray[np.float32], k: int) -> list[tuple[ClusterSummary, float]] | None:
-        """None when this worker does not write ``space``."""
-        ...
-
-    def writes(self, space: str) -> bool:
-        """Whether this worker writes ``space`` now (only its writer can search it)."""
-        ...
-
-    def face_embedding(self, image: NDArray[np.uint8]) -> NDArray[np.float32] | None:
-        """The embedding of the largest face of ``image`` that passes the quality gate; None when none does."""
-        ...
+#: The console's files (shipped in the package: nothing is fetched at run time) and their media types.
+_CONSOLE_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+}
+#: The console runs only its own script, shows only its own and blob: pictures, and is never framed.
+_CONSOLE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; object-src 'none'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+#: Answers with identities and faces are never kept by a browser or a proxy.
+_DATA_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 class WorkerIdentities:
@@ -95,8 +91,14 @@ class WorkerIdentities:
     def identities(self, space: str, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
         return RedisStore(self.client, space).largest_clusters(offset, limit)
 
+    def named(self, space: str, part: str, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
+        return RedisStore(self.client, space).named_clusters(part, offset, limit)
+
     def identity(self, space: str, cluster: int) -> ClusterSummary | None:
         return RedisStore(self.client, space).cluster(cluster)
+
+    def thumbnail(self, space: str, face_id: str) -> bytes | None:
+        return RedisStore(self.client, space).thumbnail(face_id)
 
     def search(self, space: str, embedding: NDArray[np.float32], k: int) -> list[tuple[ClusterSummary, float]] | None:
         with self.lock:
@@ -117,35 +119,57 @@ class WorkerIdentities:
         return None if face is None else face.embedding
 
 
+def console_file(path: str) -> Reply | None:
+    """The console's page or asset at ``path``; None for a path that is not one."""
+    route = urlsplit(path).path
+    if route in ("/", "/console"):
+        return Reply(b"", "text/plain", 308)
+    if not route.startswith("/console/"):
+        return None
+    name = route.removeprefix("/console/") or "index.html"
+    if name not in _CONSOLE_FILES:
+        return None
+    body = resources.files("workers.identity.console").joinpath(name).read_bytes()
+    return Reply(body, _CONSOLE_FILES[name])
+
+
 class IdentityApi:
     """The API's HTTP server, on a daemon thread."""
 
-    def __init__(self, reader: IdentityReader, host: str, port: int, token: str, dimension: int) -> None:
+    def __init__(
+        self, reader: IdentityReader, commands: CommandOutlet, host: str, port: int, *, token: str, dimension: int
+    ) -> None:
         if not token:
             raise ValueError("the identity API needs a bearer token (FACESTREAM_WORKER__API_TOKEN_FILE)")
-        route = _Routes(reader, dimension)
+        route = Routes(reader, commands, dimension)
         expected = f"Bearer {token}".encode()
 
         class Handler(LimitedHandler):
             def do_GET(self) -> None:
+                page = console_file(self.path)
+                if page is not None:
+                    location = {"Location": "/console/"} if page.status == 308 else {}
+                    self._send(page, {**_CONSOLE_HEADERS, **location})
+                    return
                 self._answer(lambda: route.get(self.path))
 
             def do_POST(self) -> None:
                 self._answer(lambda: route.post(self.path, self._body()))
 
-            def _answer(self, handle: Callable[[], dict[str, Any]]) -> None:
+            def _answer(self, handle: Callable[[], Reply]) -> None:
                 given = self.headers.get("Authorization", "").encode()
                 if not hmac.compare_digest(given, expected):
                     metrics.API_UNAUTHORIZED.inc()
-                    self._send(401, {"error": "a valid bearer token is required"}, {"WWW-Authenticate": "Bearer"})
+                    refused = Reply.json({"error": "a valid bearer token is required"}, 401)
+                    self._send(refused, {**_DATA_HEADERS, "WWW-Authenticate": "Bearer"})
                     return
                 try:
-                    self._send(200, handle())
+                    self._send(handle(), _DATA_HEADERS)
                 except RequestError as exc:
-                    self._send(exc.status, {"error": str(exc)})
+                    self._send(Reply.json({"error": str(exc)}, exc.status), _DATA_HEADERS)
                 except Exception:
                     log.exception("identity API: %s %s failed", self.command, urlsplit(self.path).path)
-                    self._send(500, {"error": "internal error; see the worker's log"})
+                    self._send(Reply.json({"error": "internal error; see the worker's log"}, 500), _DATA_HEADERS)
 
             def _body(self) -> Any:
                 try:
@@ -163,16 +187,15 @@ class IdentityApi:
                 except ValueError as exc:
                     raise RequestError(400, f"the body is not JSON: {exc}") from exc
 
-            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
+            def _send(self, reply: Reply, headers: dict[str, str]) -> None:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Content-Length", str(len(reply.body)))
+                for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
-                metrics.API_REQUESTS.labels(str(status)).inc()
+                self.wfile.write(reply.body)
+                metrics.API_REQUESTS.labels(str(reply.status)).inc()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the request line may name a space; nothing else is logged, never a header
@@ -182,71 +205,8 @@ class IdentityApi:
 
     def start(self) -> IdentityApi:
         self._http.start()
-        log.info("serving the identity API on %s:%d", self._http.host, self.port)
+        log.info("serving the identity API and its console on %s:%d (/console/)", self._http.host, self.port)
         return self
 
     def stop(self) -> None:
         self._http.stop()
-
-
-class _Routes:
-    def __init__(self, reader: IdentityReader, dimension: int) -> None:
-        self.reader = reader
-        self.dimension = dimension
-        self._image_slot = threading.Lock()
-
-    def get(self, path: str) -> dict[str, Any]:
-        parts = urlsplit(path)
-        segments = parts.path.strip("/").split("/")
-        if len(segments) in (4, 5) and segments[:2] == ["v1", "spaces"] and segments[3] == "identities":
-            space = request_space(segments[2])
-            if len(segments) == 5:
-                return self._one(space, segments[4])
-            query = parse_qs(parts.query)
-            limit, offset = query_number(query, "limit", 100), query_number(query, "offset", 0)
-            total, page = self.reader.identities(space, offset, limit)
-            return {"space": space, "total": total, "identities": [identity_json(s) for s in page]}
-        raise RequestError(404, "not found: GET /v1/spaces/<space>/identities[/<id>]")
-
-    def _one(self, space: str, raw_id: str) -> dict[str, Any]:
-        if not raw_id.isdigit():
-            raise RequestError(400, "an identity id is a non-negative integer")
-        summary = self.reader.identity(space, int(raw_id))
-        if summary is None:
-            raise RequestError(404, f"no identity {raw_id} in space {space}")
-        return {"space": space, "identity": identity_json(summary)}
-
-    def post(self, path: str, body: Any) -> dict[str, Any]:
-        segments = urlsplit(path).path.strip("/").split("/")
-        if len(segments) != 4 or segments[:2] != ["v1", "spaces"] or segments[3] != "search":
-            raise RequestError(404, "not found: POST /v1/spaces/<space>/search")
-        space = request_space(segments[2])
-        if not isinstance(body, dict) or len({"embedding", "image"} & body.keys()) != 1:
-            raise RequestError(400, 'the body is {"embedding": ..., "k": 5} or {"image": ..., "k": 5}')
-        k = body.get("k", 5)
-        if not isinstance(k, int) or not 1 <= k <= MAX_K:
-            raise RequestError(400, f"k is an integer from 1 to {MAX_K}")
-        if "image" in body:
-            if not self.reader.writes(space):  # before any model is loaded or run for nothing
-                raise not_the_writer(space)
-            # One image at a time: each may take a few hundred MB to decode, inside the cluster worker.
-            if not self._image_slot.acquire(blocking=False):
-                raise RequestError(503, "another image search is running; try again in a moment")
-            try:
-                embedding = self.reader.face_embedding(request_image(body["image"]))
-            finally:
-                self._image_slot.release()
-            if embedding is None:
-                raise RequestError(422, "no face in the image passed the quality gate")
-        else:
-            embedding = request_embedding(body["embedding"], self.dimension)
-        matches = self.reader.search(space, embedding, k)
-        if matches is None:
-            raise not_the_writer(space)
-        return {
-            "space": space,
-            "matches": [
-                {"similarity": round(similarity, 6), "identity": identity_json(summary)}
-                for summary, similarity in matches
-            ],
-        }

@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from confluent_kafka import Producer
-
 from streaming.commands import Command, ForgetCommand, LabelCommand, MergeCommand, RejectCommand, SplitCommand
 from streaming.messages import FaceRecord
 from streaming.redact import read_secret
 from streaming.sources import BadInput, FrameSource
 from workers.errors import WorkerError
+from workers.identity.command_sender import CommandNotSentError, CommandSender
 from workers.settings import Settings
 
 
@@ -98,21 +97,10 @@ def _command(args: argparse.Namespace) -> Command:
 
 
 def _send(command: Command, settings: Settings) -> dict[str, Any]:
-    kafka = settings.kafka
-    erasure = isinstance(command, ForgetCommand) and kafka.erasures_topic
-    topic = kafka.erasures_topic if erasure else kafka.commands_topic
-    if not topic:
-        raise IdentityCommandError("no commands topic is configured (FACESTREAM_KAFKA__COMMANDS_TOPIC)")
-    producer = Producer(kafka.client_config(**{"enable.idempotence": True}))
-    failures: list[str] = []
-    producer.produce(
-        topic,
-        key=command.space.encode(),
-        value=command.to_json(),
-        on_delivery=lambda error, _: failures.append(str(error)) if error else None,
-    )
-    if producer.flush(30) or failures:
-        raise IdentityCommandError(f"the command was not delivered to {topic}: {failures or 'timeout'}")
+    try:
+        topic = CommandSender(settings.kafka).send(command)
+    except CommandNotSentError as exc:
+        raise IdentityCommandError(str(exc)) from exc
     return {"sent": json.loads(command.to_json()), "topic": topic}
 
 

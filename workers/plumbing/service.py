@@ -49,6 +49,7 @@ class Stage(Protocol):
 
 def identity_api(settings: Settings, client: RedisClient, cluster: ClusterWorker) -> IdentityApi:
     """The identity API of a cluster worker, started (workers/identity/identity_api.py)."""
+    from workers.identity.command_sender import CommandSender  # noqa: PLC0415 - only when it is on
     from workers.identity.identity_api import IdentityApi, WorkerIdentities  # noqa: PLC0415 - only when it is on
 
     config = settings.worker
@@ -60,7 +61,10 @@ def identity_api(settings: Settings, client: RedisClient, cluster: ClusterWorker
         client, cluster.engine_of, cluster.state_lock, lambda: FaceAnalyzer.from_settings(settings.models)
     )
     token = read_secret(config.api_token_file) or ""
-    return IdentityApi(reader, config.api_host, config.api_port, token, config.dimension).start()
+    commands = CommandSender(settings.kafka)
+    return IdentityApi(
+        reader, commands, config.api_host, config.api_port, token=token, dimension=config.dimension
+    ).start()
 
 
 def run_worker(

@@ -7,6 +7,7 @@
 --       14 tombstones (SHA-1 of forgotten face ids -> label: a replayed record of one is not applied again),
 --       15 sizes (cluster root -> score: size * 2^32 + 2^32 - 1 - root, the clusters largest and then oldest first)
 --       16 thumbnails (face id -> picture, of the faces that are some cluster's representatives only)
+--       17 names (cluster root -> its name, for the named clusters only: what a search by name reads)
 -- ARGV: writer token ("" when no lease is held), the face count the writer expects the store to hold ("" for
 --   no check), number of operations, then per operation:
 --   'F', face_id, label, meta, embedding, n_neighbours, (label, packed)*, n_parents, (label, parent)*,
@@ -43,9 +44,15 @@ local function set_cluster(root, summary, shown)
   if summary == '' then
     redis.call('HDEL', KEYS[6], root)
     redis.call('ZREM', KEYS[15], root)
+    redis.call('HDEL', KEYS[17], root)
   else
     redis.call('HSET', KEYS[6], root, summary)
     local decoded = cjson.decode(summary)
+    if type(decoded.name) == 'string' then
+      redis.call('HSET', KEYS[17], root, decoded.name)
+    else
+      redis.call('HDEL', KEYS[17], root)
+    end
     for _, rep in ipairs(decoded.representatives) do shown[rep[2]] = true end
     local score = decoded.size * 4294967296 + (4294967295 - tonumber(root))
     redis.call('ZADD', KEYS[15], string.format('%.0f', score), root)

@@ -1,0 +1,1 @@
+"""The console of the identity API: its page, script and style, served as they are."""
