@@ -2,6 +2,7 @@
 configured, every data route behind a bearer token.
 
     GET  /console/                                            the console (its page and assets: no data, no token)
+    GET  /v1/openapi.json                                     this API's OpenAPI description (no data, no token)
     GET  /v1/spaces/<space>/identities[?limit=100&offset=0&name=part]   largest first; name: contains, any case
     GET  /v1/spaces/<space>/identities/<id>                   (an id merged away since names its cluster now)
     GET  /v1/spaces/<space>/faces/<face id>/thumbnail         the picture of a face its identity shows
@@ -41,6 +42,7 @@ from clustering.redis_state.redis_store import RedisStore
 from clustering.store import ClusterSummary
 from workers.identity.identity_requests import RequestError
 from workers.identity.identity_routes import CommandOutlet, IdentityReader, Reply, Routes
+from workers.identity.openapi import openapi_document
 from workers.plumbing import metrics
 from workers.plumbing.http_limits import BackgroundServer, BadLengthError, LimitedHandler, content_length
 
@@ -142,10 +144,14 @@ class IdentityApi:
         if not token:
             raise ValueError("the identity API needs a bearer token (FACESTREAM_WORKER__API_TOKEN_FILE)")
         route = Routes(reader, commands, dimension)
+        description = Reply(json.dumps(openapi_document(dimension)).encode())
         expected = f"Bearer {token}".encode()
 
         class Handler(LimitedHandler):
             def do_GET(self) -> None:
+                if urlsplit(self.path).path == "/v1/openapi.json":
+                    self._send(description, {"Cache-Control": "no-cache"})
+                    return
                 page = console_file(self.path)
                 if page is not None:
                     location = {"Location": "/console/"} if page.status == 308 else {}
@@ -155,6 +161,18 @@ class IdentityApi:
 
             def do_POST(self) -> None:
                 self._answer(lambda: route.post(self.path, self._body()))
+
+            def _not_allowed(self) -> None:
+                self.close_connection = True  # a body, if any, is not read
+                refused = Reply.json({"error": f"{self.command[:20]} is not a method of this API"}, 405)
+                self._send(refused, {**_DATA_HEADERS, "Allow": "GET, POST"})
+
+            def __getattr__(self, name: str) -> Any:
+                # http.server answers a method it finds no do_<METHOD> for with a 501, a server error: every
+                # method but GET and POST is the client's mistake here, and is answered so.
+                if name.startswith("do_"):
+                    return self._not_allowed
+                raise AttributeError(name)
 
             def _answer(self, handle: Callable[[], Reply]) -> None:
                 given = self.headers.get("Authorization", "").encode()

@@ -43,7 +43,8 @@ def request_embedding(value: object, dimension: int) -> NDArray[np.float32]:
         if isinstance(value, str):
             vector = np.frombuffer(base64.b64decode(value, validate=True), "<f4").astype(np.float32)
         elif isinstance(value, list):
-            vector = np.asarray(value, dtype=np.float32)
+            with np.errstate(over="ignore"):  # a value past float32's range becomes inf, refused below
+                vector = np.asarray(value, dtype=np.float32)
         else:
             raise RequestError(400, "embedding: a list of floats or base64 of little-endian float32")
     except (binascii.Error, ValueError, TypeError) as exc:
@@ -65,9 +66,11 @@ def request_image(value: object) -> NDArray[np.uint8]:
     if not isinstance(value, str):
         raise RequestError(400, "image: base64 of an encoded image (JPEG, PNG, ...)")
     try:
-        return decode_image(base64.b64decode(value, validate=True), MAX_SEARCH_PIXELS)
-    except binascii.Error as exc:
+        encoded = base64.b64decode(value, validate=True)
+    except ValueError as exc:  # binascii.Error, or characters that are not ASCII
         raise RequestError(400, f"image: not base64: {exc}") from exc
+    try:
+        return decode_image(encoded, MAX_SEARCH_PIXELS)
     except ImageDecodeError as exc:
         raise RequestError(400, f"image: {exc}") from exc
 

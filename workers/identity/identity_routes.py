@@ -27,10 +27,7 @@ from workers.identity.identity_requests import (
     request_image,
     request_space,
 )
-
-MAX_K = 100
-#: A name searched for: longer than any name a label gives is no name.
-MAX_NAME_QUERY = 200
+from workers.identity.openapi import MAX_K, MAX_NAME_QUERY
 
 
 class IdentityReader(Protocol):

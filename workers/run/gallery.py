@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,47 +23,52 @@ class GalleryCluster:
     face_ids: Sequence[str] = ()  # of the thumbnails, shown on hover: what a correction names
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5rem;background:#fafafa;color:#222}
-h1{font-size:1.3rem;margin:0 0 .3rem}
-.summary{color:#555;margin-bottom:1.2rem}
-section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.6rem .8rem;margin-bottom:.8rem}
-h2{font-size:1rem;margin:0 0 .4rem}
-.meta{color:#666;font-weight:normal;font-size:.85rem}
-.faces{display:flex;flex-wrap:wrap;gap:4px}
-.faces img{width:72px;height:72px;border-radius:4px;object-fit:cover}
-.more{align-self:center;color:#666;font-size:.85rem;padding-left:.4rem}
-.seen{color:#555;font-size:.85rem;margin:0 0 .4rem}
-"""
+#: The console's stylesheet (workers/identity/console/), so that the gallery of `facestream run` and the
+#: service's console look like one product; the gallery adds only its strip of further faces.
+_STYLE = (
+    resources.files("workers.identity.console").joinpath("console.css").read_text(encoding="utf-8")
+    + ".grid.wide{grid-template-columns:repeat(auto-fill,minmax(220px,1fr))}"
+    + ".strip{display:flex;flex-wrap:wrap;gap:3px}"
+    + ".strip img{width:44px;height:44px;border-radius:4px;object-fit:cover}"
+    + ".card h2{font-size:1rem;margin:0}"
+)
+
+
+def _face(path: str, face_id: str, alt: str) -> str:
+    title = f' title="{html.escape(face_id)}"' if face_id else ""
+    return f'<img src="{html.escape(quote(path))}" loading="lazy" alt="{html.escape(alt)}"{title}>'
+
+
+def _card(cluster: GalleryCluster, per_cluster: int) -> str:
+    shown = cluster.thumbnails[:per_cluster]
+    ids = list(cluster.face_ids) or [""] * len(shown)
+    label = f"Cluster {cluster.cluster_id}" + (f": {cluster.name}" if cluster.name else "")
+    faces = [
+        _face(path, face_id, f"face in cluster {cluster.cluster_id}") for path, face_id in zip(shown, ids, strict=False)
+    ]
+    hidden = cluster.size - len(shown)
+    more = f'<span class="facts">+{hidden} more</span>' if hidden > 0 else ""
+    best = faces[0] if faces else '<div class="blank"></div>'
+    seen = f'<p class="facts">{html.escape(cluster.appearances)}</p>' if cluster.appearances else ""
+    return (
+        f'<section class="card" id="cluster-{cluster.cluster_id}">{best}<h2 class="title">{html.escape(label)}</h2>'
+        f'<span class="facts">{cluster.size} face{"s" if cluster.size != 1 else ""} · '
+        f"{html.escape(', '.join(cluster.sources))} · first {html.escape(cluster.first_seen)} · "
+        f"last {html.escape(cluster.last_seen)}</span>{seen}"
+        f'<div class="strip">{"".join(faces[1:])}{more}</div></section>'
+    )
 
 
 def render_gallery(title: str, summary: str, clusters: Sequence[GalleryCluster], per_cluster: int) -> str:
-    rows = []
-    for cluster in clusters:
-        shown = cluster.thumbnails[:per_cluster]
-        ids = list(cluster.face_ids) or [""] * len(shown)
-        images = "".join(
-            f'<img src="{html.escape(quote(path))}" loading="lazy" alt="face in cluster {cluster.cluster_id}"'
-            + (f' title="{html.escape(face_id)}">' if face_id else ">")
-            for path, face_id in zip(shown, ids, strict=False)
-        )
-        hidden = cluster.size - len(shown)
-        more = f'<span class="more">+{hidden} more</span>' if hidden > 0 else ""
-        sources = html.escape(", ".join(cluster.sources))
-        seen = f'<p class="seen">{html.escape(cluster.appearances)}</p>' if cluster.appearances else ""
-        name = f": {html.escape(cluster.name)}" if cluster.name else ""
-        rows.append(
-            f'<section id="cluster-{cluster.cluster_id}"><h2>Cluster {cluster.cluster_id}{name} '
-            f'<span class="meta">{cluster.size} face{"s" if cluster.size != 1 else ""} · '
-            f"first {html.escape(cluster.first_seen)} · last {html.escape(cluster.last_seen)} · {sources}</span></h2>"
-            f'{seen}<div class="faces">{images}{more}</div></section>'
-        )
+    """The page: the console's look, read-only (a run is corrected with a corrections file, README)."""
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f'<h1>{html.escape(title)}</h1><p class="summary">{html.escape(summary)}</p>'
-        + "\n".join(rows)
-        + "</body></html>\n"
+        f'<header class="bar"><span class="brand">facestream</span></header>'
+        f'<main><h1>Identities</h1><p class="muted">{html.escape(summary)}</p><div class="grid wide">'
+        + "\n".join(_card(cluster, per_cluster) for cluster in clusters)
+        + "</div></main></body></html>\n"
     )
 
 
