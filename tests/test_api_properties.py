@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 from clustering.corrections import LabelCluster
 from clustering.engine import OnlineRankOrder
 from clustering.redis_state.redis_client import connect
+from clustering.redis_state.redis_records import OutboxEntry, Sighting
 from clustering.redis_state.redis_store import RedisStore
 from models.analyzer import FaceAnalyzer
 from tests.local_services import fresh_kafka
@@ -58,6 +59,10 @@ def api_url(redis_url: str, kafka_bootstrap: str, analyzer: FaceAnalyzer) -> Ite
     vectors, _ = identities(8, 4, 0.3, seed=11)
     for number, vector in enumerate(vectors):
         engine.add(f"cam:{number}:0", vector, camera="cam", frame=number, thumbnail=_picture_of(number))
+    for number in range(0, len(vectors), 3):  # appearances of some of them, for the timelines
+        face = f"cam:{number}:0"
+        entry = OutboxEntry(0, number, face, engine.cluster_of(face), (), "cam", float(number), appearance="{}")
+        store.apply_event(f"t{number}#0", entry, Sighting(f"t{number}", 0, "cam", 0.0, float(number), 5, True, face))
     engine.correct(LabelCluster("name-1", engine.cluster_of("cam:0:0"), "Ada"))
     reader = WorkerIdentities(
         connect(redis_url), lambda space: engine if space == SPACE else None, threading.Lock(), lambda: analyzer

@@ -4,6 +4,7 @@ identities topic and in Redis. Screenshots go to the test's folder (and to FACES
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,10 +25,12 @@ from models.registry import sample_images
 from models.settings import ModelSettings
 from streaming.produce import produce_sources
 from streaming.sources import FrameSource
+from tests.conftest import data_dir
 from tests.local_services import free_port, wait_for
 from tests.services import missing
 from tests.streams import read_all
 from tests.worker_processes import settings_for, space_of, stop_process, worker_process
+from workers.settings import Settings
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -55,19 +58,10 @@ def _unauthorized(port: int, path: str) -> int:
         return exc.code
 
 
-@pytest.fixture
-def service(
-    kafka_bootstrap: str, redis_url: str, cpu_models: ModelSettings, tmp_path: Path
-) -> Iterator[tuple[int, str, RedisStore, str]]:
-    """A worker (both stages, identity API on) fed the sample photos: (API port, space, store, identities topic)."""
-    settings = settings_for(kafka_bootstrap, redis_url, cpu_models)
+@contextlib.contextmanager
+def _serving(settings: Settings, sources: list[FrameSource], store: RedisStore, tmp_path: Path) -> Iterator[int]:
+    """A worker (both stages, identity API on) fed ``sources`` by `facestream produce`; its API port."""
     space = space_of(settings)
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for photo in sample_images():
-        shutil.copy(photo, photos / photo.name)
-    # The same photos from two cameras: each person is seen twice, in frames of their own.
-    sources = [FrameSource(str(photos), "lobby"), FrameSource(str(photos), "door")]
     produced = produce_sources(sources, settings.kafka, space=space)
     assert produced.failed == 0
     (tmp_path / "token").write_text(TOKEN)
@@ -76,14 +70,40 @@ def service(
         settings, "all", f"embed-{space}", free_port(),
         FACESTREAM_WORKER__API_PORT=str(port), FACESTREAM_WORKER__API_TOKEN_FILE=str(tmp_path / "token"),
     )  # fmt: skip
-    store = RedisStore(connect(redis_url), space)
     try:
-        wait_for(lambda: _settled(store) or worker.poll() is not None, 180, "the photos' faces clustered")
+        wait_for(lambda: _settled(store) or worker.poll() is not None, 180, "the faces clustered")
         wait_for(lambda: _unauthorized(port, "/console/") == 200, 30, "the console served")
-        yield port, space, store, settings.kafka.identities_topic
+        yield port
     finally:
         _, err = stop_process(worker)
         assert worker.returncode == 0, err[-3000:]
+
+
+@pytest.fixture
+def service(
+    kafka_bootstrap: str, redis_url: str, cpu_models: ModelSettings, tmp_path: Path
+) -> Iterator[tuple[int, str, RedisStore, str]]:
+    """A worker fed the sample photos from two cameras: (API port, space, store, identities topic)."""
+    settings = settings_for(kafka_bootstrap, redis_url, cpu_models)
+    space = space_of(settings)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for photo in sample_images():
+        shutil.copy(photo, photos / photo.name)
+    # The same photos from two cameras: each person is seen twice, in frames of their own.
+    sources = [FrameSource(str(photos), "lobby"), FrameSource(str(photos), "door")]
+    store = RedisStore(connect(redis_url), space)
+    with _serving(settings, sources, store, tmp_path) as port:
+        yield port, space, store, settings.kafka.identities_topic
+
+
+def _sign_in(page: Any, port: int, space: str) -> None:
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.fill("#token", TOKEN)
+    page.click("#login-form button")
+    assert TOKEN not in page.url
+    page.fill("#space", space)
+    page.click("#find button[type=submit]")
 
 
 def _settled(store: RedisStore) -> bool:
@@ -132,12 +152,7 @@ def test_an_operator_names_merges_splits_rejects_forgets_and_searches_in_the_con
             # The page forbids eval; the test reads it through Playwright's evaluations, which need it.
             page = browser.new_page(viewport={"width": 1100, "height": 800}, bypass_csp=True)
             page.set_default_timeout(WAIT_MS)
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.fill("#token", TOKEN)
-            page.click("#login-form button")
-            assert TOKEN not in page.url
-            page.fill("#space", space)
-            page.click("#find button[type=submit]")
+            _sign_in(page, port, space)
             page.wait_for_function(f"document.querySelectorAll('#grid li.card').length === {clusters}")
             page.wait_for_function("document.querySelectorAll('#grid img[data-face]').length >= 3")
             page.wait_for_function(
@@ -219,3 +234,36 @@ def test_an_operator_names_merges_splits_rejects_forgets_and_searches_in_the_con
             assert {"labelled", "merged", "split", "forgotten"} <= set(types)
         finally:
             browser.close()
+
+
+def test_an_identity_s_page_shows_where_and_when_it_was_seen(
+    kafka_bootstrap: str, redis_url: str, cpu_models: ModelSettings, chromium: str, tmp_path: Path
+) -> None:
+    settings = settings_for(kafka_bootstrap, redis_url, cpu_models)
+    space = space_of(settings)
+    clip = data_dir("videos", "intel_head-pose-face-detection-male.mp4")
+    store = RedisStore(connect(redis_url), space)
+    with _serving(settings, [FrameSource(str(clip), "hall")], store, tmp_path) as port:
+        total, largest = store.largest_clusters(0, 1)
+        assert total >= 1
+        kept, appearances = store.timeline(largest[0].id, None, 0, 100)
+        assert kept >= 1
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 390, "height": 844}, bypass_csp=True)  # a phone
+                page.set_default_timeout(WAIT_MS)
+                _sign_in(page, port, space)
+                page.wait_for_function("document.querySelectorAll('#grid li.card').length > 0")
+                page.locator(f'#grid li.card[data-id="{largest[0].id}"] a.title').click()
+                page.wait_for_function(f"document.querySelectorAll('#seen li').length === {min(kept, 20)}")
+                newest = page.locator("#seen li").nth(0)
+                assert newest.get_attribute("data-track") == appearances[0].track
+                assert newest.text_content().startswith("hall: ")
+                page.wait_for_function("document.querySelectorAll('#seen img[data-face]').length >= 1")
+                _shoot(page, tmp_path, "timeline")
+                # The camera filter: this person was seen at one camera only, so it keeps every line.
+                page.select_option("#seen-camera", "hall")
+                page.wait_for_function(f"document.querySelectorAll('#seen li').length === {min(kept, 20)}")
+            finally:
+                browser.close()

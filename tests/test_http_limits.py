@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 from numpy.typing import NDArray
 
+from clustering.redis_state.redis_records import Sighting
 from clustering.store import ClusterSummary
 from streaming.commands import Command
 from tests.local_services import http_get
@@ -100,6 +101,11 @@ class _NoIdentities:
 
     def thumbnail(self, space: str, face_id: str) -> bytes | None:
         return None
+
+    def timeline(
+        self, space: str, cluster: int, camera: str | None, offset: int, limit: int
+    ) -> tuple[int, list[Sighting]]:
+        return 0, []
 
     def search(self, space: str, embedding: NDArray[np.float32], k: int) -> list[tuple[ClusterSummary, float]] | None:
         return []

@@ -61,6 +61,14 @@ class WorkerSettings(FrozenModel):
         description="Larger frames are refused undecoded by the embed stage: 4K UHD (8.3 MP) and 12 MP sensors "
         "pass, and one decoded frame takes at most 48 MB (photos, in run and search, have run.max_pixels).",
     )
+    appearances_kept: int = Field(
+        1_000,
+        ge=1,
+        le=100_000,
+        description="Appearances each identity's timeline keeps in Redis (the newest; about 0.4 KB each, and "
+        "the picture of its best face when the writer held it): what the API and the console answer 'where and "
+        "when was this person seen' from.",
+    )
     thumbnail_quality: int = Field(
         60,
         ge=0,

@@ -27,6 +27,9 @@ class Key(StrEnum):
     SIZES = "sizes"  # cluster root -> size_score(size, root): the clusters largest first, for paged listing
     THUMBNAILS = "thumbnails"  # face id -> picture, of the faces that are a cluster's representatives only
     NAMES = "names"  # cluster root -> name, of the named clusters only
+    APPEARANCES = "appearances"  # event id -> an appearance as the timeline keeps it
+    TIMELINE = "timeline"  # the appearances of each identity, newest first (members prefixed by its root)
+    APPEARANCE_PICTURES = "appearance-pictures"  # face id -> picture of an appearance's best face
 
     @property
     def number(self) -> int:

@@ -40,6 +40,29 @@ class OutboxEntry:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class Sighting:
+    """A track's appearance as an identity's timeline keeps it: filed under the identity of its best face."""
+
+    track: str
+    sequence: int
+    camera: str
+    first: float
+    last: float
+    faces: int
+    ended: bool
+    best_face: str
+
+    def to_json(self, cap: int) -> str:
+        """With ``cap``, the appearances the identity keeps (its oldest beyond that go)."""
+        return json.dumps({**asdict(self), "cap": cap}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Sighting:
+        data: dict[str, Any] = json.loads(raw)
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
 def size_score(size: int, root: int) -> float:
     """A cluster's score in the sizes index: largest first, then oldest first (exact while size < 2**21;
     the apply script computes the same)."""

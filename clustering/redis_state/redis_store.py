@@ -29,7 +29,7 @@ from clustering.redis_state.lua_scripts import lua
 from clustering.redis_state.redis_client import RedisClient
 from clustering.redis_state.redis_keys import Key, SpaceKeys
 from clustering.redis_state.redis_load import forgotten_faces, load_state, paged_embeddings
-from clustering.redis_state.redis_records import OutboxEntry
+from clustering.redis_state.redis_records import OutboxEntry, Sighting
 from clustering.redis_state.redis_snapshots import SnapshotParts
 from clustering.store import (
     EMBEDDING_DTYPE,
@@ -51,13 +51,16 @@ class RedisStore:
         space: str = "default",
         writer_token: str = "",
         observe: Callable[[str, float], None] | None = None,
+        appearances_kept: int = 1_000,
     ) -> None:
         """``writer_token``: the token of the writer lease this process holds; writes are refused without it.
-        ``observe``: called with (operation, seconds) after each call, e.g. to feed a latency histogram."""
+        ``observe``: called with (operation, seconds) after each call, e.g. to feed a latency histogram.
+        ``appearances_kept``: the newest appearances each identity's timeline keeps."""
         self.keys = SpaceKeys(space)
         self.client = client
         self.space = space
         self.writer_token = writer_token
+        self.appearances_kept = appearances_kept
         self._observe = observe
         self._script_keys = self.keys.script
         self.snapshots = SnapshotParts(client, self.keys.of("snapshot"), self.keys.of(Key.WRITER), space)
@@ -143,7 +146,7 @@ class RedisStore:
         for label, face_id in delta.forgotten.items():
             # The face id only as a one-way tombstone (so a replayed record of it is not applied again).
             fields += [(Key.FACES, face_id, ""), (Key.META, str(label), ""), (Key.EMBEDDINGS, str(label), "")]
-            fields.append((Key.THUMBNAILS, face_id, ""))
+            fields += [(Key.THUMBNAILS, face_id, ""), (Key.APPEARANCE_PICTURES, face_id, "")]
             fields.append((Key.TOMBSTONES, tombstone(face_id), str(label)))
         # Only the command's id is kept (its outcome may name faces a later forget erases).
         operation: list[Any] = ["C", delta.command_id, "1", len(fields)]
@@ -182,13 +185,18 @@ class RedisStore:
         found = {label: records.parse_meta(r) for label, r in zip(stored, raw, strict=True) if isinstance(r, bytes)}
         return [self._pending_metas[label] if label in self._pending_metas else found[label] for label in labels]
 
-    def apply_event(self, event_id: str, entry: OutboxEntry) -> bool:
-        """Records an event that changes no clustering state, with its input offset; False if seen before."""
+    def apply_event(
+        self, event_id: str, entry: OutboxEntry, sighting: Sighting | None = None, picture: bytes | None = None
+    ) -> bool:
+        """Records an event that changes no clustering state, with its input offset; False if seen before. A
+        track's ``sighting`` joins its identity's timeline, with the ``picture`` of its best face if given."""
         if self._pending is not None and (
             event_id in self._pending_ids or self.client.hexists(self.keys.of(Key.FACES), event_id)
         ):
             return False
-        return self._queue_or_run(event_id, ["E", event_id, entry.partition, entry.offset, entry.to_json()])
+        operation = ["E", event_id, entry.partition, entry.offset, entry.to_json()]
+        operation += ["" if sighting is None else sighting.to_json(self.appearances_kept), picture or ""]
+        return self._queue_or_run(event_id, operation)
 
     def applied_through(self, partition: int, offset: int) -> None:
         """Records that every face of this space up to ``offset`` on ``partition`` is applied (fenced)."""
@@ -271,9 +279,31 @@ class RedisStore:
         pipe.execute()
 
     def thumbnail(self, face_id: str) -> bytes | None:
-        """The picture of a face that is one of its cluster's representatives; None for any other face."""
-        raw = self.client.hget(self.keys.of(Key.THUMBNAILS), face_id)
-        return raw if isinstance(raw, bytes) else None
+        """The picture of a face that is one of its cluster's representatives or the best face of an appearance
+        its timeline keeps; None for any other face."""
+        for key in (Key.THUMBNAILS, Key.APPEARANCE_PICTURES):
+            raw = self.client.hget(self.keys.of(key), face_id)
+            if isinstance(raw, bytes):
+                return raw
+        return None
+
+    def timeline(self, root: int, camera: str | None, offset: int, limit: int) -> tuple[int, list[Sighting]]:
+        """How many appearances the identity of ``root`` keeps (of ``camera`` if given), and ``limit`` of them
+        from ``offset``, newest first: read by its prefix in the timeline (its own members only, no scan)."""
+        low, high = f"[{root:010d}:", f"({root:010d};"
+        timeline = self.keys.of(Key.TIMELINE)
+        if camera is None:
+            total = int(self.client.zlexcount(timeline, low, high))
+            members = self.client.zrangebylex(timeline, low, high, start=offset, num=limit) if limit else []
+        else:  # an identity keeps a bounded few appearances: read them all, keep the camera's
+            members = self.client.zrangebylex(timeline, low, high)
+        ids = [records.as_text(member)[25:] for member in members]
+        raw = self.client.hmget(self.keys.of(Key.APPEARANCES), ids) if ids else []
+        found = [Sighting.from_json(r) for r in raw if isinstance(r, bytes)]
+        if camera is not None:
+            found = [sighting for sighting in found if sighting.camera == camera]
+            total, found = len(found), found[offset : offset + limit]
+        return total, found
 
     def cluster(self, cluster_id: int) -> ClusterSummary | None:
         """The summary of the cluster that ``cluster_id`` is in now (it may have been merged away since)."""

@@ -27,12 +27,13 @@ from clustering.events import outcome_json
 from clustering.redis_state.compaction import Compactor, SnapshotJob
 from clustering.redis_state.lease import LeaseKeeper, WriterLease
 from clustering.redis_state.redis_client import RedisClient
-from clustering.redis_state.redis_records import OutboxEntry
+from clustering.redis_state.redis_records import OutboxEntry, Sighting
 from clustering.redis_state.redis_store import RedisStore
 from streaming.commands import Command
 from streaming.messages import FaceRecord, MessageError, TrackRecord
 from streaming.pictures import thumbnail_picture
 from workers.cluster.command_corrections import correction_of
+from workers.cluster.track_pictures import TrackPictures
 from workers.errors import WorkerError
 from workers.plumbing import metrics
 from workers.plumbing.faces import appearance_event, apply_face
@@ -66,7 +67,11 @@ class SpaceWriter:
         self.space = space = lease.space
         config = settings.worker
         self.lease = lease
-        self.store = RedisStore(client, space, self.lease.token, observe=_observe_redis)
+        self.store = RedisStore(
+            client, space, self.lease.token, observe=_observe_redis, appearances_kept=config.appearances_kept
+        )
+        #: Pictures of open tracks' faces, until their appearance names its best face.
+        self.track_pictures = TrackPictures()
         self.keeper = LeaseKeeper(self.lease, config.writer_stall_s)
         self.engine: OnlineRankOrder | None = None
         self.compactor: Compactor | None = None
@@ -173,9 +178,12 @@ class SpaceWriter:
     ) -> tuple[Outcome, list[OutboxEntry]]:
         engine = self._engine()
         count = len(engine)
-        assignment = apply_face(engine, record, vector, at, lambda: thumbnail_picture(record.thumbnail))
+        picture = thumbnail_picture(record.thumbnail)
+        assignment = apply_face(engine, record, vector, at, lambda: picture)
         if len(engine) == count:
             return self._repeat(at)
+        if record.track and picture:
+            self.track_pictures.keep(record.track, record.face_id, picture)
         entry = OutboxEntry(
             at[0], at[1], record.face_id, assignment.cluster_id, assignment.merges, record.camera, record.timestamp
         )
@@ -204,7 +212,18 @@ class SpaceWriter:
             record.last_timestamp,
             appearance=event.to_json().decode(),
         )
-        return self._event(f"{record.track}#{record.sequence}", entry)
+        sighting = Sighting(
+            track=record.track,
+            sequence=record.sequence,
+            camera=record.camera,
+            first=record.first_timestamp,
+            last=record.last_timestamp,
+            faces=record.faces,
+            ended=record.ended,
+            best_face=event.best_face,
+        )
+        picture = self.track_pictures.take(record.track, event.best_face)
+        return self._event(f"{record.track}#{record.sequence}", entry, sighting, picture)
 
     def correction(self, command: Command, at: tuple[int, int]) -> tuple[Outcome, list[OutboxEntry]]:
         try:
@@ -222,9 +241,12 @@ class SpaceWriter:
         self._unpublished += len(entries)
         return Outcome.FRESH, entries
 
-    def _event(self, event_id: str, entry: OutboxEntry) -> tuple[Outcome, list[OutboxEntry]]:
-        """Records an event with its offset in Redis (queued in the open batch)."""
-        if not self.store.apply_event(event_id, entry):
+    def _event(
+        self, event_id: str, entry: OutboxEntry, sighting: Sighting | None = None, picture: bytes | None = None
+    ) -> tuple[Outcome, list[OutboxEntry]]:
+        """Records an event with its offset in Redis (queued in the open batch); an appearance's ``sighting``
+        joins its identity's timeline."""
+        if not self.store.apply_event(event_id, entry, sighting, picture):
             return self._repeat((entry.partition, entry.offset))
         self._unpublished += 1
         return Outcome.FRESH, [entry]

@@ -5,6 +5,7 @@ configured, every data route behind a bearer token.
     GET  /v1/openapi.json                                     this API's OpenAPI description (no data, no token)
     GET  /v1/spaces/<space>/identities[?limit=100&offset=0&name=part]   largest first; name: contains, any case
     GET  /v1/spaces/<space>/identities/<id>                   (an id merged away since names its cluster now)
+    GET  /v1/spaces/<space>/identities/<id>/appearances[?camera=C&limit=20&offset=0]   where and when, newest first
     GET  /v1/spaces/<space>/faces/<face id>/thumbnail         the picture of a face its identity shows
     POST /v1/spaces/<space>/search   {"embedding": [512 floats] or base64 float32, "k": 5}
                                      or {"image": base64 of a JPEG, PNG, ... photo, "k": 5}
@@ -38,6 +39,7 @@ from numpy.typing import NDArray
 
 from clustering.engine import OnlineRankOrder
 from clustering.redis_state.redis_client import RedisClient
+from clustering.redis_state.redis_records import Sighting
 from clustering.redis_state.redis_store import RedisStore
 from clustering.store import ClusterSummary
 from workers.identity.identity_requests import RequestError
@@ -101,6 +103,11 @@ class WorkerIdentities:
 
     def thumbnail(self, space: str, face_id: str) -> bytes | None:
         return RedisStore(self.client, space).thumbnail(face_id)
+
+    def timeline(
+        self, space: str, cluster: int, camera: str | None, offset: int, limit: int
+    ) -> tuple[int, list[Sighting]]:
+        return RedisStore(self.client, space).timeline(cluster, camera, offset, limit)
 
     def search(self, space: str, embedding: NDArray[np.float32], k: int) -> list[tuple[ClusterSummary, float]] | None:
         with self.lock:

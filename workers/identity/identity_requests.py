@@ -12,6 +12,7 @@ from urllib.parse import unquote
 import numpy as np
 from numpy.typing import NDArray
 
+from clustering.redis_state.redis_records import Sighting
 from clustering.store import ClusterSummary
 from streaming.decode import ImageDecodeError, decode_image
 from streaming.embeddings import EmbeddingValueError, unit_embedding
@@ -34,6 +35,19 @@ def identity_json(summary: ClusterSummary) -> dict[str, Any]:
         "last_seen": summary.last_seen,
         "cameras": list(summary.cameras),
         "representatives": [face_id for _, face_id in summary.representatives],
+    }
+
+
+def sighting_json(sighting: Sighting) -> dict[str, Any]:
+    return {
+        "track": sighting.track,
+        "sequence": sighting.sequence,
+        "camera": sighting.camera,
+        "first_seen": sighting.first,
+        "last_seen": sighting.last,
+        "faces": sighting.faces,
+        "ended": sighting.ended,
+        "best_face": sighting.best_face,
     }
 
 

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 from numpy.typing import NDArray
 
+from clustering.redis_state.redis_records import Sighting
 from clustering.store import ClusterSummary
 from streaming.commands import Command, parse_command
 from streaming.messages import MessageError
@@ -26,8 +27,13 @@ from workers.identity.identity_requests import (
     request_embedding,
     request_image,
     request_space,
+    sighting_json,
 )
 from workers.identity.openapi import MAX_K, MAX_NAME_QUERY
+
+_GET_ROUTES = (
+    "not found: GET /v1/spaces/<space>/identities[/<id>[/appearances]] or /v1/spaces/<space>/faces/<id>/thumbnail"
+)
 
 
 class IdentityReader(Protocol):
@@ -40,6 +46,12 @@ class IdentityReader(Protocol):
         ...
 
     def identity(self, space: str, cluster: int) -> ClusterSummary | None: ...
+
+    def timeline(
+        self, space: str, cluster: int, camera: str | None, offset: int, limit: int
+    ) -> tuple[int, list[Sighting]]:
+        """How many appearances the identity of root ``cluster`` keeps (of ``camera``), and a page of them."""
+        ...
 
     def thumbnail(self, space: str, face_id: str) -> bytes | None:
         """The picture of a face its identity shows; None for any other."""
@@ -86,15 +98,17 @@ class Routes:
         parts = urlsplit(path)
         segments = parts.path.strip("/").split("/")
         if len(segments) < 4 or segments[:2] != ["v1", "spaces"]:
-            raise RequestError(404, "not found: GET /v1/spaces/<space>/identities[/<id>] or .../faces/<id>/thumbnail")
+            raise RequestError(404, _GET_ROUTES)
         space = request_space(segments[2])
         if segments[3:] == ["identities"]:
             return Reply.json(self._page(space, parse_qs(parts.query)))
         if len(segments) == 5 and segments[3] == "identities":
             return Reply.json(self._one(space, segments[4]))
+        if len(segments) == 6 and segments[3] == "identities" and segments[5] == "appearances":
+            return Reply.json(self._timeline(space, segments[4], parse_qs(parts.query)))
         if len(segments) == 6 and segments[3] == "faces" and segments[5] == "thumbnail":
             return self._thumbnail(space, unquote(segments[4]))
-        raise RequestError(404, "not found: GET /v1/spaces/<space>/identities[/<id>] or .../faces/<id>/thumbnail")
+        raise RequestError(404, _GET_ROUTES)
 
     def _page(self, space: str, query: dict[str, list[str]]) -> dict[str, Any]:
         limit, offset = query_number(query, "limit", 100), query_number(query, "offset", 0)
@@ -108,12 +122,22 @@ class Routes:
         return {"space": space, "total": total, "identities": [identity_json(s) for s in page]}
 
     def _one(self, space: str, raw_id: str) -> dict[str, Any]:
+        return {"space": space, "identity": identity_json(self._summary(space, raw_id))}
+
+    def _summary(self, space: str, raw_id: str) -> ClusterSummary:
         if not raw_id.isdigit():
             raise RequestError(400, "an identity id is a non-negative integer")
         summary = self.reader.identity(space, int(raw_id))
         if summary is None:
             raise RequestError(404, f"no identity {raw_id} in space {space}")
-        return {"space": space, "identity": identity_json(summary)}
+        return summary
+
+    def _timeline(self, space: str, raw_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        root = self._summary(space, raw_id).id
+        limit, offset = query_number(query, "limit", 20), query_number(query, "offset", 0)
+        camera = query.get("camera", [""])[0] or None
+        total, found = self.reader.timeline(space, root, camera, offset, limit)
+        return {"space": space, "identity": root, "total": total, "appearances": [sighting_json(s) for s in found]}
 
     def _thumbnail(self, space: str, face_id: str) -> Reply:
         picture = self.reader.thumbnail(space, face_id)

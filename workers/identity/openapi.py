@@ -67,12 +67,30 @@ class CommandAccepted(FrozenModel):
     topic: str = Field(description="Where it was delivered: the writer applies it from there, in order")
 
 
+class Appearance(FrozenModel):
+    track: str
+    sequence: int = Field(ge=0, description="0 for a track's first appearance; long tracks report periodically")
+    camera: str
+    first_seen: float
+    last_seen: float
+    faces: int = Field(ge=0)
+    ended: bool = Field(description="False for a periodic report of a track still going")
+    best_face: str = Field(description="Its best embedded face: its picture, when kept, is at .../faces/<id>/thumbnail")
+
+
+class Timeline(FrozenModel):
+    space: str
+    identity: int = Field(description="The identity's id now (an id merged away since gives the one it is part of)")
+    total: int = Field(ge=0, description="Appearances the identity keeps (of the camera, when one is asked for)")
+    appearances: list[Appearance]
+
+
 class ErrorAnswer(FrozenModel):
     error: str
 
 
 _MODELS: tuple[type[FrozenModel], ...] = (Identity, IdentityPage, OneIdentity, EmbeddingSearch, ImageSearch, Match)
-_MODELS += (SearchAnswer, CommandAccepted, ErrorAnswer)
+_MODELS += (SearchAnswer, CommandAccepted, Appearance, Timeline, ErrorAnswer)
 _COMMANDS = ("merge", "split", "reject", "label", "forget")
 
 
@@ -133,6 +151,11 @@ def openapi_document(dimension: int) -> dict[str, Any]:
         {"name": "offset", "in": "query", "schema": number | {"default": 0}},
         {"name": "name", "in": "query", "schema": {"type": "string", "maxLength": MAX_NAME_QUERY}},
     ]
+    timeline_parameters = [
+        {"name": "camera", "in": "query", "schema": {"type": "string", "maxLength": 200}},
+        {"name": "limit", "in": "query", "schema": number | {"default": 20}},
+        {"name": "offset", "in": "query", "schema": number | {"default": 0}},
+    ]
     identity_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
     face_id = {"name": "face", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
     commands = {"oneOf": [_ref(f"{kind.capitalize()}Command") for kind in _COMMANDS]}
@@ -152,6 +175,11 @@ def openapi_document(dimension: int) -> dict[str, Any]:
                 "summary": "One identity (an id merged away since gives the identity it is part of now)",
                 "parameters": [space, identity_id],
                 "responses": _answers(200, _ref("OneIdentity"), 404),
+            }},
+            "/v1/spaces/{space}/identities/{id}/appearances": {"get": {
+                "summary": "Where and when the identity was seen: its appearances, newest first",
+                "parameters": [space, identity_id, *timeline_parameters],
+                "responses": _answers(200, _ref("Timeline"), 404),
             }},
             "/v1/spaces/{space}/faces/{face}/thumbnail": {"get": {
                 "summary": "The picture of a face its identity shows (WebP, JPEG or PNG)",

@@ -8,12 +8,17 @@
 --       15 sizes (cluster root -> score: size * 2^32 + 2^32 - 1 - root, the clusters largest and then oldest first)
 --       16 thumbnails (face id -> picture, of the faces that are some cluster's representatives only)
 --       17 names (cluster root -> its name, for the named clusters only: what a search by name reads)
+--       18 appearances (event id -> the appearance as the timeline keeps it, JSON with its timeline member)
+--       19 timeline (members 'RRRRRRRRRR:TTTTTTTTTTTTT:<event id>', all of score 0: an identity's appearances are
+--          the members with its root as prefix, newest first; T is 9999999999999 less the last time in ms)
+--       20 appearance pictures (face id -> picture of an appearance's best face)
 -- ARGV: writer token ("" when no lease is held), the face count the writer expects the store to hold ("" for
 --   no check), number of operations, then per operation:
 --   'F', face_id, label, meta, embedding, n_neighbours, (label, packed)*, n_parents, (label, parent)*,
 --        n_links, (label, packed)*, n_clusters, (root, summary or "" to delete)*, partition ("" for none),
 --        offset, outbox entry ("" for none), thumbnail ("" for none: given only when the face is shown)
---   'E', event id, partition, offset, outbox entry
+--   'E', event id, partition, offset, outbox entry, appearance ("" for none: JSON with track, camera, first,
+--        last, faces, ended, best_face and cap, the appearances its identity keeps), picture of its best face ("")
 --   'C', command id, value kept with the id, n_fields, (key number, field, value or "" to delete)*, partition, offset,
 --        outbox entry: a correction
 --   'O', partition, offset: every face of the space below offset + 1 on that partition is applied (a space
@@ -34,13 +39,16 @@ end
 -- A cluster's summary set ("" deletes it), with its place in the sizes index. ``shown`` gathers, over one
 -- operation, the faces that were representatives (false) and those that are (true): a picture is kept only of a
 -- face some cluster shows, so drop_unshown deletes the pictures of faces the operation took out of every summary.
-local function set_cluster(root, summary, shown)
+-- ``touched`` gathers the roots the operation changed (true for one absorbed or deleted), whose appearances may
+-- have to move to the identity their face is part of now.
+local function set_cluster(root, summary, shown, touched)
   local old = redis.call('HGET', KEYS[6], root)
   if old then
     for _, rep in ipairs(cjson.decode(old).representatives) do
       if shown[rep[2]] == nil then shown[rep[2]] = false end
     end
   end
+  touched[root] = summary == ''
   if summary == '' then
     redis.call('HDEL', KEYS[6], root)
     redis.call('ZREM', KEYS[15], root)
@@ -56,6 +64,81 @@ local function set_cluster(root, summary, shown)
     for _, rep in ipairs(decoded.representatives) do shown[rep[2]] = true end
     local score = decoded.size * 4294967296 + (4294967295 - tonumber(root))
     redis.call('ZADD', KEYS[15], string.format('%.0f', score), root)
+  end
+end
+-- The root of a face's cluster, by the parents as this operation left them.
+local function find(label)
+  local root = label
+  for _ = 1, 10000 do  -- union-find paths are short; a bound against a corrupt cycle
+    local parent = redis.call('HGET', KEYS[5], root)
+    if not parent or parent == '' then return root end
+    root = parent
+  end
+  return root
+end
+local function timeline_member(root, last, id)
+  return string.format('%010d:%013d:%s', tonumber(root), 9999999999999 - math.floor(last * 1000), id)
+end
+local function timeline_range(root)
+  return string.format('[%010d:', tonumber(root)), string.format('(%010d;', tonumber(root))
+end
+local function drop_appearance(member, id, appearance)
+  redis.call('ZREM', KEYS[19], member)
+  redis.call('HDEL', KEYS[18], id)
+  if appearance then redis.call('HDEL', KEYS[20], appearance.best_face) end
+end
+-- An identity keeps its ``cap`` newest appearances.
+local function trim(root, cap)
+  local low, high = timeline_range(root)
+  local extra = redis.call('ZLEXCOUNT', KEYS[19], low, high) - cap
+  if extra <= 0 then return end
+  for _, member in ipairs(redis.call('ZRANGEBYLEX', KEYS[19], low, high, 'LIMIT', cap, extra)) do
+    local id = string.sub(member, 26)
+    local raw = redis.call('HGET', KEYS[18], id)
+    drop_appearance(member, id, raw and cjson.decode(raw))
+  end
+end
+-- A track's appearance filed under the identity its best face is part of (none when that face is not applied).
+local function file_appearance(id, raw, picture)
+  local appearance = cjson.decode(raw)
+  local label = redis.call('HGET', KEYS[1], appearance.best_face)
+  if not label or tonumber(label) < 0 then return end
+  local root = find(label)
+  appearance.key = timeline_member(root, appearance.last, id)
+  redis.call('HSET', KEYS[18], id, cjson.encode(appearance))
+  redis.call('ZADD', KEYS[19], 0, appearance.key)
+  if picture ~= '' then redis.call('HSET', KEYS[20], appearance.best_face, picture) end
+  trim(root, appearance.cap)
+end
+-- The appearances filed under ``root`` moved to the identity their best face is part of now, or dropped with a
+-- forgotten face: after a merge absorbed the root, or a correction changed it.
+local function rehome(root)
+  local low, high = timeline_range(root)
+  local targets = {}
+  for _, member in ipairs(redis.call('ZRANGEBYLEX', KEYS[19], low, high)) do
+    local id = string.sub(member, 26)
+    local raw = redis.call('HGET', KEYS[18], id)
+    local appearance = raw and cjson.decode(raw)
+    local label = appearance and redis.call('HGET', KEYS[1], appearance.best_face)
+    if not label then
+      drop_appearance(member, id, appearance)
+    else
+      local now = find(label)
+      if tonumber(now) ~= tonumber(root) then
+        redis.call('ZREM', KEYS[19], member)
+        appearance.key = timeline_member(now, appearance.last, id)
+        redis.call('ZADD', KEYS[19], 0, appearance.key)
+        redis.call('HSET', KEYS[18], id, cjson.encode(appearance))
+        targets[now] = appearance.cap
+      end
+    end
+  end
+  for target, cap in pairs(targets) do trim(target, cap) end
+end
+-- After an operation: ``all`` every touched root (a correction), else the absorbed ones only (a face's merges).
+local function rehome_touched(touched, all)
+  for root, absorbed in pairs(touched) do
+    if all or absorbed then rehome(root) end
   end
 end
 local function drop_unshown(shown)
@@ -82,12 +165,12 @@ local function walk(write)
     if fresh and not write then seen[kind .. id] = true end
     if kind == 'C' then
       if fresh and write then redis.call('HSET', KEYS[13], id, ARGV[i + 2]) end
-      local n, shown = tonumber(ARGV[i + 3]), {}; i = i + 4
+      local n, shown, touched = tonumber(ARGV[i + 3]), {}, {}; i = i + 4
       for _ = 1, n do
         if fresh and write then
           local key = KEYS[tonumber(ARGV[i])]
           if key == KEYS[6] then
-            set_cluster(ARGV[i + 1], ARGV[i + 2], shown)
+            set_cluster(ARGV[i + 1], ARGV[i + 2], shown, touched)
           elseif ARGV[i + 2] == '' then
             redis.call('HDEL', key, ARGV[i + 1])
           else
@@ -99,6 +182,7 @@ local function walk(write)
       if fresh and write then
         record_input(i)
         drop_unshown(shown)
+        rehome_touched(touched, true)
       end
       i = i + 3
     elseif kind == 'O' then
@@ -112,8 +196,9 @@ local function walk(write)
         redis.call('HSET', KEYS[1], id, -1)
         redis.call('HSET', KEYS[7], ARGV[i + 2], ARGV[i + 3])
         redis.call('RPUSH', KEYS[9], ARGV[i + 4])
+        if ARGV[i + 5] ~= '' then file_appearance(id, ARGV[i + 5], ARGV[i + 6]) end
       end
-      i = i + 5
+      i = i + 7
     else
       local label = ARGV[i + 2]
       if fresh and tonumber(label) ~= faces then
@@ -133,15 +218,16 @@ local function walk(write)
           i = i + 2
         end
       end
-      local n, shown = tonumber(ARGV[i]), {}; i = i + 1
+      local n, shown, touched = tonumber(ARGV[i]), {}, {}; i = i + 1
       for _ = 1, n do
-        if fresh and write then set_cluster(ARGV[i], ARGV[i + 1], shown) end
+        if fresh and write then set_cluster(ARGV[i], ARGV[i + 1], shown, touched) end
         i = i + 2
       end
       if fresh and write then
         record_input(i)
         if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[16], id, ARGV[i + 3]) end
         drop_unshown(shown)
+        rehome_touched(touched, false)
       end
       if fresh then faces = faces + 1 end
       i = i + 4

@@ -3,9 +3,12 @@
 "use strict";
 
 const PAGE = 48;
+const SEEN_PAGE = 20;
 const REFRESH_MS = 5000;
 const $ = (id) => document.getElementById(id);
-const state = { offset: 0, total: 0, name: "", selected: new Set(), faces: new Set(), shown: "", pictures: new Map() };
+const state = {
+  offset: 0, total: 0, name: "", selected: new Set(), faces: new Set(), shown: "", pictures: new Map(), seen: SEEN_PAGE,
+};
 
 const token = () => sessionStorage.getItem("facestream.token") || "";
 const space = () => sessionStorage.getItem("facestream.space") || "default";
@@ -65,7 +68,10 @@ function faceImage(faceId, alt) {
   return holder;
 }
 
-const when = (seconds) => (seconds ? new Date(seconds * 1000).toLocaleString() : "unknown");
+// Capture times are Unix seconds; a recording's are positions in the file, shown as minutes and seconds.
+const when = (seconds) => (seconds >= 1e9
+  ? new Date(seconds * 1000).toLocaleString()
+  : `${Math.floor(seconds / 60)}:${String(Math.floor(seconds % 60)).padStart(2, "0")} into the recording`);
 const titleOf = (identity) => identity.name || `Identity ${identity.id}`;
 
 function card(identity, selectable) {
@@ -120,7 +126,10 @@ async function showIdentities(quiet) {
 async function showIdentity(id, quiet) {
   const data = await api(`/identities/${id}`);
   const identity = data.identity;
-  const seen = JSON.stringify(data);
+  const camera = $("seen-camera").value;
+  const where = camera ? `&camera=${encodeURIComponent(camera)}` : "";
+  const timeline = await api(`/identities/${identity.id}/appearances?limit=${state.seen}${where}`);
+  const seen = JSON.stringify([data, timeline]);
   if (quiet && seen === state.shown) return;
   state.shown = seen;
   if (String(identity.id) !== String(id)) { location.hash = `#/identity/${identity.id}`; return; }  // merged away
@@ -131,6 +140,31 @@ async function showIdentity(id, quiet) {
   state.faces = new Set([...state.faces].filter((face) => identity.representatives.includes(face)));
   $("faces").replaceChildren(...identity.representatives.map((face) => faceCard(identity, face)));
   $("split").disabled = state.faces.size === 0;
+  showCameras(identity.cameras, camera);
+  showTimeline(timeline);
+}
+
+function showCameras(cameras, chosen) {
+  if (document.activeElement === $("seen-camera")) return;  // not under the hand of someone choosing
+  const options = [new Option("All cameras", ""), ...cameras.map((camera) => new Option(camera, camera))];
+  $("seen-camera").replaceChildren(...options);
+  $("seen-camera").value = cameras.includes(chosen) ? chosen : "";
+}
+
+// Where and when the person was seen: one line per appearance, newest first.
+function showTimeline(timeline) {
+  $("seen-count").textContent = `${timeline.total} appearance${timeline.total === 1 ? "" : "s"}`;
+  $("seen").replaceChildren(...timeline.appearances.map((appearance) => {
+    const item = document.createElement("li");
+    item.dataset.track = appearance.track;
+    const text = document.createElement("span");
+    const still = appearance.ended ? "" : " (still in view)";
+    text.textContent = `${appearance.camera}: ${when(appearance.first_seen)} – ${when(appearance.last_seen)}`
+      + ` · ${appearance.faces} face${appearance.faces === 1 ? "" : "s"}${still}`;
+    item.append(faceImage(appearance.best_face, `Best face at ${appearance.camera}`), text);
+    return item;
+  }));
+  $("seen-more").hidden = timeline.appearances.length >= timeline.total;
 }
 
 function faceCard(identity, face) {
@@ -285,7 +319,9 @@ function wire() {
     if ($("confirm").returnValue !== "ok") return;
     if (await send({ type: "forget", cluster: currentId() }, "Forget")) location.hash = "#/";
   });
-  window.addEventListener("hashchange", () => { state.shown = ""; refresh(false); });
+  $("seen-camera").addEventListener("change", () => { state.seen = SEEN_PAGE; state.shown = ""; refresh(false); });
+  $("seen-more").addEventListener("click", () => { state.seen += SEEN_PAGE; state.shown = ""; refresh(false); });
+  window.addEventListener("hashchange", () => { state.seen = SEEN_PAGE; state.shown = ""; refresh(false); });
   $("space").value = space();
   setInterval(() => { if (!document.hidden) refresh(true); }, REFRESH_MS);
   refresh(false);

@@ -1,0 +1,35 @@
+"""The pictures of the faces of open tracks, held by a space's writer until the track's appearance says which of
+them is its best face (the one picture its timeline keeps). In memory only, and bounded: after a restart an
+appearance simply comes without a picture."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+#: Tracks whose pictures are held at once (the least recently seen go first): far more than a site's cameras
+#: have open tracks at any time.
+MAX_TRACKS = 4_096
+#: Pictures held for one track's open appearance (the latest): a track embeds a few faces an appearance.
+MAX_PER_TRACK = 16
+
+
+class TrackPictures:
+    def __init__(self, max_tracks: int = MAX_TRACKS, max_per_track: int = MAX_PER_TRACK) -> None:
+        self.max_tracks = max_tracks
+        self.max_per_track = max_per_track
+        self._tracks: OrderedDict[str, OrderedDict[str, bytes]] = OrderedDict()
+
+    def keep(self, track: str, face_id: str, picture: bytes) -> None:
+        pictures = self._tracks.setdefault(track, OrderedDict())
+        self._tracks.move_to_end(track)
+        pictures[face_id] = picture
+        if len(pictures) > self.max_per_track:
+            pictures.popitem(last=False)
+        if len(self._tracks) > self.max_tracks:
+            self._tracks.popitem(last=False)
+
+    def take(self, track: str, face_id: str | None) -> bytes | None:
+        """The picture of ``face_id`` of ``track``, if held; the track's other pictures are let go (its next
+        appearance has faces of its own)."""
+        pictures = self._tracks.pop(track, None)
+        return None if pictures is None or face_id is None else pictures.get(face_id)
