@@ -18,7 +18,7 @@ from tests.services import missing
 CLUSTER_STAGE_RIGHTS = (
     "~{fs:* ~fs-registry:* resetchannels -@all +ping +select +get +mget +set +del +unlink "
     "+pexpire +hset +hget +hmget +hgetall +hscan +hlen +hexists +hdel +lrange +ltrim +rpush +sadd +srem +smembers "
-    "+zadd +zrem +zcard +zrevrange "
+    "+zadd +zrem +zcard +zrevrange +zrangebylex +zlexcount "
     "+evalsha +script|load"
 )
 #: A user that may only read the state: too few rights for the cluster stage.

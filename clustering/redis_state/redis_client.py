@@ -46,6 +46,8 @@ redis.call('LTRIM', KEYS[2], 1, 0)
 redis.call('ZADD', KEYS[3], 1, 'probe')
 redis.call('ZREVRANGE', KEYS[3], 0, 0)
 redis.call('ZCARD', KEYS[3])
+redis.call('ZRANGEBYLEX', KEYS[3], '-', '+')
+redis.call('ZLEXCOUNT', KEYS[3], '-', '+')
 redis.call('ZREM', KEYS[3], 'probe')
 redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
 return 1
