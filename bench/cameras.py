@@ -1,13 +1,18 @@
 """How many cameras one process keeps up with: N cameras paced at their frame rate through the face pipeline.
 
-Each camera is the clip looped from its own offset, JPEG-encoded once (the frames topic carries JPEG), and
+Two cases: "tv", a talk-show clip (cuts, faces in view nearly all the time) at 25 fps, and "fixed", a fixed
+security camera (people walk in, pause and leave; an empty scene in between) at 15 fps. Each camera is the clip
+looped from its own offset, JPEG-encoded once (the frames topic carries JPEG), and
 decoded again as the embed worker does. Frames become due at the camera's rate; each turn takes the frames
 due (up to the batch size) and runs them through decode, the pipeline and clustering. A configuration keeps
 real time when the oldest frame still waiting is never more than a second late; one that falls ten seconds
 behind is stopped. Each configuration runs in a fresh process, so the peak RSS is its own; tracking on and
-off run in the same invocation.
+off run in the same invocation. Per step, the milliseconds of one process's time per frame (the steps of a
+batch run one after another): decode, motion (cuts, motion and which frames to detect), track, detect, align
+(crops and quality), embed and cluster.
 
-    uv run python -m bench.cameras [--cameras 1 2 4 6 8] [--seconds 20] [--fps 25] [--video PATH]
+    uv run python -m bench.cameras [--case tv|fixed|both] [--cameras 1 2 4 6 8] [--seconds 20] [--fps 25]
+                                   [--video PATH] [--tracking on off]
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ from workers.settings import Settings
 
 GIVE_UP_S = 10.0
 REAL_TIME_S = 1.0
+STEPS = ("decode", "motion", "track", "detect", "align", "embed", "cluster")
+#: The cases: (clip, frames per second, cameras tried).
+CASES = {
+    "tv": ("short_hamilton_clip.mp4", 25.0, [1, 2, 4, 6, 8, 10]),
+    "fixed": ("intel_face-demographics-walking-and-pause.mp4", 15.0, [5, 10, 20, 30]),
+}
 
 
 def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path) -> dict[str, float]:
@@ -46,6 +57,7 @@ def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path) -
     tracked = TrackedFaces(engine)
     clip = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in video_frames(video)]
     analyzer.detector.detect([decode_image(clip[0])])  # load the models before the clock starts
+    analyzer.timings.seconds.clear()
     per_camera = int(seconds * fps)
     sent = [0] * cameras
     worst_lag = 0.0
@@ -66,11 +78,15 @@ def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path) -
         for _, camera in due:
             number = sent[camera]
             data = clip[(number + camera * 37) % len(clip)]
-            frames.append(CameraFrame(f"cam{camera}", number, number / fps, decode_image(data)))
+            with analyzer.timings.stage("decode"):
+                image = decode_image(data)
+            frames.append(CameraFrame(f"cam{camera}", number, number / fps, image))
             sent[camera] += 1
-        for result in pipeline.process(frames):
-            for face in result.faces:
-                tracked.place(face)
+        results = pipeline.process(frames)
+        with analyzer.timings.stage("cluster"):
+            for result in results:
+                for face in result.faces:
+                    tracked.place(face)
     wall = time.perf_counter() - started
     counters = pipeline.counters
     return {
@@ -82,41 +98,53 @@ def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path) -
         "faces": float(counters.faces),
         "embedded": float(counters.embedded),
         "detected_frames": float(counters.detected_frames),
+        **{f"ms_{step}": analyzer.timings.seconds[step] * 1000 / max(counters.frames, 1) for step in STEPS},
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 4, 6, 8])
+    parser.add_argument("--case", choices=[*CASES, "both"], default="both")
+    parser.add_argument("--cameras", type=int, nargs="+", help="default: the case's")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of video per camera")
-    parser.add_argument("--fps", type=float, default=25.0)
-    parser.add_argument("--video", type=Path, default=DATA / "videos" / "short_hamilton_clip.mp4")
+    parser.add_argument("--fps", type=float, help="default: the case's")
+    parser.add_argument("--video", type=Path, help="another clip (default: the case's)")
+    parser.add_argument("--tracking", nargs="+", choices=["on", "off"], default=["on", "off"])
     parser.add_argument("--one", nargs=2, metavar=("CAMERAS", "TRACKING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         figures = one(int(args.one[0]), args.one[1] == "on", args.seconds, args.fps, args.video)
         print(json.dumps(figures))
         return
-    width, height = (int(v) for v in video_frames(args.video, 1)[0].shape[1::-1])
-    print(f"{args.video.name} ({width}x{height}) at {args.fps:g} fps, {args.seconds:g} s per camera; this machine")
+    for case in CASES if args.case == "both" else [args.case]:
+        name, fps, cameras = CASES[case]
+        video = args.video or DATA / "videos" / name
+        _table(video, args.fps or fps, args.cameras or cameras, args.seconds, args.tracking)
+
+
+def _table(video: Path, fps: float, cameras_tried: list[int], seconds: float, tracking_modes: list[str]) -> None:
+    width, height = (int(v) for v in video_frames(video, 1)[0].shape[1::-1])
+    print(f"{video.name} ({width}x{height}) at {fps:g} fps, {seconds:g} s per camera; this machine")
+    steps = "".join(f"{step:>8}" for step in STEPS)
     print(
         f"{'tracking':>8} {'cameras':>7} {'real time':>9} {'frames/s':>8} {'worst lag s':>11} {'CPU':>5} "
-        f"{'peak MiB':>8} {'detected':>8} {'embedded':>8}"
+        f"{'peak MiB':>8} {'detected':>8} {'embedded':>8}   ms a frame:{steps}"
     )
-    for tracking in ("on", "off"):
-        for cameras in args.cameras:
+    for tracking in tracking_modes:
+        for cameras in cameras_tried:
             command = [sys.executable, "-m", "bench.cameras", "--one", str(cameras), tracking]
-            command += ["--seconds", str(args.seconds), "--fps", str(args.fps), "--video", str(args.video)]
+            command += ["--seconds", str(seconds), "--fps", str(fps), "--video", str(video)]
             out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             f = json.loads(out.strip().splitlines()[-1])
             keeps = "yes" if f["lag_s"] <= REAL_TIME_S else "no"
+            per_step = "".join(f"{f[f'ms_{step}']:>8.2f}" for step in STEPS)
             print(
                 f"{tracking:>8} {cameras:>7} {keeps:>9} {f['fps']:>8.1f} {f['lag_s']:>11.1f} {f['cpu']:>5.0%} "
                 f"{f['rss_mib']:>8.0f} {f['detected_frames'] / f['frames']:>8.0%} "
-                f"{f['embedded'] / max(f['faces'], 1):>8.1%}",
+                f"{f['embedded'] / max(f['faces'], 1):>8.1%}              {per_step}",
                 flush=True,
             )
-            if keeps == "no" and tracking == "off":
+            if keeps == "no":
                 break  # more cameras only fall further behind
 
 

@@ -39,6 +39,12 @@ class StageTimings:
     #: Called with (stage, seconds) after each stage, e.g. to feed a latency histogram.
     observer: Callable[[str, float], None] | None = None
 
+    def add(self, name: str, seconds: float) -> None:
+        """Counts ``seconds`` to a stage timed by its caller."""
+        self.seconds[name] += seconds
+        if self.observer is not None:
+            self.observer(name, seconds)
+
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         start = time.perf_counter()

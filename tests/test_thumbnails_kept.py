@@ -1,4 +1,4 @@
-"""The pictures of faces in the space's Redis state, as the console relies on them: kept for the faces each
+"""The pictures of faces in the space's Redis state, as the console relies on them: kept for the best faces each
 identity shows (its representatives) and for no other, so that Redis holds a bounded few per identity; a face
 that stops being shown, after a better one, a merge or a forget, has its picture deleted in the same atomic step."""
 
@@ -31,8 +31,9 @@ def _pictured(store: RedisStore) -> set[str]:
     return {as_text(key) for key in store.client.hkeys(store.keys.of(Key.THUMBNAILS))}
 
 
-def _shown(engine: OnlineRankOrder) -> set[str]:
-    return {face for summary in engine.clusters().values() for _, face in summary.representatives}
+def _shown(engine: OnlineRankOrder, best: int = 3) -> set[str]:
+    """The faces among the ``best`` representatives of some identity (the store keeps 3 pictures each)."""
+    return {face for summary in engine.clusters().values() for _, face in summary.representatives[:best]}
 
 
 def _picture_of(face_id: str) -> Callable[[], bytes]:
@@ -58,14 +59,14 @@ def test_pictures_are_kept_for_the_faces_each_identity_shows_and_no_other(store:
     faces += _add(engine, "yard", person(bob, 3, rng, noise=0.1), [0.9, 0.8, 0.7])
     assert len(engine.clusters()) == 2
     assert _pictured(store) == _shown(engine)
-    assert len(_pictured(store)) == 5 + 3  # the representatives only, of 17 faces
+    assert len(_pictured(store)) == 3 + 3  # the 3 best of each, of 17 faces
     assert store.thumbnail("door:9:0") == b"pic door:9:0"
     assert store.thumbnail("door:0:0") is None  # shown once, then pushed out by better faces: its picture went
 
     door, yard = sorted(engine.clusters(), key=lambda root: -engine.clusters()[root].size)
     engine.correct(MergeClusters("merge-1", (door, yard)))
     assert _pictured(store) == _shown(engine)
-    assert len(_pictured(store)) == 5
+    assert len(_pictured(store)) == 3
 
     best = engine.clusters()[engine.cluster_of("door:9:0")].representatives[0][1]
     engine.correct(ForgetFaces("forget-1", (best,)))

@@ -52,15 +52,18 @@ class RedisStore:
         writer_token: str = "",
         observe: Callable[[str, float], None] | None = None,
         appearances_kept: int = 1_000,
+        pictures_kept: int = 3,
     ) -> None:
         """``writer_token``: the token of the writer lease this process holds; writes are refused without it.
         ``observe``: called with (operation, seconds) after each call, e.g. to feed a latency histogram.
-        ``appearances_kept``: the newest appearances each identity's timeline keeps."""
+        ``appearances_kept``: the newest appearances each identity's timeline keeps; ``pictures_kept``: the
+        pictures of each identity's best faces kept (of its representatives, best first)."""
         self.keys = SpaceKeys(space)
         self.client = client
         self.space = space
         self.writer_token = writer_token
         self.appearances_kept = appearances_kept
+        self.pictures_kept = pictures_kept
         self._observe = observe
         self._script_keys = self.keys.script
         self.snapshots = SnapshotParts(client, self.keys.of("snapshot"), self.keys.of(Key.WRITER), space)
@@ -213,7 +216,7 @@ class RedisStore:
         if not operations:
             return []
         expected = "" if self._expected_count is None else self._expected_count
-        args: list[Any] = [self.writer_token, expected, len(operations)]
+        args: list[Any] = [self.writer_token, expected, len(operations), self.pictures_kept]
         for operation in operations:
             args += operation
         try:

@@ -68,7 +68,12 @@ class SpaceWriter:
         config = settings.worker
         self.lease = lease
         self.store = RedisStore(
-            client, space, self.lease.token, observe=_observe_redis, appearances_kept=config.appearances_kept
+            client,
+            space,
+            self.lease.token,
+            observe=_observe_redis,
+            appearances_kept=config.appearances_kept,
+            pictures_kept=config.pictures_per_identity,
         )
         #: Pictures of open tracks' faces, until their appearance names its best face.
         self.track_pictures = TrackPictures()

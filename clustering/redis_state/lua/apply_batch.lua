@@ -6,17 +6,18 @@
 --       11 links (the links of unions), 12 marks (correction marks of faces), 13 commands (applied corrections),
 --       14 tombstones (SHA-1 of forgotten face ids -> label: a replayed record of one is not applied again),
 --       15 sizes (cluster root -> score: size * 2^32 + 2^32 - 1 - root, the clusters largest and then oldest first)
---       16 thumbnails (face id -> picture, of the faces that are some cluster's representatives only)
+--       16 thumbnails (face id -> picture, of the faces among some cluster's best ARGV[4] representatives only)
 --       17 names (cluster root -> its name, for the named clusters only: what a search by name reads)
 --       18 appearances (event id -> the appearance as the timeline keeps it, JSON with its timeline member)
 --       19 timeline (members 'RRRRRRRRRR:TTTTTTTTTTTTT:<event id>', all of score 0: an identity's appearances are
 --          the members with its root as prefix, newest first; T is 9999999999999 less the last time in ms)
 --       20 appearance pictures (face id -> picture of an appearance's best face)
 -- ARGV: writer token ("" when no lease is held), the face count the writer expects the store to hold ("" for
---   no check), number of operations, then per operation:
+--   no check), number of operations, pictures kept per identity (of its best representatives), then per operation:
 --   'F', face_id, label, meta, embedding, n_neighbours, (label, packed)*, n_parents, (label, parent)*,
 --        n_links, (label, packed)*, n_clusters, (root, summary or "" to delete)*, partition ("" for none),
---        offset, outbox entry ("" for none), thumbnail ("" for none: given only when the face is shown)
+--        offset, outbox entry ("" for none), thumbnail ("" for none: given only when the face is a representative;
+--        kept when it is among its identity's best ARGV[4])
 --   'E', event id, partition, offset, outbox entry, appearance ("" for none: JSON with track, camera, first,
 --        last, faces, ended, best_face and cap, the appearances its identity keeps), picture of its best face ("")
 --   'C', command id, value kept with the id, n_fields, (key number, field, value or "" to delete)*, partition, offset,
@@ -32,13 +33,15 @@ if token ~= '' and redis.call('GET', KEYS[10]) ~= token then
   return redis.error_reply('FACESTREAM_LEASE this worker no longer holds the writer lease of its identity space')
 end
 local count = tonumber(redis.call('GET', KEYS[8]) or '0')
+local pictures_kept = tonumber(ARGV[4])
 if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= count then
   return redis.error_reply('FACESTREAM_COUNT the store holds ' .. count .. ' faces but its writer expects '
     .. ARGV[2] .. ': Redis lost acknowledged writes, or another writer is active on this identity space')
 end
 -- A cluster's summary set ("" deletes it), with its place in the sizes index. ``shown`` gathers, over one
--- operation, the faces that were representatives (false) and those that are (true): a picture is kept only of a
--- face some cluster shows, so drop_unshown deletes the pictures of faces the operation took out of every summary.
+-- operation, the faces that were representatives (false) and those among the best ARGV[4] now (true): a picture
+-- is kept only of a face some cluster shows, so drop_unshown deletes the pictures of the faces the operation
+-- took out of every summary's best.
 -- ``touched`` gathers the roots the operation changed (true for one absorbed or deleted), whose appearances may
 -- have to move to the identity their face is part of now.
 local function set_cluster(root, summary, shown, touched)
@@ -61,7 +64,9 @@ local function set_cluster(root, summary, shown, touched)
     else
       redis.call('HDEL', KEYS[17], root)
     end
-    for _, rep in ipairs(decoded.representatives) do shown[rep[2]] = true end
+    for rank, rep in ipairs(decoded.representatives) do
+      if rank <= pictures_kept then shown[rep[2]] = true end
+    end
     local score = decoded.size * 4294967296 + (4294967295 - tonumber(root))
     redis.call('ZADD', KEYS[15], string.format('%.0f', score), root)
   end
@@ -156,7 +161,7 @@ end
 -- write true it applies and returns the results.
 local function walk(write)
   local results, seen, faces = {}, {}, count
-  local i = 4
+  local i = 5
   for op = 1, tonumber(ARGV[3]) do
     local kind, id = ARGV[i], ARGV[i + 1]
     local fresh = kind ~= 'O' and not seen[kind .. id]
@@ -225,7 +230,7 @@ local function walk(write)
       end
       if fresh and write then
         record_input(i)
-        if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[16], id, ARGV[i + 3]) end
+        if ARGV[i + 3] ~= '' and shown[id] then redis.call('HSET', KEYS[16], id, ARGV[i + 3]) end
         drop_unshown(shown)
         rehome_touched(touched, false)
       end
