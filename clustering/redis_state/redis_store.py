@@ -50,6 +50,7 @@ class RedisStore:
         client: RedisClient,
         space: str = "default",
         writer_token: str = "",
+        *,
         observe: Callable[[str, float], None] | None = None,
         appearances_kept: int = 1_000,
         pictures_kept: int = 3,
