@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections import OrderedDict
 
 #: Tracks whose pictures are held at once (the least recently seen go first): far more than a site's cameras
-#: have open tracks at any time.
-MAX_TRACKS = 4_096
-#: Pictures held for one track's open appearance (the latest): a track embeds a few faces an appearance.
-MAX_PER_TRACK = 16
+#: have open tracks at any time (30 cameras with 5 people each: 150).
+MAX_TRACKS = 1_024
+#: Pictures held for one track's open appearance (the latest): a track embeds a few faces an appearance (its
+#: first 3, then one every 2 s). At most 8 MB a space in all, at about 1 KB a picture.
+MAX_PER_TRACK = 8
 
 
 class TrackPictures:
