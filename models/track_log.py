@@ -32,7 +32,12 @@ class TrackSummary:
 
 def face_quality(report: QualityReport) -> float:
     """One number to compare faces of a track: confident, large and frontal is better."""
-    return float(report.score * min(1.0, report.face_size / 112.0) / (1.0 + report.yaw))
+    return rank_of_face(report.score, report.face_size, report.yaw)
+
+
+def rank_of_face(score: float, face_size: float, yaw: float) -> float:
+    """face_quality from a face's numbers (as a faces-topic record carries them)."""
+    return float(score * min(1.0, face_size / 112.0) / (1.0 + yaw))
 
 
 @dataclass

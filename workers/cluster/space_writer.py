@@ -29,6 +29,7 @@ from clustering.redis_state.lease import LeaseKeeper, WriterLease
 from clustering.redis_state.redis_client import RedisClient
 from clustering.redis_state.redis_records import OutboxEntry, Sighting
 from clustering.redis_state.redis_store import RedisStore
+from models.track_log import rank_of_face
 from streaming.commands import Command
 from streaming.messages import FaceRecord, MessageError, TrackRecord
 from streaming.pictures import thumbnail_picture
@@ -188,7 +189,8 @@ class SpaceWriter:
         if len(engine) == count:
             return self._repeat(at)
         if record.track and picture:
-            self.track_pictures.keep(record.track, record.face_id, picture)
+            rank = rank_of_face(record.score, record.quality.face_size, record.quality.yaw)
+            self.track_pictures.keep(record.track, record.face_id, picture, rank)
         entry = OutboxEntry(
             at[0], at[1], record.face_id, assignment.cluster_id, assignment.merges, record.camera, record.timestamp
         )

@@ -1,6 +1,7 @@
 """The pictures of the faces of open tracks, held by a space's writer until the track's appearance says which of
-them is its best face (the one picture its timeline keeps). In memory only, and bounded: after a restart an
-appearance simply comes without a picture."""
+them is its best face (the one picture its timeline keeps). In memory only, and bounded: a track keeps the
+pictures of its best-ranked faces (the track log's own measure, so its best face is among them), and after a
+restart an appearance simply comes without a picture."""
 
 from __future__ import annotations
 
@@ -18,14 +19,15 @@ class TrackPictures:
     def __init__(self, max_tracks: int = MAX_TRACKS, max_per_track: int = MAX_PER_TRACK) -> None:
         self.max_tracks = max_tracks
         self.max_per_track = max_per_track
-        self._tracks: OrderedDict[str, OrderedDict[str, bytes]] = OrderedDict()
+        self._tracks: OrderedDict[str, dict[str, tuple[float, bytes]]] = OrderedDict()
 
-    def keep(self, track: str, face_id: str, picture: bytes) -> None:
-        pictures = self._tracks.setdefault(track, OrderedDict())
+    def keep(self, track: str, face_id: str, picture: bytes, rank: float) -> None:
+        """Holds the picture of a face of ``rank`` (models.track_log.rank_of_face); the lowest-ranked go first."""
+        pictures = self._tracks.setdefault(track, {})
         self._tracks.move_to_end(track)
-        pictures[face_id] = picture
+        pictures[face_id] = (rank, picture)
         if len(pictures) > self.max_per_track:
-            pictures.popitem(last=False)
+            del pictures[min(pictures, key=lambda face: pictures[face][0])]
         if len(self._tracks) > self.max_tracks:
             self._tracks.popitem(last=False)
 
@@ -33,4 +35,5 @@ class TrackPictures:
         """The picture of ``face_id`` of ``track``, if held; the track's other pictures are let go (its next
         appearance has faces of its own)."""
         pictures = self._tracks.pop(track, None)
-        return None if pictures is None or face_id is None else pictures.get(face_id)
+        held = None if pictures is None or face_id is None else pictures.get(face_id)
+        return None if held is None else held[1]
