@@ -185,7 +185,7 @@ class OnlineRankOrder:
             cluster=root,
             merges=tuple(joins.merges),
             links=tuple(joins.links),
-            thumbnail=thumbnail() if shown and thumbnail is not None else None,
+            thumbnail=thumbnail() if shown and thumbnail else None,
         )
         self._persist(delta)
         return FaceAssignment(face_id, delta.cluster, delta.merges)

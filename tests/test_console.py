@@ -121,7 +121,7 @@ def _photo_of(face_id: str) -> str:
 def _pairs(store: RedisStore) -> dict[str, list[int]]:
     """The identities of two faces (one person in both cameras), by the photo they are of."""
     found: dict[str, list[int]] = {}
-    for summary in store.largest_clusters(0, 100)[1]:
+    for summary in store.reads.largest_clusters(0, 100)[1]:
         if summary.size == 2:
             found.setdefault(_photo_of(summary.representatives[0][1]), []).append(summary.id)
     return found
@@ -145,7 +145,7 @@ def test_an_operator_names_merges_splits_rejects_forgets_and_searches_in_the_con
     # Without the token nothing is answered but the page itself.
     assert _unauthorized(port, f"/v1/spaces/{space}/identities") == 401
     assert _unauthorized(port, f"/v1/spaces/{space}/faces/x/thumbnail") == 401
-    clusters = store.largest_clusters(0, 100)[0]
+    clusters = store.reads.largest_clusters(0, 100)[0]
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
@@ -212,14 +212,14 @@ def test_an_operator_names_merges_splits_rejects_forgets_and_searches_in_the_con
 
             # Forget that person, after a confirmation: gone from the page, Redis and search.
             pictured = set(store.client.hkeys(store.keys.of(Key.THUMBNAILS)))
-            shown = store.cluster(found_id)
+            shown = store.reads.cluster(found_id)
             assert shown is not None
             page.goto(f"http://127.0.0.1:{port}/console/#/identity/{found_id}")
             page.click("#forget")
             _shoot(page, tmp_path, "forget")
             page.click("#confirm-ok")
             page.wait_for_url("**/console/#/")
-            wait_for(lambda: store.cluster(found_id) is None, 60, "the identity forgotten")
+            wait_for(lambda: store.reads.cluster(found_id) is None, 60, "the identity forgotten")
             page.wait_for_function(f"!document.querySelector('#grid li.card[data-id=\"{found_id}\"]')")
             gone = {face.encode() for _, face in shown.representatives}
             assert gone & pictured
@@ -245,9 +245,9 @@ def test_an_identity_s_page_shows_where_and_when_it_was_seen(
     clip = data_dir("videos", "intel_head-pose-face-detection-male.mp4")
     store = RedisStore(connect(redis_url), space)
     with _serving(settings, [FrameSource(str(clip), "hall")], store, tmp_path) as port:
-        total, largest = store.largest_clusters(0, 1)
+        total, largest = store.reads.largest_clusters(0, 1)
         assert total >= 1
-        kept, appearances = store.timeline(largest[0].id, None, 0, 100)
+        kept, appearances = store.reads.timeline(largest[0].id, None, 0, 100)
         assert kept >= 1
         with playwright.sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])

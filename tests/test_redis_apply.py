@@ -78,7 +78,7 @@ def test_a_correction_reads_the_faces_queued_in_its_own_batch(store: RedisStore)
 
 
 def _listed(store: RedisStore) -> list[tuple[int, int]]:
-    total, page = store.largest_clusters(0, 10_000)
+    total, page = store.reads.largest_clusters(0, 10_000)
     assert total == len(page)
     return [(summary.id, summary.size) for summary in page]
 
@@ -95,7 +95,7 @@ def test_clusters_are_listed_largest_first_from_an_index_the_apply_script_keeps(
     biggest = _expected(engine)[0][0]
     engine.correct(ForgetFaces("f-1", (), biggest, None, None, None))  # a correction regroups and removes
     assert _listed(store) == _expected(engine)
-    total, page = store.largest_clusters(2, 3)  # a page
+    total, page = store.reads.largest_clusters(2, 3)  # a page
     assert (total, [(s.id, s.size) for s in page]) == (len(_expected(engine)), _expected(engine)[2:5])
 
 
@@ -104,6 +104,6 @@ def test_a_space_stored_before_the_index_gets_it_when_its_writer_loads_it(store:
     engine = OnlineRankOrder(DIM, settings(), store)
     _applied(engine, store, vectors, 0, 40)
     store.client.delete(store.keys.of(Key.SIZES))
-    assert store.largest_clusters(0, 10) == (0, [])
+    assert store.reads.largest_clusters(0, 10) == (0, [])
     RedisStore(store.client, store.space, writer_token="a-writer").load()
     assert _listed(store) == _expected(engine)

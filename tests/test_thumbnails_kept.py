@@ -60,8 +60,8 @@ def test_pictures_are_kept_for_the_faces_each_identity_shows_and_no_other(store:
     assert len(engine.clusters()) == 2
     assert _pictured(store) == _shown(engine)
     assert len(_pictured(store)) == 3 + 3  # the 3 best of each, of 17 faces
-    assert store.thumbnail("door:9:0") == b"pic door:9:0"
-    assert store.thumbnail("door:0:0") is None  # shown once, then pushed out by better faces: its picture went
+    assert store.reads.thumbnail("door:9:0") == b"pic door:9:0"
+    assert store.reads.thumbnail("door:0:0") is None  # shown once, then pushed out by better faces: its picture went
 
     door, yard = sorted(engine.clusters(), key=lambda root: -engine.clusters()[root].size)
     engine.correct(MergeClusters("merge-1", (door, yard)))
@@ -70,7 +70,7 @@ def test_pictures_are_kept_for_the_faces_each_identity_shows_and_no_other(store:
 
     best = engine.clusters()[engine.cluster_of("door:9:0")].representatives[0][1]
     engine.correct(ForgetFaces("forget-1", (best,)))
-    assert store.thumbnail(best) is None
+    assert store.reads.thumbnail(best) is None
     assert _pictured(store) <= _shown(engine)
 
     root = engine.cluster_of("door:9:0")

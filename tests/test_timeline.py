@@ -45,7 +45,7 @@ class _Site:
         return face
 
     def seen(self, face: str, camera: str | None = None) -> list[str]:
-        total, found = self.store.timeline(self.engine.cluster_of(face), camera, 0, 100)
+        total, found = self.store.reads.timeline(self.engine.cluster_of(face), camera, 0, 100)
         assert total == len(found)
         return [sighting.track for sighting in found]
 
@@ -58,10 +58,10 @@ def test_an_identity_s_appearances_are_listed_newest_first_by_camera_and_paged(s
     site.track("b0", "door", person(bob, 1, rng)[0], 200.0)
     assert site.seen(faces[0]) == ["t2", "t1", "t0"]
     assert site.seen(faces[0], "door") == ["t2", "t0"]
-    total, page = store.timeline(site.engine.cluster_of(faces[0]), None, 1, 1)
+    total, page = store.reads.timeline(site.engine.cluster_of(faces[0]), None, 1, 1)
     assert (total, [s.track for s in page]) == (3, ["t1"])
     assert page[0] == Sighting("t1", 0, "hall", 99.0, 101.0, 10, True, faces[1])
-    assert store.thumbnail(faces[1]) == f"picture of {faces[1]}".encode()  # its best face's picture
+    assert store.reads.thumbnail(faces[1]) == f"picture of {faces[1]}".encode()  # its best face's picture
 
 
 def test_appearances_follow_merges_and_splits_and_go_with_forgotten_faces(store: RedisStore) -> None:
@@ -77,7 +77,7 @@ def test_appearances_follow_merges_and_splits_and_go_with_forgotten_faces(store:
     assert site.seen(b[0]) == ["b1", "b0"]
     site.engine.correct(ForgetFaces("forget-1", (b[1],)))
     assert site.seen(b[0]) == ["b0"]
-    assert store.thumbnail(b[1]) is None
+    assert store.reads.thumbnail(b[1]) is None
 
 
 def test_an_identity_that_absorbs_another_online_takes_its_appearances(store: RedisStore) -> None:
@@ -100,4 +100,4 @@ def test_an_identity_keeps_its_newest_appearances_only(store: RedisStore) -> Non
     ada, _ = look_alikes(0.0)
     faces = [site.track(f"t{i}", "door", v, float(i)) for i, v in enumerate(person(ada, 6, rng))]
     assert site.seen(faces[0]) == ["t5", "t4", "t3", "t2"]  # kept: 4
-    assert store.thumbnail(faces[0]) is None  # the picture of an appearance let go goes with it
+    assert store.reads.thumbnail(faces[0]) is None  # the picture of an appearance let go goes with it

@@ -47,8 +47,8 @@ class Sighting:
     track: str
     sequence: int
     camera: str
-    first: float
-    last: float
+    first_seen: float
+    last_seen: float
     faces: int
     ended: bool
     best_face: str

@@ -4,11 +4,11 @@ Keys (``redis_keys``, beside this module), all under ``{fs:<space>}:``: faces (f
 embeddings, neighbours, parents, clusters (hashes keyed by label or root), offsets (partition -> last applied
 offset), count, the index snapshot (``redis_snapshots``), outbox (events of applied faces not yet published),
 writer (the lease of the one active writer), and what corrections keep: links (of unions), marks (of split
-sides), commands (applied ids) and tombstones (SHA-1 of forgotten face ids). Records: ``redis_records``; the
-paged read of a whole space: ``redis_load``. A batch of faces, events and corrections is applied by one Lua
-script in one round trip, so each face, its neighbour-list and union-find changes, its cluster summaries, its
-input offset and its outgoing events become durable together or not at all; a writer that lost its lease is
-refused by that same script (fencing).
+sides), commands (applied ids), tombstones (SHA-1 of forgotten face ids), and what ``space_reads`` reads.
+Records: ``redis_records``; the paged read of a whole space: ``redis_load``. A batch of faces, events and
+corrections is applied by one Lua script in one round trip, so each face, its neighbour-list and union-find
+changes, its cluster summaries, its input offset and its outgoing events become durable together or not at all;
+a writer that lost its lease is refused by that same script (fencing).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from clustering.redis_state.redis_keys import Key, SpaceKeys
 from clustering.redis_state.redis_load import forgotten_faces, load_state, paged_embeddings
 from clustering.redis_state.redis_records import OutboxEntry, Sighting
 from clustering.redis_state.redis_snapshots import SnapshotParts
+from clustering.redis_state.space_reads import SpaceReads
 from clustering.store import (
     EMBEDDING_DTYPE,
     ClusterSummary,
@@ -57,8 +58,8 @@ class RedisStore:
     ) -> None:
         """``writer_token``: the token of the writer lease this process holds; writes are refused without it.
         ``observe``: called with (operation, seconds) after each call, e.g. to feed a latency histogram.
-        ``appearances_kept``: the newest appearances each identity's timeline keeps; ``pictures_kept``: the
-        pictures of each identity's best faces kept (of its representatives, best first)."""
+        ``appearances_kept``, ``pictures_kept``: the newest appearances, and the pictures of the best faces, that
+        each identity keeps."""
         self.keys = SpaceKeys(space)
         self.client = client
         self.space = space
@@ -68,6 +69,7 @@ class RedisStore:
         self._observe = observe
         self._script_keys = self.keys.script
         self.snapshots = SnapshotParts(client, self.keys.of("snapshot"), self.keys.of(Key.WRITER), space)
+        self.reads = SpaceReads(client, space)  # what the API reads: identities, pictures, timelines
         self._apply = client.register_script(lua("apply_batch.lua"))
         #: Operations queued by apply() and apply_event() inside batch(); None outside it.
         self._pending: list[list[Any]] | None = None
@@ -242,28 +244,6 @@ class RedisStore:
             with self._timed("outbox"):
                 self.client.ltrim(self.keys.of(Key.OUTBOX), entries, -1)
 
-    def largest_clusters(self, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
-        """How many clusters there are, and the summaries of ``limit`` of them from ``offset``, largest and then
-        oldest first: read from the sizes index the apply script keeps, never the whole space."""
-        total = int(self.client.zcard(self.keys.of(Key.SIZES)))
-        found = self.client.zrevrange(self.keys.of(Key.SIZES), offset, offset + limit - 1) if limit > 0 else []
-        roots = [root for root in found if isinstance(root, bytes | str)]
-        raw = self.client.hmget(self.keys.of(Key.CLUSTERS), roots) if roots else []
-        return total, [records.parse_summary(r) for r in raw if isinstance(r, bytes)]
-
-    def named_clusters(self, part: str, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
-        """How many clusters have a name containing ``part`` (ignoring case), and ``limit`` of them from
-        ``offset``, largest first: read from the names index the apply script keeps (named clusters only)."""
-        wanted = part.casefold()
-        roots = [
-            root
-            for root, name in self.client.hscan_iter(self.keys.of(Key.NAMES), count=5_000)
-            if wanted in records.as_text(name).casefold()
-        ]
-        raw = self.client.hmget(self.keys.of(Key.CLUSTERS), roots) if roots else []
-        found = sorted((records.parse_summary(r) for r in raw if isinstance(r, bytes)), key=lambda c: (-c.size, c.id))
-        return len(found), found[offset : offset + limit]
-
     def index_sizes(self, clusters: dict[int, ClusterSummary]) -> None:
         """Builds the sizes and names indexes of a space stored before they existed (the writer, once, at load)."""
         named: dict[Any, Any] = {str(r): summary.name for r, summary in clusters.items() if summary.name is not None}
@@ -281,45 +261,6 @@ class RedisStore:
         for start in range(0, len(scores), 10_000):
             pipe.zadd(self.keys.of(Key.SIZES), dict(scores[start : start + 10_000]))
         pipe.execute()
-
-    def thumbnail(self, face_id: str) -> bytes | None:
-        """The picture of a face that is one of its cluster's representatives or the best face of an appearance
-        its timeline keeps; None for any other face."""
-        for key in (Key.THUMBNAILS, Key.APPEARANCE_PICTURES):
-            raw = self.client.hget(self.keys.of(key), face_id)
-            if isinstance(raw, bytes):
-                return raw
-        return None
-
-    def timeline(self, root: int, camera: str | None, offset: int, limit: int) -> tuple[int, list[Sighting]]:
-        """How many appearances the identity of ``root`` keeps (of ``camera`` if given), and ``limit`` of them
-        from ``offset``, newest first: read by its prefix in the timeline (its own members only, no scan)."""
-        low, high = f"[{root:010d}:", f"({root:010d};"
-        timeline = self.keys.of(Key.TIMELINE)
-        if camera is None:
-            total = int(self.client.zlexcount(timeline, low, high))
-            members = self.client.zrangebylex(timeline, low, high, start=offset, num=limit) if limit else []
-        else:  # an identity keeps a bounded few appearances: read them all, keep the camera's
-            members = self.client.zrangebylex(timeline, low, high)
-        ids = [records.as_text(member)[25:] for member in members]
-        raw = self.client.hmget(self.keys.of(Key.APPEARANCES), ids) if ids else []
-        found = [Sighting.from_json(r) for r in raw if isinstance(r, bytes)]
-        if camera is not None:
-            found = [sighting for sighting in found if sighting.camera == camera]
-            total, found = len(found), found[offset : offset + limit]
-        return total, found
-
-    def cluster(self, cluster_id: int) -> ClusterSummary | None:
-        """The summary of the cluster that ``cluster_id`` is in now (it may have been merged away since)."""
-        parents_key, clusters_key = self.keys.of(Key.PARENTS), self.keys.of(Key.CLUSTERS)
-        root = cluster_id
-        for _ in range(10_000):  # union-find paths are short; a bound against a corrupt cycle
-            parent = self.client.hget(parents_key, str(root))
-            if parent is None:
-                break
-            root = int(parent)
-        raw = self.client.hget(clusters_key, str(root))
-        return None if not isinstance(raw, bytes) else records.parse_summary(raw)
 
     def offsets(self) -> dict[int, int]:
         """Partition -> offset of the last face applied from it."""

@@ -29,7 +29,6 @@ from clustering.redis_state.lease import LeaseKeeper, WriterLease
 from clustering.redis_state.redis_client import RedisClient
 from clustering.redis_state.redis_records import OutboxEntry, Sighting
 from clustering.redis_state.redis_store import RedisStore
-from models.track_log import rank_of_face
 from streaming.commands import Command
 from streaming.messages import FaceRecord, MessageError, TrackRecord
 from streaming.pictures import thumbnail_picture
@@ -37,7 +36,7 @@ from workers.cluster.command_corrections import correction_of
 from workers.cluster.track_pictures import TrackPictures
 from workers.errors import WorkerError
 from workers.plumbing import metrics
-from workers.plumbing.faces import appearance_event, apply_face
+from workers.plumbing.faces import appearance_event, apply_face, sighting_of
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -189,8 +188,7 @@ class SpaceWriter:
         if len(engine) == count:
             return self._repeat(at)
         if record.track and picture:
-            rank = rank_of_face(record.score, record.quality.face_size, record.quality.yaw)
-            self.track_pictures.keep(record.track, record.face_id, picture, rank)
+            self.track_pictures.keep_face(record.track, record, picture)
         entry = OutboxEntry(
             at[0], at[1], record.face_id, assignment.cluster_id, assignment.merges, record.camera, record.timestamp
         )
@@ -219,18 +217,8 @@ class SpaceWriter:
             record.last_timestamp,
             appearance=event.to_json().decode(),
         )
-        sighting = Sighting(
-            track=record.track,
-            sequence=record.sequence,
-            camera=record.camera,
-            first=record.first_timestamp,
-            last=record.last_timestamp,
-            faces=record.faces,
-            ended=record.ended,
-            best_face=event.best_face,
-        )
         picture = self.track_pictures.take(record.track, event.best_face)
-        return self._event(f"{record.track}#{record.sequence}", entry, sighting, picture)
+        return self._event(f"{record.track}#{record.sequence}", entry, sighting_of(event), picture)
 
     def correction(self, command: Command, at: tuple[int, int]) -> tuple[Outcome, list[OutboxEntry]]:
         try:

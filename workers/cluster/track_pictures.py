@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from models.track_log import rank_of_face
+from streaming.messages import FaceRecord
+
 #: Tracks whose pictures are held at once (the least recently seen go first): far more than a site's cameras
 #: have open tracks at any time (30 cameras with 5 people each: 150).
 MAX_TRACKS = 1_024
@@ -30,6 +33,11 @@ class TrackPictures:
             del pictures[min(pictures, key=lambda face: pictures[face][0])]
         if len(self._tracks) > self.max_tracks:
             self._tracks.popitem(last=False)
+
+    def keep_face(self, track: str, record: FaceRecord, picture: bytes) -> None:
+        """Holds the picture of a record's face, ranked by the track log's measure from the record's numbers."""
+        quality = record.quality
+        self.keep(track, record.face_id, picture, rank_of_face(record.score, quality.face_size, quality.yaw))
 
     def take(self, track: str, face_id: str | None) -> bytes | None:
         """The picture of ``face_id`` of ``track``, if held; the track's other pictures are let go (its next

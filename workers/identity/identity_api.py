@@ -25,6 +25,7 @@ Neither the token nor any request header is ever logged.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -40,7 +41,7 @@ from numpy.typing import NDArray
 from clustering.engine import OnlineRankOrder
 from clustering.redis_state.redis_client import RedisClient
 from clustering.redis_state.redis_records import Sighting
-from clustering.redis_state.redis_store import RedisStore
+from clustering.redis_state.space_reads import SpaceReads
 from clustering.store import ClusterSummary
 from workers.identity.identity_requests import RequestError
 from workers.identity.identity_routes import CommandOutlet, IdentityReader, Reply, Routes
@@ -93,21 +94,21 @@ class WorkerIdentities:
         self._analyzer_lock = threading.Lock()
 
     def identities(self, space: str, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
-        return RedisStore(self.client, space).largest_clusters(offset, limit)
+        return SpaceReads(self.client, space).largest_clusters(offset, limit)
 
     def named(self, space: str, part: str, offset: int, limit: int) -> tuple[int, list[ClusterSummary]]:
-        return RedisStore(self.client, space).named_clusters(part, offset, limit)
+        return SpaceReads(self.client, space).named_clusters(part, offset, limit)
 
     def identity(self, space: str, cluster: int) -> ClusterSummary | None:
-        return RedisStore(self.client, space).cluster(cluster)
+        return SpaceReads(self.client, space).cluster(cluster)
 
     def thumbnail(self, space: str, face_id: str) -> bytes | None:
-        return RedisStore(self.client, space).thumbnail(face_id)
+        return SpaceReads(self.client, space).thumbnail(face_id)
 
     def timeline(
         self, space: str, cluster: int, camera: str | None, offset: int, limit: int
     ) -> tuple[int, list[Sighting]]:
-        return RedisStore(self.client, space).timeline(cluster, camera, offset, limit)
+        return SpaceReads(self.client, space).timeline(cluster, camera, offset, limit)
 
     def search(self, space: str, embedding: NDArray[np.float32], k: int) -> list[tuple[ClusterSummary, float]] | None:
         with self.lock:
@@ -136,10 +137,13 @@ def console_file(path: str) -> Reply | None:
     if not route.startswith("/console/"):
         return None
     name = route.removeprefix("/console/") or "index.html"
-    if name not in _CONSOLE_FILES:
-        return None
-    body = resources.files("workers.identity.console").joinpath(name).read_bytes()
-    return Reply(body, _CONSOLE_FILES[name])
+    return Reply(_console_bytes(name), _CONSOLE_FILES[name]) if name in _CONSOLE_FILES else None
+
+
+@functools.cache
+def _console_bytes(name: str) -> bytes:
+    """A console file, read from the package once (they do not change while the worker runs)."""
+    return resources.files("workers.identity.console").joinpath(name).read_bytes()
 
 
 class IdentityApi:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import unquote
 
@@ -18,6 +19,7 @@ from streaming.decode import ImageDecodeError, decode_image
 from streaming.embeddings import EmbeddingValueError, unit_embedding
 from streaming.messages import SPACE_PATTERN
 from workers.errors import WorkerError
+from workers.identity.openapi import MAX_PAGE_NUMBER
 
 
 class RequestError(WorkerError, ValueError):
@@ -39,16 +41,8 @@ def identity_json(summary: ClusterSummary) -> dict[str, Any]:
 
 
 def sighting_json(sighting: Sighting) -> dict[str, Any]:
-    return {
-        "track": sighting.track,
-        "sequence": sighting.sequence,
-        "camera": sighting.camera,
-        "first_seen": sighting.first,
-        "last_seen": sighting.last,
-        "faces": sighting.faces,
-        "ended": sighting.ended,
-        "best_face": sighting.best_face,
-    }
+    """An appearance as the API answers it: the timeline's record as it is (openapi.Appearance)."""
+    return asdict(sighting)
 
 
 def request_embedding(value: object, dimension: int) -> NDArray[np.float32]:
@@ -103,6 +97,6 @@ def request_space(raw: str) -> str:
 
 def query_number(query: dict[str, list[str]], name: str, default: int) -> int:
     raw = query.get(name, [str(default)])[0]
-    if not raw.isdigit() or int(raw) > 100_000:
-        raise RequestError(400, f"{name} is an integer from 0 to 100000")
+    if not raw.isdigit() or int(raw) > MAX_PAGE_NUMBER:
+        raise RequestError(400, f"{name} is an integer from 0 to {MAX_PAGE_NUMBER}")
     return int(raw)

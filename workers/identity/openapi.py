@@ -17,7 +17,10 @@ from streaming.schemas import json_schemas
 
 MAX_K = 100
 MAX_NAME_QUERY = 200
+#: The largest limit or offset a page may name.
 MAX_PAGE_NUMBER = 100_000
+#: A camera id's length, as the contracts bound it (streaming/messages.py, CameraId).
+MAX_CAMERA_ID = 200
 
 
 class Identity(FrozenModel):
@@ -89,21 +92,21 @@ class ErrorAnswer(FrozenModel):
     error: str
 
 
-_MODELS: tuple[type[FrozenModel], ...] = (Identity, IdentityPage, OneIdentity, EmbeddingSearch, ImageSearch, Match)
-_MODELS += (SearchAnswer, CommandAccepted, Appearance, Timeline, ErrorAnswer)
+_MODELS: tuple[type[FrozenModel], ...] = (
+    Identity, IdentityPage, OneIdentity, EmbeddingSearch, ImageSearch, Match, SearchAnswer, CommandAccepted,
+    Appearance, Timeline, ErrorAnswer,
+)  # fmt: skip
 _COMMANDS = ("merge", "split", "reject", "label", "forget")
-
-
 _PICTURES = ("image/webp", "image/jpeg", "image/png")
 _JSON = ("application/json",)
 _REFUSALS = {
     400: "the request is not what the route takes (the message says what)",
     401: "no valid bearer token",
     404: "no such identity or picture",
+    405: "not a method of this route",
     408: "the body did not arrive in time",
     409: "this worker does not write the space: search on its writer",
     413: "the body is too large",
-    405: "not a method of this route",
     422: "no face in the photo passed the quality gate",
     503: "busy (another image search), or the broker did not take the command",
 }
@@ -113,18 +116,14 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": schema}}}
+def _content(schema: dict[str, Any], kinds: tuple[str, ...] = _JSON) -> dict[str, Any]:
+    return {"content": {kind: {"schema": schema} for kind in kinds}}
 
 
-def _answers(
-    ok: int, schema: dict[str, Any], *errors: int, kinds: tuple[str, ...] = ("application/json",)
-) -> dict[str, Any]:
-    answers: dict[str, Any] = {
-        str(ok): {"description": "done", "content": {kind: {"schema": schema} for kind in kinds}}
-    }
+def _answers(ok: int, schema: dict[str, Any], *errors: int, kinds: tuple[str, ...] = _JSON) -> dict[str, Any]:
+    answers: dict[str, Any] = {str(ok): {"description": "done", **_content(schema, kinds)}}
     for status in (400, 401, 405, *errors):
-        answers[str(status)] = {"description": _REFUSALS[status], **_json(_ref("ErrorAnswer"))}
+        answers[str(status)] = {"description": _REFUSALS[status], **_content(_ref("ErrorAnswer"))}
     return answers
 
 
@@ -152,7 +151,7 @@ def openapi_document(dimension: int) -> dict[str, Any]:
         {"name": "name", "in": "query", "schema": {"type": "string", "maxLength": MAX_NAME_QUERY}},
     ]
     timeline_parameters = [
-        {"name": "camera", "in": "query", "schema": {"type": "string", "maxLength": 200}},
+        {"name": "camera", "in": "query", "schema": {"type": "string", "maxLength": MAX_CAMERA_ID}},
         {"name": "limit", "in": "query", "schema": number | {"default": 20}},
         {"name": "offset", "in": "query", "schema": number | {"default": 0}},
     ]
@@ -189,13 +188,13 @@ def openapi_document(dimension: int) -> dict[str, Any]:
             "/v1/spaces/{space}/search": {"post": {
                 "summary": "The identities nearest an embedding, or the largest accepted face of a photo",
                 "parameters": [space],
-                "requestBody": {"required": True, **_json(searches)},
+                "requestBody": {"required": True, **_content(searches)},
                 "responses": _answers(200, _ref("SearchAnswer"), 408, 409, 413, 422, 503),
             }},
             "/v1/spaces/{space}/commands": {"post": {
                 "summary": "A correction, sent to the space's writer through the commands topic",
                 "parameters": [space],
-                "requestBody": {"required": True, **_json(commands)},
+                "requestBody": {"required": True, **_content(commands)},
                 "responses": _answers(202, _ref("CommandAccepted"), 408, 413, 503),
             }},
         },

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from clustering.engine import OnlineRankOrder
 from clustering.events import FaceAssignment
+from clustering.redis_state.redis_records import Sighting
 from models.frames import FaceObservation
 from models.track_log import TrackSummary
 from streaming.messages import AppearanceEvent, FaceQuality, FaceRecord, TrackRecord
@@ -170,4 +171,18 @@ def appearance_event(engine: OnlineRankOrder, record: TrackRecord) -> Appearance
         best_box=record.best_box,
         best_quality=record.best_quality,
         ended=record.ended,
+    )
+
+
+def sighting_of(event: AppearanceEvent) -> Sighting:
+    """An appearance as its identity's timeline keeps it."""
+    return Sighting(
+        track=event.track,
+        sequence=event.sequence,
+        camera=event.camera,
+        first_seen=event.first_timestamp,
+        last_seen=event.last_timestamp,
+        faces=event.faces,
+        ended=event.ended,
+        best_face=event.best_face,
     )

@@ -23,15 +23,20 @@ class GalleryCluster:
     face_ids: Sequence[str] = ()  # of the thumbnails, shown on hover: what a correction names
 
 
-#: The console's stylesheet (workers/identity/console/), so that the gallery of `facestream run` and the
-#: service's console look like one product; the gallery adds only its strip of further faces.
-_STYLE = (
-    resources.files("workers.identity.console").joinpath("console.css").read_text(encoding="utf-8")
-    + ".grid.wide{grid-template-columns:repeat(auto-fill,minmax(220px,1fr))}"
-    + ".strip{display:flex;flex-wrap:wrap;gap:3px}"
-    + ".strip img{width:44px;height:44px;border-radius:4px;object-fit:cover}"
-    + ".card h2{font-size:1rem;margin:0}"
+#: What the gallery adds to the console's stylesheet: a wider card and its strip of further faces.
+_GALLERY_STYLE = (
+    ".grid.wide{grid-template-columns:repeat(auto-fill,minmax(220px,1fr))}"
+    ".strip{display:flex;flex-wrap:wrap;gap:3px}"
+    ".strip img{width:44px;height:44px;border-radius:4px;object-fit:cover}"
+    ".card h2{font-size:1rem;margin:0}"
 )
+
+
+def _style() -> str:
+    """The console's stylesheet (workers/identity/console/) and the gallery's additions, so that the gallery of
+    `facestream run` and the service's console look like one product."""
+    console = resources.files("workers.identity.console").joinpath("console.css").read_text(encoding="utf-8")
+    return console + _GALLERY_STYLE
 
 
 def _face(path: str, face_id: str, alt: str) -> str:
@@ -64,7 +69,7 @@ def render_gallery(title: str, summary: str, clusters: Sequence[GalleryCluster],
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<title>{html.escape(title)}</title><style>{_style()}</style></head><body>"
         f'<header class="bar"><span class="brand">facestream</span></header>'
         f'<main><h1>Identities</h1><p class="muted">{html.escape(summary)}</p><div class="grid wide">'
         + "\n".join(_card(cluster, per_cluster) for cluster in clusters)

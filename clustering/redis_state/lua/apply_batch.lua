@@ -18,8 +18,9 @@
 --        n_links, (label, packed)*, n_clusters, (root, summary or "" to delete)*, partition ("" for none),
 --        offset, outbox entry ("" for none), thumbnail ("" for none: given only when the face is a representative;
 --        kept when it is among its identity's best ARGV[4])
---   'E', event id, partition, offset, outbox entry, appearance ("" for none: JSON with track, camera, first,
---        last, faces, ended, best_face and cap, the appearances its identity keeps), picture of its best face ("")
+--   'E', event id, partition, offset, outbox entry, appearance ("" for none: JSON with track, camera,
+--        first_seen, last_seen, faces, ended, best_face and cap, the appearances its identity keeps), picture of
+--        its best face ("")
 --   'C', command id, value kept with the id, n_fields, (key number, field, value or "" to delete)*, partition, offset,
 --        outbox entry: a correction
 --   'O', partition, offset: every face of the space below offset + 1 on that partition is applied (a space
@@ -109,7 +110,7 @@ local function file_appearance(id, raw, picture)
   local label = redis.call('HGET', KEYS[1], appearance.best_face)
   if not label or tonumber(label) < 0 then return end
   local root = find(label)
-  appearance.key = timeline_member(root, appearance.last, id)
+  appearance.key = timeline_member(root, appearance.last_seen, id)
   redis.call('HSET', KEYS[18], id, cjson.encode(appearance))
   redis.call('ZADD', KEYS[19], 0, appearance.key)
   if picture ~= '' then redis.call('HSET', KEYS[20], appearance.best_face, picture) end
@@ -131,7 +132,7 @@ local function rehome(root)
       local now = find(label)
       if tonumber(now) ~= tonumber(root) then
         redis.call('ZREM', KEYS[19], member)
-        appearance.key = timeline_member(now, appearance.last, id)
+        appearance.key = timeline_member(now, appearance.last_seen, id)
         redis.call('ZADD', KEYS[19], 0, appearance.key)
         redis.call('HSET', KEYS[18], id, cjson.encode(appearance))
         targets[now] = appearance.cap
