@@ -34,6 +34,7 @@ from models.frames import CameraFrame
 from models.pipeline import FacePipeline
 from models.settings import ModelSettings, RuntimeSettings
 from streaming.decode import decode_image
+from workers.plumbing.encoded_picture import EncodedPicture
 from workers.plumbing.faces import TrackedFaces
 from workers.settings import Settings
 
@@ -79,8 +80,8 @@ def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path) -
             number = sent[camera]
             data = clip[(number + camera * 37) % len(clip)]
             with analyzer.timings.stage("decode"):
-                image = decode_image(data)
-            frames.append(CameraFrame(f"cam{camera}", number, number / fps, image))
+                picture = EncodedPicture(data)  # as the embed worker does: whole only where detected
+            frames.append(CameraFrame(f"cam{camera}", number, number / fps, picture))
             sent[camera] += 1
         results = pipeline.process(frames)
         with analyzer.timings.stage("cluster"):

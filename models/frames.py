@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from models.motion import GreyImage, reduced_grey
 from models.quality import QualityReport
 from models.track_log import TrackSummary
 
@@ -50,12 +52,51 @@ class TrackReset(StrEnum):
     SESSION = "session"  # the camera's producer connected anew: no track spans the gap
 
 
+class Picture(Protocol):
+    """A frame's picture, decoded only as far as it is looked at: most frames of a tracked camera are seen only
+    as a small grey copy (cuts, motion, which frames to detect); the detector's frames are decoded whole."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(height, width, 3) of the whole picture, known without decoding its pixels."""
+        ...
+
+    def grey(self) -> GreyImage:
+        """The picture in grey at an eighth of its size (``models.motion.reduced_grey``)."""
+        ...
+
+    def pixels(self) -> NDArray[np.uint8]:
+        """The whole picture, BGR (decoded on the first call, the same array after)."""
+        ...
+
+
+class DecodedPicture:
+    """A picture already decoded whole (a video file's frame, a photo)."""
+
+    def __init__(self, image: NDArray[np.uint8]) -> None:
+        self._image = image
+        self._grey: GreyImage | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        height, width = self._image.shape[:2]
+        return int(height), int(width), 3
+
+    def grey(self) -> GreyImage:
+        if self._grey is None:
+            self._grey = reduced_grey(self._image)
+        return self._grey
+
+    def pixels(self) -> NDArray[np.uint8]:
+        return self._image
+
+
 @dataclass(frozen=True)
 class CameraFrame:
     camera: str
     number: int
     timestamp: float
-    image: NDArray[np.uint8]  # BGR
+    picture: Picture
     #: A photo of a folder, not a video frame: detected on its own, never tracked.
     still: bool = False
     #: Where the frame sits in its input (a Kafka offset), to tell where a camera's open tracks began.
@@ -67,6 +108,25 @@ class CameraFrame:
     def stream(self) -> str:
         """What the ids of this frame's faces and tracks start with."""
         return stream_of(self.camera, self.session)
+
+    @property
+    def image(self) -> NDArray[np.uint8]:
+        """The whole picture, BGR: decodes it where it was not yet (see ``Picture``)."""
+        return self.picture.pixels()
+
+    @classmethod
+    def decoded(
+        cls,
+        camera: str,
+        number: int,
+        timestamp: float,
+        image: NDArray[np.uint8],
+        *,
+        still: bool = False,
+        session: str | None = None,
+    ) -> CameraFrame:
+        """A frame whose picture is already decoded (a file's, a photo's)."""
+        return cls(camera, number, timestamp, DecodedPicture(image), still=still, session=session)
 
 
 @dataclass(frozen=True, kw_only=True)

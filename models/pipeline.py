@@ -1,14 +1,16 @@
 """Frames to face observations, the one path for `facestream run` and the embed worker.
 
-For each batch of frames (any cameras, each camera's frames in order):
-1. per frame, from the pictures alone: is it a new size, out of order, after a gap, a cut, a jump? does the
-   detector run on it (one frame in ``detect_interval``, or forced)?
-2. the detector runs once on the chosen frames, at their own aspect;
+For each batch of frames (any cameras, each camera's frames in order), in waves:
+1. per frame, from its grey copy alone (``models.camera_plan``): is it a new size, out of order, after a gap,
+   a cut, a jump? does the detector run on it (a cadence; forced by a jump; slowed where nothing moves and
+   no face is tracked)? A frame whose answer needs the faces of a detection earlier in the batch waits for
+   the next wave, so the answers never depend on the batching;
+2. the detector runs once per wave on the chosen frames, at their own aspect: only these are decoded whole;
 3. per frame in order, the camera's tracker predicts, matches the detections, starts and ends tracks; each
    visible track is one face of the frame; the policy picks the faces to embed (a track's first few accepted
    faces, then every ``embed_interval_s``, or a clearly better one);
-4. the chosen faces are embedded in one call; a tracked face carries its track's template (the
-   quality-weighted mean of the track's embeddings so far), not its own embedding alone.
+4. the chosen faces of the whole batch are embedded in one call; a tracked face carries its track's template
+   (the quality-weighted mean of the track's embeddings so far), not its own embedding alone.
 Tracker state lives in this object, per camera: losing it (a restart, a rebalance) starts new tracks and
 changes nothing else. With tracking off, every frame is detected and every accepted face embedded on its own.
 """
@@ -19,13 +21,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from models.analyzer import FaceAnalyzer
+from models.camera_plan import CameraState, FramePlan, plan_frame
 from models.detection import Detections
 from models.errors import ModelError
 from models.frames import (
@@ -33,33 +35,17 @@ from models.frames import (
     FaceObservation,
     FrameResult,
     PipelineCounters,
-    TrackReset,
     carried_face_id,
     face_id,
     track_id,
 )
+from models.motion import smallest_face_pixels
 from models.quality import QualityReport
 from models.settings import TrackingSettings
 from models.track_log import TrackLog, TrackSummary, face_quality
 from models.tracker import FaceTracker, Track, TrackerParams
 
 log = logging.getLogger(__name__)
-
-_THUMB_SIZE = (64, 36)  # a small grey copy of each frame, to see cuts and motion
-
-
-@dataclass
-class _Camera:
-    tracker: FaceTracker
-    shape: tuple[int, ...] = ()
-    last_number: int = -1
-    session: str | None = None
-    last_timestamp: float = 0.0
-    thumb: NDArray[np.float32] | None = None
-    since_detection: int = 0
-    detected_at: float = 0.0  # timestamp of the last frame the detector ran on
-    logs: dict[str, TrackLog] = field(default_factory=dict)
-    arrived: float = 0.0  # time.monotonic() of the camera's last frame
 
 
 @dataclass(frozen=True)
@@ -71,41 +57,50 @@ class _ToEmbed:
     log: TrackLog | None = None
 
 
-@dataclass(frozen=True)
-class _Plan:
-    reset: TrackReset | None
-    detect: bool
-
-
 class FacePipeline:
     def __init__(self, analyzer: FaceAnalyzer, settings: TrackingSettings) -> None:
         self.analyzer = analyzer
         self.settings = settings
         self.counters = PipelineCounters()
         self._params = TrackerParams(settings.match_iou, settings.crossing_iou, settings.max_misses)
-        self._cameras: OrderedDict[str, _Camera] = OrderedDict()
+        self._cameras: OrderedDict[str, CameraState] = OrderedDict()
+        #: Changed pixels of a grey copy that count as motion: the area of the smallest face that is embedded.
+        self._least_motion = smallest_face_pixels(analyzer.settings.quality.min_face_size)
         #: Appearances of cameras evicted while planning, reported with the next frame's result.
         self._evicted: list[TrackSummary] = []
 
     def process(self, frames: Sequence[CameraFrame]) -> list[FrameResult]:
         """Faces of each frame, in order; frames of one camera must come in their order."""
         timings = self.analyzer.timings
-        with timings.stage("motion"):  # cuts, motion and which frames to detect, from small grey copies
-            plans = [self._plan(frame) for frame in frames]
-        chosen = [i for i, plan in enumerate(plans) if plan.detect]
-        with timings.stage("detect"):
-            found = self.analyzer.detector.detect([frames[i].image for i in chosen])
-        detections: dict[int, Detections] = dict(zip(chosen, found, strict=True))
-        results: list[FrameResult] = []
+        results: list[FrameResult | None] = [None] * len(frames)
         pending: list[tuple[int, _ToEmbed]] = []  # (result, face) to embed
-        started, aligned = time.perf_counter(), timings.seconds["align"]
-        for i, (frame, plan) in enumerate(zip(frames, plans, strict=True)):
-            result, faces = self._frame(frame, plan, detections.get(i))
-            pending += [(i, face) for face in faces]
-            results.append(result)
-        # The tracker's share of the frames' steps: their time less the aligning done inside them.
-        timings.add("track", time.perf_counter() - started - (timings.seconds["align"] - aligned))
-        with timings.stage("embed"):
+        waiting = list(range(len(frames)))
+        while waiting:
+            with timings.stage("motion"):  # cuts, motion and which frames to detect, from small grey copies
+                planned, waiting = self._wave(frames, waiting)
+            chosen = [i for i, plan in planned if plan.detect]
+            with timings.stage("decode"):  # only the frames the detector runs on are decoded whole
+                images = [frames[i].image for i in chosen]
+            with timings.stage("detect"):
+                found = self.analyzer.detector.detect(images)
+            detections: dict[int, Detections] = dict(zip(chosen, found, strict=True))
+            started, aligned = time.perf_counter(), timings.seconds["align"]
+            for i, plan in planned:
+                results[i], faces = self._frame(frames[i], plan, detections.get(i))
+                pending += [(i, face) for face in faces]
+            # The tracker's share of the frames' steps: their time less the aligning done inside them.
+            timings.add("track", time.perf_counter() - started - (timings.seconds["align"] - aligned))
+        done = [result for result in results if result is not None]
+        if len(done) != len(frames):
+            raise ModelError(f"{len(frames) - len(done)} of {len(frames)} frames were never planned")
+        self._embed(done, pending)
+        for result in done:
+            self.counters.add(result)
+        return done
+
+    def _embed(self, results: list[FrameResult], pending: list[tuple[int, _ToEmbed]]) -> None:
+        """Embeds the chosen faces of a batch in one call; a tracked face carries its track's template."""
+        with self.analyzer.timings.stage("embed"):
             crops = [f.crop for _, f in pending]
             vectors = self.analyzer.embedder.embed(np.stack(crops)) if crops else np.zeros((0, 0), np.float32)
         for n, (i, face) in enumerate(pending):
@@ -114,9 +109,6 @@ class FacePipeline:
             if face.log is not None and self.settings.track_template and observation.quality is not None:
                 vector = face.log.template_with(vector, face_quality(observation.quality))
             results[i].faces[face.index] = replace(observation, crop=face.crop, embedding=vector)
-        for result in results:
-            self.counters.add(result)
-        return results
 
     def finish(self) -> list[TrackSummary]:
         """Ends every track (the stream ended); their appearances."""
@@ -146,55 +138,38 @@ class FacePipeline:
                 ended += self._end(state, state.tracker.end_all())
         return ended
 
-    # -- step 1: what happens on each frame, decided from the pictures --------------------------------------
+    # -- step 1: what happens on each frame, decided from the pictures ----------------------------------------
 
-    def _plan(self, frame: CameraFrame) -> _Plan:
-        settings = self.settings
-        if frame.still or not settings.enabled:
-            return _Plan(None, True)
+    def _wave(self, frames: Sequence[CameraFrame], waiting: list[int]) -> tuple[list[tuple[int, FramePlan]], list[int]]:
+        """The plans of the waiting frames that can be planned now, in order, and the frames that wait for the
+        faces of a detection planned in this wave (with every later frame of their camera)."""
+        planned: list[tuple[int, FramePlan]] = []
+        later: list[int] = []
+        detecting: set[str] = set()  # cameras with a detection in this wave: their faces are not known yet
+        held: set[str] = set()  # cameras whose next frame waits for the next wave
+        for i in waiting:
+            frame = frames[i]
+            plan = None if frame.camera in held else self._plan(frame, frame.camera not in detecting)
+            if plan is None:
+                held.add(frame.camera)
+                later.append(i)
+                continue
+            planned.append((i, plan))
+            if plan.detect:
+                detecting.add(frame.camera)
+        return planned, later
+
+    def _plan(self, frame: CameraFrame, faces_known: bool) -> FramePlan | None:
+        if frame.still or not self.settings.enabled:
+            return FramePlan(None, True)
         state = self._cameras.get(frame.camera)
         if state is None:
             state = self._add_camera(frame.camera)
         self._cameras.move_to_end(frame.camera)
-        state.arrived = time.monotonic()
-        reset: TrackReset | None = None
-        if state.last_number >= 0:
-            if frame.session != state.session:
-                reset = TrackReset.SESSION
-            elif frame.image.shape != state.shape:
-                reset = TrackReset.FRAME_SIZE
-            elif frame.number <= state.last_number:
-                reset = TrackReset.FRAME_ORDER
-            elif abs(frame.timestamp - state.last_timestamp) > settings.max_gap_s:
-                reset = TrackReset.GAP
-        thumb = cv2.resize(cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY), _THUMB_SIZE, interpolation=cv2.INTER_AREA)
-        thumb_f = thumb.astype(np.float32)
-        change = 0.0
-        if reset is None and state.thumb is not None:
-            change = float(np.abs(thumb_f - state.thumb).mean())
-            if change >= settings.cut_threshold:
-                reset = TrackReset.CUT
-        detect = (
-            state.last_number < 0
-            or reset is not None
-            or state.since_detection + 1 >= settings.detect_interval
-            or frame.timestamp - state.detected_at >= settings.detect_every_s - 1e-6
-            or change >= settings.motion_threshold
-        )
-        state.shape, state.last_number, state.last_timestamp, state.thumb, state.session = (
-            frame.image.shape,
-            frame.number,
-            frame.timestamp,
-            thumb_f,
-            frame.session,
-        )
-        state.since_detection = 0 if detect else state.since_detection + 1
-        if detect:
-            state.detected_at = frame.timestamp
-        return _Plan(reset, detect)
+        return plan_frame(state, frame, self.settings, self._least_motion, faces_known)
 
-    def _add_camera(self, camera: str) -> _Camera:
-        state = _Camera(FaceTracker(self._params))
+    def _add_camera(self, camera: str) -> CameraState:
+        state = CameraState(FaceTracker(self._params))
         self._cameras[camera] = state
         if len(self._cameras) > self.settings.max_cameras:
             oldest, _ = next(iter(self._cameras.items()))
@@ -204,7 +179,9 @@ class FacePipeline:
 
     # -- step 3: tracks and faces of one frame --------------------------------------------------------------
 
-    def _frame(self, frame: CameraFrame, plan: _Plan, found: Detections | None) -> tuple[FrameResult, list[_ToEmbed]]:
+    def _frame(
+        self, frame: CameraFrame, plan: FramePlan, found: Detections | None
+    ) -> tuple[FrameResult, list[_ToEmbed]]:
         if frame.still or not self.settings.enabled:
             if found is None:  # _plan detects every still and every frame with tracking off
                 raise ModelError(f"frame {frame.number} of {frame.camera} was planned without a detection")
@@ -221,6 +198,7 @@ class FacePipeline:
             new_ids = [track_id(frame.stream, frame.number, i) for i in range(len(found))]
             started, ended = tracker.update(found.boxes, found.scores, found.landmarks, new_ids)
             appearances += self._end(state, ended)
+            state.faces_in_view = bool(tracker.tracks)
             for track in started:
                 state.logs[track.id] = TrackLog(frame.camera, track.id, frame.number, frame.timestamp)
             crops, reports = self.analyzer.describe(frame.image, found)
@@ -271,7 +249,7 @@ class FacePipeline:
         return result, to_embed
 
     @staticmethod
-    def _end(state: _Camera, tracks: list[Track]) -> list[TrackSummary]:
+    def _end(state: CameraState, tracks: list[Track]) -> list[TrackSummary]:
         """The appearances of tracks that ended (those with at least one face)."""
         logs = [state.logs.pop(track.id, None) for track in tracks]
         return [face_log.summary(ended=True) for face_log in logs if face_log is not None and face_log.faces]

@@ -111,6 +111,21 @@ class TrackingSettings(FrozenModel):
     motion_threshold: float = Field(
         12.0, gt=0.0, le=255.0, description="Change of the picture that forces a detection on this frame."
     )
+    idle_detect_every_s: float = Field(
+        1.0,
+        gt=0.0,
+        description="A camera with no face tracked and nothing moved since its last detection is detected only "
+        "this often (stream time) instead of every detect_every_s: an empty scene costs little, and a face "
+        "that came in without moving anything is still found within this time.",
+    )
+    motion_pixel_change: float = Field(
+        20.0,
+        gt=0.0,
+        le=255.0,
+        description="Change of a pixel of the frame's grey copy at 1/8 size (0-255) that counts as motion: above "
+        "the noise of a still camera's 8x8 blocks (a few levels), below a person against a background (tens). "
+        "Motion is a changed area at least the size of the smallest face the quality gate embeds.",
+    )
     embed_interval_s: float = Field(
         2.0,
         ge=0.0,

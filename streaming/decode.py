@@ -9,7 +9,7 @@ from enum import StrEnum
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from streaming.errors import StreamingError
 
@@ -36,6 +36,31 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
     Grey, 16-bit, palette, CMYK and alpha images are converted; EXIF orientation is applied. The size is
     checked from the header before any pixel is decoded.
     """
+    image, _ = _opened(data, max_pixels, reduction=1)
+    return _to_bgr8(image)
+
+
+def decode_grey_preview(
+    data: bytes, reduction: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[NDArray[np.uint8], tuple[int, int]]:
+    """A grey copy of the image at about 1/``reduction`` of its size (2, 4 or 8), and the (height, width) of the
+    whole image, both after EXIF orientation; the same checks and errors as ``decode_image``.
+
+    A JPEG is decoded at that scale (its DCT scaling; the luma only): a few times faster than decoding it
+    whole. Other formats have no such scaling and come whole, in grey: the caller scales them.
+    """
+    image, (height, width) = _opened(data, max_pixels, reduction)
+    if image.mode != "L":
+        image = image.convert("L")
+    return np.array(image, dtype=np.uint8), (height, width)
+
+
+#: EXIF orientations that turn the picture a quarter: its width and height swap.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
+def _opened(data: bytes, max_pixels: int, reduction: int) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded, upright image (at 1/``reduction`` where its format allows) and its whole (height, width)."""
     if not data:
         raise ImageDecodeError(DecodeFailure.EMPTY, "zero bytes")
     try:
@@ -47,6 +72,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
                 raise ImageDecodeError(
                     DecodeFailure.TOO_LARGE, f"{width}x{height} is over the limit of {max_pixels} pixels"
                 )
+            if reduction > 1:
+                image.draft("L", (max(1, width // reduction), max(1, height // reduction)))
             image.load()
     except ImageDecodeError:
         raise
@@ -60,8 +87,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
         raise ImageDecodeError(DecodeFailure.CORRUPT, str(exc) or type(exc).__name__) from exc
     if width == 0 or height == 0:
         raise ImageDecodeError(DecodeFailure.CORRUPT, f"{width}x{height} image has no pixels")
+    if image.getexif().get(ExifTags.Base.Orientation) in _QUARTER_TURNS:
+        width, height = height, width
     ImageOps.exif_transpose(image, in_place=True)  # in place: a copy would double the peak of a large image
-    return _to_bgr8(image)
+    return image, (height, width)
 
 
 def _to_bgr8(image: Image.Image) -> NDArray[np.uint8]:

@@ -18,5 +18,7 @@ def run_frames(pipeline: FacePipeline, frames: list[CameraFrame]) -> list[FrameR
 def clip_frames(name: str, camera: str, first: int = 0, start_s: float = 0.0) -> list[CameraFrame]:
     source = FrameSource(str(data_dir("videos", name)), camera)
     return [
-        CameraFrame(camera, first + f.number, start_s + f.timestamp, f.image) for f in source if isinstance(f, Frame)
+        CameraFrame.decoded(camera, first + f.number, start_s + f.timestamp, f.image)
+        for f in source
+        if isinstance(f, Frame)
     ]

@@ -20,7 +20,6 @@ from models.frames import CameraFrame
 from models.pipeline import FacePipeline
 from models.registry import sample_images
 from models.settings import ModelSettings, TrackingSettings
-from streaming.decode import decode_image
 from streaming.frame_headers import FrameHeaders
 from streaming.messages import DeadLetter, FaceRecord, TrackRecord, parse_faces_topic
 from streaming.produce import produce_sources
@@ -31,6 +30,7 @@ from tests.images import jpeg_bytes, png_header
 from tests.local_services import create_topics, fresh_kafka
 from tests.streams import committed_to_end, read_all
 from workers.embed.embed_worker import EmbedWorker
+from workers.plumbing.encoded_picture import EncodedPicture
 from workers.settings import Settings
 
 
@@ -76,11 +76,11 @@ def test_frames_become_faces_and_bad_messages_dead_letters(
     # Every good frame was analysed; the faces the pipeline embeds are on the faces topic, each exactly once,
     # followed by the appearance of each track.
     frames = read_all(kafka_bootstrap, kafka.frames_topic)
-    images = [decode_image(v) for _, v in frames if len(v) > 2000]
+    pictures = [EncodedPicture(v) for _, v in frames if len(v) > 2000]
     kept = [f for f in FrameSource(str(video), "door") if isinstance(f, Frame) and f.number % 4 == 0]
     pipeline = FacePipeline(analyzer, TrackingSettings())
     results = pipeline.process(
-        [CameraFrame("door", f.number, f.timestamp, image) for f, image in zip(kept, images, strict=True)]
+        [CameraFrame("door", f.number, f.timestamp, picture) for f, picture in zip(kept, pictures, strict=True)]
     )
     expected = sum(f.embedding is not None for result in results for f in result.faces)
     records = [parse_faces_topic(v) for _, v in read_all(kafka_bootstrap, kafka.faces_topic)]

@@ -75,7 +75,7 @@ def test_an_erasure_in_pieces_keeps_its_faces_parts_and_removed_clusters() -> No
 def _decoded(number: int, side: int) -> DecodedFrame:
     image = np.zeros((side, side, 3), np.uint8)
     headers = FrameHeaders(camera="c", frame=number, timestamp=float(number))
-    return DecodedFrame(Message(offset=number), headers, CameraFrame("c", number, float(number), image))
+    return DecodedFrame(Message(offset=number), headers, CameraFrame.decoded("c", number, float(number), image))
 
 
 def test_a_batch_is_cut_into_parts_within_its_pixel_budget_decoding_lazily() -> None:

@@ -107,8 +107,8 @@ def test_a_cut_between_two_clips_ends_every_track(analyzer: FaceAnalyzer) -> Non
 def test_bad_frames_start_new_tracks_with_a_reason(analyzer: FaceAnalyzer) -> None:
     frames = clip_frames("intel_head-pose-face-detection-male.mp4", "cam")[:20]
     small = frames[10].image[::2, ::2].copy()
-    frames[10] = CameraFrame("cam", frames[10].number, frames[10].timestamp, small)  # another size mid-track
-    frames[15] = CameraFrame("cam", 3, frames[15].timestamp, frames[15].image)  # the frame number goes back
+    frames[10] = CameraFrame.decoded("cam", frames[10].number, frames[10].timestamp, small)  # another size mid-track
+    frames[15] = replace(frames[15], number=3)  # the frame number goes back
     pipeline = FacePipeline(analyzer, TrackingSettings())
     results = run_frames(pipeline, frames)
     assert results[10].reset == TrackReset.FRAME_SIZE

@@ -16,10 +16,10 @@ from models.analyzer import FaceAnalyzer
 from models.frames import CameraFrame
 from models.pipeline import FacePipeline
 from models.settings import ModelSettings, TrackingSettings
-from streaming.decode import decode_image
 from streaming.frame_headers import FrameHeaders
 from streaming.messages import FaceRecord, TrackRecord
 from tests.local_services import fresh_kafka, settings_env
+from workers.plumbing.encoded_picture import EncodedPicture
 from workers.settings import Settings, WorkerSettings
 
 VIDEOS = {
@@ -87,7 +87,7 @@ def frames_with_faces(frames: list[Message], analyzer: FaceAnalyzer, settings: S
     seen: set[tuple[str, int]] = set()
     for start in range(0, len(frames), 8):
         batch = [(FrameHeaders.from_kafka(m.headers()), m.value() or b"") for m in frames[start : start + 8]]
-        cameras = [CameraFrame(h.camera, h.frame, h.timestamp, decode_image(v)) for h, v in batch]
+        cameras = [CameraFrame(h.camera, h.frame, h.timestamp, EncodedPicture(v)) for h, v in batch]
         seen |= {(r.camera, r.number) for r in pipeline.process(cameras) if r.faces}
     return seen
 

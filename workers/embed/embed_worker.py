@@ -25,7 +25,7 @@ from models.frames import CameraFrame, FrameResult
 from models.pipeline import FacePipeline
 from models.track_log import TrackSummary
 from streaming.dead_letters import StageFailure, dead_letter, letter_key
-from streaming.decode import ImageDecodeError, decode_image
+from streaming.decode import ImageDecodeError
 from streaming.frame_headers import FrameHeaders
 from streaming.kafka_io import consume_batch, first_offsets, log_context, next_offsets, where
 from streaming.messages import MessageError
@@ -34,6 +34,7 @@ from workers.embed.frame_batches import DecodedFrame, run_isolated, within_budge
 from workers.plumbing import metrics
 from workers.plumbing.consumer_errors import BrokerWatch, on_consumer_error, stage_consumer
 from workers.plumbing.crash_guard import CrashGuard
+from workers.plumbing.encoded_picture import EncodedPicture
 from workers.plumbing.faces import face_record, track_record
 from workers.plumbing.lifecycle import Backoff, pause
 from workers.settings import Settings
@@ -147,7 +148,9 @@ class EmbedWorker:
                     self._publish(item.headers.space, result)
                 for item, error in failed:
                     log.error("frame %s failed in the pipeline", where(item.message), exc_info=error)
-                    self._send_dead_letter(item.message, StageFailure.PROCESSING_FAILED, error)
+                    # A frame whose grey copy decoded but whose whole picture does not: the decoder's reason.
+                    reason = error.reason if isinstance(error, ImageDecodeError) else StageFailure.PROCESSING_FAILED
+                    self._send_dead_letter(item.message, reason, error)
         publishing = time.perf_counter()
         if self._deliver(usable, should_stop):
             for position in next_offsets(usable):
@@ -173,13 +176,13 @@ class EmbedWorker:
                 if self.commits.reported_before(partition, headers.camera, offset):
                     metrics.FRAMES_SKIPPED.inc()  # a former owner reported this camera past here
                     return None
-                image = decode_image(message.value() or b"", self.settings.worker.frame_max_pixels)
+                picture = EncodedPicture(message.value() or b"", self.settings.worker.frame_max_pixels)
         except (MessageError, ImageDecodeError) as exc:
             self._send_dead_letter(message, exc.reason, exc)
             return None
         self.commits.seen(partition, headers.camera, headers.space)
         frame = CameraFrame(
-            headers.camera, headers.frame, headers.timestamp, image, position=offset, session=headers.session
+            headers.camera, headers.frame, headers.timestamp, picture, position=offset, session=headers.session
         )
         return DecodedFrame(message, headers, frame)
 

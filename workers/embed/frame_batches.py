@@ -24,7 +24,8 @@ class DecodedFrame:
 
     @property
     def pixels(self) -> int:
-        return int(self.frame.image.shape[0]) * int(self.frame.image.shape[1])
+        height, width, _ = self.frame.picture.shape
+        return height * width
 
 
 def within_budget(frames: Iterable[DecodedFrame], max_pixels: int) -> Iterator[list[DecodedFrame]]:

@@ -10,6 +10,6 @@ from streaming.sources import Frame
 
 def camera_frame(frame: Frame) -> CameraFrame:
     """The pipeline's frame of a source's: a named image (a photo of a folder) is a still, never tracked."""
-    return CameraFrame(
+    return CameraFrame.decoded(
         frame.source, frame.number, frame.timestamp, frame.image, still=frame.name is not None, session=frame.session
     )
