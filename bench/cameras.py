@@ -1,15 +1,17 @@
 """How many cameras one process keeps up with: N cameras paced at their frame rate through the face pipeline.
 
 Two cases: "tv", a talk-show clip (cuts, faces in view nearly all the time) at 25 fps, and "fixed", a fixed
-security camera (people walk in, pause and leave; an empty scene in between) at 15 fps. Each camera is the clip
-looped from its own offset, JPEG-encoded once (the frames topic carries JPEG), and
-decoded again as the embed worker does. Frames become due at the camera's rate; each turn takes the frames
-due (up to the batch size) and runs them through decode, the pipeline and clustering. A configuration keeps
-real time when the oldest frame still waiting is never more than a second late; one that falls ten seconds
-behind is stopped. Each configuration runs in a fresh process, so the peak RSS is its own; tracking on and
-off run in the same invocation. Per step, the milliseconds of one process's time per frame (the steps of a
-batch run one after another): decode, motion (cuts, motion and which frames to detect), track, detect, align
-(crops and quality), embed and cluster.
+camera in a corridor (people walk up to it and stand) at 15 fps. Each camera is the clip looped from its own
+offset, JPEG-encoded once (the frames topic carries JPEG), and decoded as the embed worker does (a grey copy at
+1/8 for every frame, whole only for the detector). The fixed camera's clip (3.4 s) plays forward then backward:
+a loop that jumps back to its start would end every track each time, which a fixed camera never does, and each
+new track pays for its first embeddings again. Frames become due at the camera's rate; each turn takes the
+frames due (up to the batch size) and runs them through decode, the pipeline and clustering. A configuration
+keeps real time when the oldest frame still waiting is never more than a second late; one that falls ten seconds
+behind is stopped. Each configuration runs in a fresh process, so the peak RSS is its own; tracking on and off
+run in the same invocation. Per step, the milliseconds of one process's time per frame (the steps of a batch run
+one after another): decode, motion (cuts, motion and which frames to detect), track, detect, align (crops and
+quality), embed and cluster.
 
     uv run python -m bench.cameras [--case tv|fixed|both] [--cameras 1 2 4 6 8] [--seconds 20] [--fps 25]
                                    [--video PATH] [--tracking on off]
@@ -41,14 +43,14 @@ from workers.settings import Settings
 GIVE_UP_S = 10.0
 REAL_TIME_S = 1.0
 STEPS = ("decode", "motion", "track", "detect", "align", "embed", "cluster")
-#: The cases: (clip, frames per second, cameras tried).
+#: The cases: (clip, frames per second, cameras tried, played forward then backward).
 CASES = {
-    "tv": ("short_hamilton_clip.mp4", 25.0, [1, 2, 4, 6, 8, 10]),
-    "fixed": ("intel_face-demographics-walking-and-pause.mp4", 15.0, [5, 10, 20, 30]),
+    "tv": ("short_hamilton_clip.mp4", 25.0, [1, 2, 4, 6, 8, 10], False),
+    "fixed": ("intel_face-demographics-walking-and-pause.mp4", 15.0, [5, 10, 20, 30], True),
 }
 
 
-def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path) -> dict[str, float]:
+def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path, *, ping_pong: bool) -> dict[str, float]:
     settings = Settings()  # FACESTREAM_TRACKING__... variables apply, to try other settings
     settings = settings.model_copy(update={"tracking": settings.tracking.model_copy(update={"enabled": tracking})})
     models = ModelSettings(runtime=RuntimeSettings(providers=("CPUExecutionProvider",)))
@@ -56,7 +58,11 @@ def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path) -
     pipeline = FacePipeline(analyzer, settings.tracking)
     engine = OnlineRankOrder(analyzer.embedder.dimension, settings.clustering)
     tracked = TrackedFaces(engine)
-    clip = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in video_frames(video)]
+    decoded = video_frames(video)
+    if ping_pong:  # forward then backward: the loop has no jump (a jump ends every track of the camera)
+        decoded = decoded + decoded[-2:0:-1]
+    clip = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in decoded]
+    del decoded  # the clip is held as JPEG only, as a camera's frames are
     analyzer.detector.detect([decode_image(clip[0])])  # load the models before the clock starts
     analyzer.timings.seconds.clear()
     per_camera = int(seconds * fps)
@@ -112,20 +118,25 @@ def main() -> None:
     parser.add_argument("--video", type=Path, help="another clip (default: the case's)")
     parser.add_argument("--tracking", nargs="+", choices=["on", "off"], default=["on", "off"])
     parser.add_argument("--one", nargs=2, metavar=("CAMERAS", "TRACKING"), help=argparse.SUPPRESS)
+    parser.add_argument("--ping-pong", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        figures = one(int(args.one[0]), args.one[1] == "on", args.seconds, args.fps, args.video)
+        count, tracking = int(args.one[0]), args.one[1] == "on"
+        figures = one(count, tracking, args.seconds, args.fps, args.video, ping_pong=args.ping_pong)
         print(json.dumps(figures))
         return
     for case in CASES if args.case == "both" else [args.case]:
-        name, fps, cameras = CASES[case]
+        name, fps, cameras, ping_pong = CASES[case]
         video = args.video or DATA / "videos" / name
-        _table(video, args.fps or fps, args.cameras or cameras, args.seconds, args.tracking)
+        _table(video, args.fps or fps, args.cameras or cameras, args.seconds, args.tracking, ping_pong=ping_pong)
 
 
-def _table(video: Path, fps: float, cameras_tried: list[int], seconds: float, tracking_modes: list[str]) -> None:
+def _table(
+    video: Path, fps: float, cameras_tried: list[int], seconds: float, tracking_modes: list[str], *, ping_pong: bool
+) -> None:
     width, height = (int(v) for v in video_frames(video, 1)[0].shape[1::-1])
-    print(f"{video.name} ({width}x{height}) at {fps:g} fps, {seconds:g} s per camera; this machine")
+    played = ", played forward then backward" if ping_pong else ""
+    print(f"{video.name} ({width}x{height}) at {fps:g} fps{played}, {seconds:g} s per camera; this machine")
     steps = "".join(f"{step:>8}" for step in STEPS)
     print(
         f"{'tracking':>8} {'cameras':>7} {'real time':>9} {'frames/s':>8} {'worst lag s':>11} {'CPU':>5} "
@@ -135,6 +146,7 @@ def _table(video: Path, fps: float, cameras_tried: list[int], seconds: float, tr
         for cameras in cameras_tried:
             command = [sys.executable, "-m", "bench.cameras", "--one", str(cameras), tracking]
             command += ["--seconds", str(seconds), "--fps", str(fps), "--video", str(video)]
+            command += ["--ping-pong"] if ping_pong else []
             out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             f = json.loads(out.strip().splitlines()[-1])
             keeps = "yes" if f["lag_s"] <= REAL_TIME_S else "no"
