@@ -14,7 +14,7 @@ forked child every ``snapshot_every`` faces; after the run the engine is restore
 snapshot plus the faces after it): "restart s".
 
 Every face comes with a picture as the cluster worker gets one (``--picture-bytes``, random bytes of about the
-size of the embed stage's WebP thumbnails at quality 50: 947 bytes on average over 365 LFW faces, 1,168 at
+size of the embed stage's WebP thumbnails at quality 45: 900 bytes on average over 365 LFW faces, 1,114 at
 p90), kept in Redis while the face is among its identity's 3 best ("pictures": how many Redis holds at the end).
 
 Faces come in batches of 256, as the cluster worker reads them, each announced to the engine first (its index
@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000], help="none: only --million")
     parser.add_argument("--million", action="store_true", help="add a run of 1,000,000 faces")
     parser.add_argument("--stores", nargs="+", default=["memory", "redis"], choices=["memory", "redis"])
-    parser.add_argument("--picture-bytes", type=int, default=950, help="mean size of a face's picture (0: none)")
+    parser.add_argument("--picture-bytes", type=int, default=900, help="mean size of a face's picture (0: none)")
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "STORE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:

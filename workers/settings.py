@@ -70,12 +70,12 @@ class WorkerSettings(FrozenModel):
         "when was this person seen' from.",
     )
     thumbnail_quality: int = Field(
-        50,
+        45,
         ge=0,
         le=100,
         description="WebP quality of the aligned 112x112 face each embedded face record carries as `thumbnail` "
-        "(0: no thumbnail): the console's faces, and whatever shows faces downstream. About 0.95 KB at 50 "
-        "(1.3 KB more a record as base64); the cluster stage keeps those of each identity's best faces.",
+        "(0: no thumbnail): the console's faces, and whatever shows faces downstream. About 0.9 KB at 45 "
+        "(1.2 KB more a record as base64); the cluster stage keeps those of each identity's best faces.",
     )
     pictures_per_identity: int = Field(
         3,
@@ -83,7 +83,7 @@ class WorkerSettings(FrozenModel):
         le=50,
         description="Pictures the cluster stage keeps in Redis of each identity's best faces (of its "
         "representatives, at most clustering.rank_order.representatives), for the console: at 3 and WebP "
-        "quality 50 a million faces stay under 2.5 KB each in Redis (README, 'Faces in the service').",
+        "quality 45 a million faces stay under 2.5 KB each in Redis (README, 'Faces in the service').",
     )
     batch_max_pixels: int = Field(
         64_000_000,
