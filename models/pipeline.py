@@ -192,37 +192,58 @@ class FacePipeline:
         if plan.reset is not None:
             appearances += self._end(state, tracker.end_all())
         appearances += self._end(state, tracker.predict())
-        reports: list[QualityReport] = []
-        crops: NDArray[np.uint8] | None = None
+        described: tuple[Detections, NDArray[np.uint8], list[QualityReport]] | None = None
         if found is not None:
-            new_ids = [track_id(frame.stream, frame.number, i) for i in range(len(found))]
-            started, ended = tracker.update(found.boxes, found.scores, found.landmarks, new_ids)
-            appearances += self._end(state, ended)
-            state.faces_in_view = bool(tracker.tracks)
-            for track in started:
-                state.logs[track.id] = TrackLog(frame.camera, track.id, frame.number, frame.timestamp)
-            crops, reports = self.analyzer.describe(frame.image, found)
-        visible = tracker.visible()
+            appearances += self._match(state, frame, found)
+            described = (found, *self.analyzer.describe(frame.image, found))
+        faces, to_embed = self._observations(state, frame, described)
+        for track in tracker.visible():
+            face_log = state.logs[track.id]
+            if face_log.last_timestamp - face_log.first_timestamp >= self.settings.appearance_max_s:
+                appearances.append(face_log.summary(ended=False))
+                state.logs[track.id] = face_log.next_stretch()
+        result = FrameResult(frame.camera, frame.number, frame.timestamp, faces, appearances, plan.reset, plan.detect)
+        return result, to_embed
+
+    def _match(self, state: CameraState, frame: CameraFrame, found: Detections) -> list[TrackSummary]:
+        """Matches the frame's detections to the camera's tracks; the appearances of the tracks that ended."""
+        new_ids = [track_id(frame.stream, frame.number, i) for i in range(len(found))]
+        started, ended = state.tracker.update(found.boxes, found.scores, found.landmarks, new_ids)
+        state.faces_in_view = bool(state.tracker.tracks)
+        for track in started:
+            state.logs[track.id] = TrackLog(frame.camera, track.id, frame.number, frame.timestamp)
+        return self._end(state, ended)
+
+    def _observations(
+        self,
+        state: CameraState,
+        frame: CameraFrame,
+        described: tuple[Detections, NDArray[np.uint8], list[QualityReport]] | None,
+    ) -> tuple[list[FaceObservation], list[_ToEmbed]]:
+        """A face per visible track (``described``: the frame's detections, their crops and quality reports,
+        where the detector ran), and the faces of them to embed."""
+        visible = state.tracker.visible()
         faces: list[FaceObservation] = []
         to_embed: list[_ToEmbed] = []
         for index, track in enumerate(visible):
             # A detected face is named by its rank among the frame's detections, which a replay of the frame
             # reproduces whatever the tracks were; a carried one by its rank among the frame's carried faces.
-            if track.detection is not None and found is not None:
-                identifier = face_id(frame.stream, frame.number, track.detection)
+            detection = track.detection if described is not None else None
+            if detection is not None:
+                identifier = face_id(frame.stream, frame.number, detection)
             else:
                 identifier = carried_face_id(frame.stream, frame.number, index)
             face_log = state.logs[track.id]
             face_log.seen(frame.number, frame.timestamp, frame.position)
             report: QualityReport | None = None
-            if found is not None and crops is not None and track.detection is not None:
-                report = reports[track.detection]
-                box, landmarks = found.boxes[track.detection], found.landmarks[track.detection]
+            if described is not None and detection is not None:
+                found, crops, reports = described
+                report = reports[detection]
+                box, landmarks = found.boxes[detection], found.landmarks[detection]
                 if face_log.embed_now(report, frame.timestamp, identifier, box, self.settings):
-                    to_embed.append(_ToEmbed(index, crops[track.detection], face_log))
+                    to_embed.append(_ToEmbed(index, crops[detection], face_log))
             else:
                 box, landmarks = track.box(), track.landmarks()
-            others = tuple(t.id for t in visible if t is not track)
             faces.append(
                 FaceObservation(
                     face_id=identifier,
@@ -237,16 +258,10 @@ class FacePipeline:
                     detected=report is not None,
                     crop=None,  # filled in with the embedding, for the faces that get one
                     embedding=None,
-                    cooccurring=others,
+                    cooccurring=tuple(t.id for t in visible if t is not track),
                 )
             )
-        for track in visible:
-            face_log = state.logs[track.id]
-            if face_log.last_timestamp - face_log.first_timestamp >= self.settings.appearance_max_s:
-                appearances.append(face_log.summary(ended=False))
-                state.logs[track.id] = face_log.next_stretch()
-        result = FrameResult(frame.camera, frame.number, frame.timestamp, faces, appearances, plan.reset, plan.detect)
-        return result, to_embed
+        return faces, to_embed
 
     @staticmethod
     def _end(state: CameraState, tracks: list[Track]) -> list[TrackSummary]:

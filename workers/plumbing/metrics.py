@@ -21,7 +21,7 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 MESSAGES_CONSUMED = Counter("facestream_messages_consumed", "Messages read from Kafka.", ["topic"])
 MESSAGES_PRODUCED = Counter("facestream_messages_produced", "Messages acknowledged by Kafka.", ["topic"])
-FRAMES = Counter("facestream_frames", "Frames decoded and analysed by embed workers.")
+FRAMES = Counter("facestream_frames", "Frames analysed by embed workers (decoded whole only where detected).")
 FACES_DETECTED = Counter("facestream_faces_detected", "Faces in frames, detected or carried by the tracker.")
 FRAMES_DETECTED = Counter("facestream_frames_detected", "Frames the detector ran on (the others were tracked).")
 FRAMES_SKIPPED = Counter(
