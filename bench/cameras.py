@@ -1,19 +1,20 @@
 """How many cameras one process keeps up with: N cameras paced at their frame rate through the face pipeline.
 
-Two cases: "tv", a talk-show clip (cuts, faces in view nearly all the time) at 25 fps, and "fixed", a fixed
-camera in a corridor (people walk up to it and stand) at 15 fps. Each camera is the clip looped from its own
-offset, JPEG-encoded once (the frames topic carries JPEG), and decoded as the embed worker does (a grey copy at
-1/8 for every frame, whole only for the detector). The fixed camera's clip (3.4 s) plays forward then backward:
-a loop that jumps back to its start would end every track each time, which a fixed camera never does, and each
-new track pays for its first embeddings again. Frames become due at the camera's rate; each turn takes the
-frames due (up to the batch size) and runs them through decode, the pipeline and clustering. A configuration
-keeps real time when the oldest frame still waiting is never more than a second late; one that falls ten seconds
-behind is stopped. Each configuration runs in a fresh process, so the peak RSS is its own; tracking on and off
-run in the same invocation. Per step, the milliseconds of one process's time per frame (the steps of a batch run
-one after another): decode, motion (cuts, motion and which frames to detect), track, detect, align (crops and
-quality), embed and cluster.
+Three cases: "tv", a talk-show clip (cuts, faces in view nearly all the time) at 25 fps; "fixed", a fixed camera
+in a corridor (people walk up to it and stand) at 15 fps; and "empty", a fixed camera that sees nobody (a still
+room of the corridor clip's size with 2 levels of sensor noise, made here: the clips have no empty stretch), at
+15 fps. Each camera is the clip looped from its own offset, JPEG-encoded once (the frames topic carries JPEG),
+and decoded as the embed worker does (a grey copy at 1/8 for every frame, whole only for the detector). The
+fixed camera's clip (3.4 s) plays forward then backward: a loop that jumps back to its start would end every
+track each time, which a fixed camera never does, and each new track pays for its first embeddings again. Frames
+become due at the camera's rate; each turn takes the frames due (up to the batch size) and runs them through
+decode, the pipeline and clustering. A configuration keeps real time when the oldest frame still waiting is
+never more than a second late; one that falls ten seconds behind is stopped. Each configuration runs in a fresh
+process, so the peak RSS is its own; tracking on and off run in the same invocation. Per step, the milliseconds
+of one process's time per frame (the steps of a batch run one after another): decode, motion (cuts, motion and
+which frames to detect), track, detect, align (crops and quality), embed and cluster.
 
-    uv run python -m bench.cameras [--case tv|fixed|both] [--cameras 1 2 4 6 8] [--seconds 20] [--fps 25]
+    uv run python -m bench.cameras [--case tv|fixed|empty|all] [--cameras 1 2 4 6 8] [--seconds 20] [--fps 25]
                                    [--video PATH] [--tracking on off]
 """
 
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from bench.common import DATA, video_frames
 from clustering.engine import OnlineRankOrder
@@ -43,14 +45,32 @@ from workers.settings import Settings
 GIVE_UP_S = 10.0
 REAL_TIME_S = 1.0
 STEPS = ("decode", "motion", "track", "detect", "align", "embed", "cluster")
-#: The cases: (clip, frames per second, cameras tried, played forward then backward).
+#: How a case's frames are made from its clip (looped, played forward then backward, or nobody in view), as
+#: its table's title says it.
+PLAYED = {"loop": "", "ping_pong": ", played forward then backward", "empty": ", nobody in view (a still room)"}
+#: The cases: (clip, frames per second, cameras tried, play).
 CASES = {
-    "tv": ("short_hamilton_clip.mp4", 25.0, [1, 2, 4, 6, 8, 10], False),
-    "fixed": ("intel_face-demographics-walking-and-pause.mp4", 15.0, [5, 10, 20, 30], True),
+    "tv": ("short_hamilton_clip.mp4", 25.0, [1, 2, 4, 6, 8, 10], "loop"),
+    "fixed": ("intel_face-demographics-walking-and-pause.mp4", 15.0, [5, 10, 20, 30], "ping_pong"),
+    "empty": ("intel_face-demographics-walking-and-pause.mp4", 15.0, [30, 60, 100], "empty"),
 }
 
 
-def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path, *, ping_pong: bool) -> dict[str, float]:
+def clip_of(video: Path, play: str) -> list[bytes]:
+    """The JPEG frames a camera loops: the clip's, or for "empty" a still room of the clip's size with sensor
+    noise (2 levels) in each frame and nobody in it, what a fixed camera sees most of the night."""
+    decoded = video_frames(video)
+    if play == "ping_pong":  # forward then backward: the loop has no jump (a jump ends every track of the camera)
+        decoded = decoded + decoded[-2:0:-1]
+    elif play == "empty":
+        height, width = decoded[0].shape[:2]
+        rng = np.random.default_rng(0)
+        room = np.broadcast_to(np.linspace(60, 190, width, dtype=np.float32)[None, :, None], (height, width, 3))
+        decoded = [np.clip(room + rng.normal(0, 2.0, room.shape), 0, 255).astype(np.uint8) for _ in range(45)]
+    return [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in decoded]
+
+
+def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path, *, play: str) -> dict[str, float]:
     settings = Settings()  # FACESTREAM_TRACKING__... variables apply, to try other settings
     settings = settings.model_copy(update={"tracking": settings.tracking.model_copy(update={"enabled": tracking})})
     models = ModelSettings(runtime=RuntimeSettings(providers=("CPUExecutionProvider",)))
@@ -58,11 +78,7 @@ def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path, *
     pipeline = FacePipeline(analyzer, settings.tracking)
     engine = OnlineRankOrder(analyzer.embedder.dimension, settings.clustering)
     tracked = TrackedFaces(engine)
-    decoded = video_frames(video)
-    if ping_pong:  # forward then backward: the loop has no jump (a jump ends every track of the camera)
-        decoded = decoded + decoded[-2:0:-1]
-    clip = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in decoded]
-    del decoded  # the clip is held as JPEG only, as a camera's frames are
+    clip = clip_of(video, play)  # held as JPEG only, as a camera's frames are
     analyzer.detector.detect([decode_image(clip[0])])  # load the models before the clock starts
     analyzer.timings.seconds.clear()
     per_camera = int(seconds * fps)
@@ -111,31 +127,33 @@ def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path, *
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", choices=[*CASES, "both"], default="both")
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
     parser.add_argument("--cameras", type=int, nargs="+", help="default: the case's")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of video per camera")
     parser.add_argument("--fps", type=float, help="default: the case's")
     parser.add_argument("--video", type=Path, help="another clip (default: the case's)")
     parser.add_argument("--tracking", nargs="+", choices=["on", "off"], default=["on", "off"])
     parser.add_argument("--one", nargs=2, metavar=("CAMERAS", "TRACKING"), help=argparse.SUPPRESS)
-    parser.add_argument("--ping-pong", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--play", choices=list(PLAYED), default="loop", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         count, tracking = int(args.one[0]), args.one[1] == "on"
-        figures = one(count, tracking, args.seconds, args.fps, args.video, ping_pong=args.ping_pong)
+        figures = one(count, tracking, args.seconds, args.fps, args.video, play=args.play)
         print(json.dumps(figures))
         return
-    for case in CASES if args.case == "both" else [args.case]:
-        name, fps, cameras, ping_pong = CASES[case]
+    for case in CASES if args.case == "all" else [args.case]:
+        name, fps, cameras, play = CASES[case]
         video = args.video or DATA / "videos" / name
-        _table(video, args.fps or fps, args.cameras or cameras, args.seconds, args.tracking, ping_pong=ping_pong)
+        _table(video, args.fps or fps, args.cameras or cameras, args.seconds, args.tracking, play=play)
 
 
 def _table(
-    video: Path, fps: float, cameras_tried: list[int], seconds: float, tracking_modes: list[str], *, ping_pong: bool
+    video: Path, fps: float, cameras_tried: list[int], seconds: float, tracking_modes: list[str], *, play: str
 ) -> None:
     width, height = (int(v) for v in video_frames(video, 1)[0].shape[1::-1])
-    played = ", played forward then backward" if ping_pong else ""
+    played = {"loop": "", "ping_pong": ", played forward then backward", "empty": ", nobody in view (a still room)"}[
+        play
+    ]
     print(f"{video.name} ({width}x{height}) at {fps:g} fps{played}, {seconds:g} s per camera; this machine")
     steps = "".join(f"{step:>8}" for step in STEPS)
     print(
@@ -146,7 +164,7 @@ def _table(
         for cameras in cameras_tried:
             command = [sys.executable, "-m", "bench.cameras", "--one", str(cameras), tracking]
             command += ["--seconds", str(seconds), "--fps", str(fps), "--video", str(video)]
-            command += ["--ping-pong"] if ping_pong else []
+            command += ["--play", play]
             out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             f = json.loads(out.strip().splitlines()[-1])
             keeps = "yes" if f["lag_s"] <= REAL_TIME_S else "no"
