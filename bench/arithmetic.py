@@ -51,6 +51,8 @@ from workers.run.evaluate import labeled_images, online_labels, primary_face
 Images = list[NDArray[np.uint8]]
 #: Per-channel quantization (DequantizeLinear's axis) needs opset 13.
 QUANT_OPSET = 13
+#: People whose faces and photos calibrate the int8 versions, kept out of what is measured.
+CALIBRATION_PEOPLE = 40
 
 
 class _Batches:
@@ -105,9 +107,9 @@ def labeled_faces(analyzer: FaceAnalyzer, people: int) -> tuple[list[NDArray[np.
     counts: dict[str, int] = {}
     for item in images:
         counts[item.identity] = counts.get(item.identity, 0) + 1
-    chosen = sorted(identity for identity, count in counts.items() if count >= 2)[:people]
+    chosen = set(sorted(identity for identity, count in counts.items() if count >= 2)[:people])
     crops, labels, photos = [], [], []
-    for item in (i for i in images if i.identity in set(chosen)):
+    for item in (i for i in images if i.identity in chosen):
         photo = decode_image(item.path.read_bytes())
         found = analyzer.detector.detect([photo])[0]
         face = primary_face(found, photo.shape[0], photo.shape[1])
@@ -179,10 +181,13 @@ def main() -> None:
     ort.set_default_logger_severity(3)  # quantized graphs warn about their declared output shapes
     settings = ModelSettings(runtime=RuntimeSettings(providers=("CPUExecutionProvider",)))
     analyzer = FaceAnalyzer.from_settings(settings)
-    calibration_crops, _, calibration_photos = labeled_faces(analyzer, 40)  # kept out of the measure below
-    crops, labels, photos = labeled_faces(analyzer, 40 + args.people)
-    kept_out = len(calibration_crops)
-    crops, labels, photos = crops[kept_out:], labels[kept_out:], photos[kept_out:]
+    every_crop, every_label, every_photo = labeled_faces(analyzer, CALIBRATION_PEOPLE + args.people)
+    calibrating = set(sorted(set(every_label))[:CALIBRATION_PEOPLE])  # kept out of the measure
+    calibration_crops = [c for c, label in zip(every_crop, every_label, strict=True) if label in calibrating]
+    calibration_photos = [p for p, label in zip(every_photo, every_label, strict=True) if label in calibrating]
+    measured = [i for i, label in enumerate(every_label) if label not in calibrating]
+    crops, labels = [every_crop[i] for i in measured], [every_label[i] for i in measured]
+    photos = [every_photo[i] for i in measured]
     scenes = [decode_image(p.read_bytes()) for p in sorted(require(DATA / "scenes_unlabeled").glob("*.jpg"))]
     faces = np.stack(crops)
     print(f"{len(crops)} faces of {len(set(labels))} LFW DevTrain people, {len(photos) + len(scenes)} photos")

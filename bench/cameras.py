@@ -59,14 +59,15 @@ CASES = {
 def clip_of(video: Path, play: str) -> list[bytes]:
     """The JPEG frames a camera loops: the clip's, or for "empty" a still room of the clip's size with sensor
     noise (2 levels) in each frame and nobody in it, what a fixed camera sees most of the night."""
-    decoded = video_frames(video)
-    if play == "ping_pong":  # forward then backward: the loop has no jump (a jump ends every track of the camera)
-        decoded = decoded + decoded[-2:0:-1]
-    elif play == "empty":
-        height, width = decoded[0].shape[:2]
+    if play == "empty":
+        height, width = video_frames(video, 1)[0].shape[:2]
         rng = np.random.default_rng(0)
         room = np.broadcast_to(np.linspace(60, 190, width, dtype=np.float32)[None, :, None], (height, width, 3))
         decoded = [np.clip(room + rng.normal(0, 2.0, room.shape), 0, 255).astype(np.uint8) for _ in range(45)]
+    else:
+        decoded = video_frames(video)
+    if play == "ping_pong":  # forward then backward: the loop has no jump (a jump ends every track of the camera)
+        decoded = decoded + decoded[-2:0:-1]
     return [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in decoded]
 
 

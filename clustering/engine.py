@@ -46,9 +46,9 @@ from clustering.store import (
     InMemoryStore,
     StateStore,
     StoredState,
-    StoreError,
     tombstone,
 )
+from clustering.store_fence import StoreFence
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class OnlineRankOrder:
         index = settings.index
         self._search = NeighbourSearch(HnswIndex(dimension, index), index.insert_block, index.insert_threads)
         self._adopt(RestoredFaces())  # none yet
-        self._broken = False
+        self._fence = StoreFence()
         self.refused_links = 0
 
     def _adopt(self, faces: RestoredFaces) -> None:
@@ -147,8 +147,7 @@ class OnlineRankOrder:
         ``thumbnail``: the face's picture for the store, asked for only when the face is one of its cluster's
         representatives (the faces a cluster shows; the store keeps pictures of those alone).
         """
-        if self._broken:
-            raise StoreError("a store write failed earlier: restore the engine from its store before going on")
+        self._fence.check()
         if face_id in self._label_of:
             return FaceAssignment(face_id, self.cluster_of(face_id))
         if self._forgotten(face_id):
@@ -187,7 +186,7 @@ class OnlineRankOrder:
             links=tuple(joins.links),
             thumbnail=thumbnail() if shown and thumbnail else None,
         )
-        self._persist(delta)
+        self._fence.write(f"face {face_id}", lambda: self.store.apply(delta))
         return FaceAssignment(face_id, delta.cluster, delta.merges)
 
     def _links_of(
@@ -227,13 +226,6 @@ class OnlineRankOrder:
         changed = [x, *enter_all(self._lists, self._sims, x, (candidates, candidate_sims), k)]
         return x, candidates, candidate_sims, changed
 
-    def _persist(self, delta: FaceDelta) -> None:
-        try:
-            self.store.apply(delta)
-        except Exception as exc:
-            self._broken = True
-            raise StoreError(f"could not persist face {delta.meta.face_id}: {exc}") from exc
-
     def correct(self, correction: Correction, offset: tuple[int, int] | None = None) -> CorrectionOutcome | None:
         """Applies a user's correction (clustering/corrections.py) and keeps obeying it; None for a command
         applied before. Raises CorrectionError, changing nothing, for a command that names what is not there."""
@@ -245,8 +237,7 @@ class OnlineRankOrder:
     ) -> list[CorrectionOutcome]:
         """``correct``, with the outcome of every step (a forget of many faces is applied, and written to the
         store, in steps: clustering/erasure.py); [] for a command applied before."""
-        if self._broken:
-            raise StoreError("a store write failed earlier: restore the engine from its store before going on")
+        self._fence.check()
         if correction.command_id in self._commands:
             return []
         view = CorrectionView(
@@ -278,11 +269,7 @@ class OnlineRankOrder:
             self._search.forget(delta.forgotten)
             self._tombstones.update(tombstone(face_id) for face_id in delta.forgotten.values())
             self._track_anchor = {t: a for t, a in self._track_anchor.items() if a not in delta.forgotten}
-        try:
-            self.store.apply_correction(delta)
-        except Exception as exc:
-            self._broken = True
-            raise StoreError(f"could not persist correction {delta.command_id}: {exc}") from exc
+        self._fence.write(f"correction {delta.command_id}", lambda: self.store.apply_correction(delta))
 
     @classmethod
     def restore(

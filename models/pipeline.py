@@ -48,6 +48,10 @@ from models.tracker import FaceTracker, Track, TrackerParams
 log = logging.getLogger(__name__)
 
 
+#: A frame's detections, their aligned crops and their quality reports (where the detector ran on it).
+_Described = tuple[Detections, NDArray[np.uint8], list[QualityReport]]
+
+
 @dataclass(frozen=True)
 class _ToEmbed:
     """A face of a frame to embed: its place among the frame's faces, its crop, its track's log (tracked)."""
@@ -72,7 +76,7 @@ class FacePipeline:
     def process(self, frames: Sequence[CameraFrame]) -> list[FrameResult]:
         """Faces of each frame, in order; frames of one camera must come in their order."""
         timings = self.analyzer.timings
-        results: list[FrameResult | None] = [None] * len(frames)
+        results: dict[int, FrameResult] = {}  # by the frame's place in ``frames``
         pending: list[tuple[int, _ToEmbed]] = []  # (result, face) to embed
         waiting = list(range(len(frames)))
         while waiting:
@@ -90,9 +94,7 @@ class FacePipeline:
                 pending += [(i, face) for face in faces]
             # The tracker's share of the frames' steps: their time less the aligning done inside them.
             timings.add("track", time.perf_counter() - started - (timings.seconds["align"] - aligned))
-        done = [result for result in results if result is not None]
-        if len(done) != len(frames):
-            raise ModelError(f"{len(frames) - len(done)} of {len(frames)} frames were never planned")
+        done = [results[i] for i in range(len(frames))]  # every wave plans at least each camera's next frame
         self._embed(done, pending)
         for result in done:
             self.counters.add(result)
@@ -192,7 +194,7 @@ class FacePipeline:
         if plan.reset is not None:
             appearances += self._end(state, tracker.end_all())
         appearances += self._end(state, tracker.predict())
-        described: tuple[Detections, NDArray[np.uint8], list[QualityReport]] | None = None
+        described: _Described | None = None
         if found is not None:
             appearances += self._match(state, frame, found)
             described = (found, *self.analyzer.describe(frame.image, found))
@@ -218,10 +220,9 @@ class FacePipeline:
         self,
         state: CameraState,
         frame: CameraFrame,
-        described: tuple[Detections, NDArray[np.uint8], list[QualityReport]] | None,
+        described: _Described | None,
     ) -> tuple[list[FaceObservation], list[_ToEmbed]]:
-        """A face per visible track (``described``: the frame's detections, their crops and quality reports,
-        where the detector ran), and the faces of them to embed."""
+        """A face per visible track, and the faces of them to embed."""
         visible = state.tracker.visible()
         faces: list[FaceObservation] = []
         to_embed: list[_ToEmbed] = []

@@ -40,17 +40,21 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
     return _to_bgr8(image)
 
 
+#: The first bytes of every JPEG (what Pillow identifies one by).
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
 def decode_grey_preview(
     data: bytes, reduction: int, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[NDArray[np.uint8], tuple[int, int]]:
-    """A grey copy of the image at about 1/``reduction`` of its size (2, 4 or 8), and the (height, width) of the
-    whole image, both after EXIF orientation; the same checks and errors as ``decode_image``.
-
-    A JPEG is decoded at that scale (its DCT scaling; the luma only): a few times faster than decoding it
-    whole. Other formats have no such scaling and come whole, in grey: the caller scales them.
-    """
+) -> tuple[NDArray[np.uint8], tuple[int, int]] | None:
+    """A JPEG's grey copy at about 1/``reduction`` of its size (2, 4 or 8), decoded at that scale (its DCT
+    scaling, the luma only: a few times faster than decoding it whole), and the (height, width) of the whole
+    image, both after EXIF orientation; the same checks and errors as ``decode_image``. None for any other
+    format, which has no such scaling: decode it whole."""
+    if not data.startswith(_JPEG_MAGIC):
+        return None
     image, (height, width) = _opened(data, max_pixels, reduction)
-    if image.mode != "L":
+    if image.mode != "L":  # a CMYK JPEG has no luma to decode alone
         image = image.convert("L")
     return np.array(image, dtype=np.uint8), (height, width)
 

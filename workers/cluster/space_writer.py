@@ -10,10 +10,8 @@ published again when the consumer reads their faces again, in the transaction th
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from enum import StrEnum
 
@@ -24,7 +22,7 @@ from redis.exceptions import RedisError
 from clustering.corrections import CorrectionError
 from clustering.engine import OnlineRankOrder
 from clustering.events import outcome_json
-from clustering.redis_state.compaction import Compactor, SnapshotJob
+from clustering.redis_state.compaction import Compactor
 from clustering.redis_state.lease import LeaseKeeper, WriterLease
 from clustering.redis_state.redis_client import RedisClient
 from clustering.redis_state.redis_records import OutboxEntry, Sighting
@@ -33,7 +31,9 @@ from streaming.commands import Command
 from streaming.messages import FaceRecord, MessageError, TrackRecord
 from streaming.pictures import thumbnail_picture
 from workers.cluster.command_corrections import correction_of
+from workers.cluster.space_restore import restore_space
 from workers.cluster.track_pictures import TrackPictures
+from workers.cluster.unpublished_events import UnpublishedEvents
 from workers.errors import WorkerError
 from workers.plumbing import metrics
 from workers.plumbing.faces import appearance_event, apply_face, sighting_of
@@ -83,10 +83,7 @@ class SpaceWriter:
         self.home: int | None = None
         #: When a record of the space was last handed to this writer (monotonic seconds).
         self.used = time.monotonic()
-        #: Outbox entries applied but not yet published, by (partition, offset) of their record.
-        self._pending: defaultdict[tuple[int, int], list[OutboxEntry]] = defaultdict(list)
-        #: Outbox entries recorded or published again in the open batch, to drop once it commits.
-        self._unpublished = 0
+        self.events = UnpublishedEvents()
         #: The embeddings of the open batch's faces, decoded once: face id -> (its first record, embedding).
         self._decoded: dict[str, tuple[FaceRecord, NDArray[np.float32]]] = {}
 
@@ -101,17 +98,13 @@ class SpaceWriter:
             return False
         started = time.perf_counter()
         self.keeper.start()  # a long restore keeps the lease too
-        engine = self._restore()
+        engine, self.compactor = restore_space(self.store, self.keeper, self.settings, self.lease.token)
         if self.keeper.lost:
             self.release()
             return False
         outbox = self.store.outbox()
-        published = 0
-        while published < len(outbox) and outbox[published].offset < published_below:
-            published += 1
+        published = self.events.take_over(outbox, published_below)
         self.store.mark_published(published)
-        for entry in outbox[published:]:
-            self._pending[entry.partition, entry.offset].append(entry)
         self.engine, self.home = engine, partition
         log.info(
             "writer of identity space %s: %d faces in %d clusters restored, %d event record(s) to publish again "
@@ -123,28 +116,6 @@ class SpaceWriter:
             time.perf_counter() - started,
         )
         return True
-
-    def _restore(self) -> OnlineRankOrder:
-        """The engine rebuilt from Redis, read by pages, with progress in the log."""
-        started, logged = time.monotonic(), time.monotonic()
-
-        def progress(loaded: int, total: int) -> None:
-            nonlocal logged
-            self.keeper.progressed()
-            if time.monotonic() - logged >= 10:
-                logged = time.monotonic()
-                log.info("restoring identity space %s: %d of %d faces read from Redis", self.space, loaded, total)
-
-        config, clustering = self.settings.worker, self.settings.clustering
-        state = self.store.load(progress)
-        engine = OnlineRankOrder.restore(self.store, config.dimension, clustering, state)
-        covered = state.snapshot_count
-        del state  # the engine holds what it needs; the rest is freed before the freeze
-        gc.freeze()  # the restored engine is long-lived: full collections need not walk it
-        metrics.RESTORE_SECONDS.observe(time.monotonic() - started)
-        job = SnapshotJob(config.redis_address(), self.space, self.lease.token, config.dimension)
-        self.compactor = Compactor(job, clustering.rank_order.snapshot_every, covered=covered)
-        return engine
 
     def _engine(self) -> OnlineRankOrder:
         if self.engine is None:
@@ -192,8 +163,7 @@ class SpaceWriter:
         entry = OutboxEntry(
             at[0], at[1], record.face_id, assignment.cluster_id, assignment.merges, record.camera, record.timestamp
         )
-        self._unpublished += 1
-        return Outcome.FRESH, [entry]
+        return Outcome.FRESH, self.events.fresh([entry])
 
     def tracked_face(self, record: FaceRecord, at: tuple[int, int]) -> tuple[Outcome, list[OutboxEntry]]:
         """A tracked face that was not embedded takes its track's cluster."""
@@ -228,13 +198,11 @@ class SpaceWriter:
         if not outcomes:
             return self._repeat(at)
         # Steps of this erasure that a crash cut short wait in the outbox, unpublished: they go out first.
-        entries = self._pending.pop(at, [])
-        entries += [
+        entries = [
             OutboxEntry(at[0], at[1], outcome.command_id, -1, (), "", 0.0, correction=outcome_json(outcome))
             for outcome in outcomes
         ]
-        self._unpublished += len(entries)
-        return Outcome.FRESH, entries
+        return Outcome.FRESH, self.events.again(at) + self.events.fresh(entries)
 
     def _event(
         self, event_id: str, entry: OutboxEntry, sighting: Sighting | None = None, picture: bytes | None = None
@@ -243,25 +211,21 @@ class SpaceWriter:
         joins its identity's timeline."""
         if not self.store.apply_event(event_id, entry, sighting, picture):
             return self._repeat((entry.partition, entry.offset))
-        self._unpublished += 1
-        return Outcome.FRESH, [entry]
+        return Outcome.FRESH, self.events.fresh([entry])
 
     def _repeat(self, at: tuple[int, int]) -> tuple[Outcome, list[OutboxEntry]]:
-        again = self._pending.pop(at, [])
-        self._unpublished += len(again)
-        return Outcome.REPEAT, again
+        return Outcome.REPEAT, self.events.again(at)
 
     def committed(self) -> None:
         """The open batch's events are durable on the identities topic: drop them from the outbox."""
-        self.store.mark_published(self._unpublished)
-        self._unpublished = 0
+        self.store.mark_published(self.events.committed())
         self._decoded.clear()
 
     # -- keeping and giving back ------------------------------------------------------------------------------
 
     def settled(self) -> bool:
         """Whether every event of the space was published and no record of it waits to be read again."""
-        return not self._pending and not self._unpublished
+        return self.events.settled()
 
     def keep(self) -> None:
         """Reports the writer alive to the lease keeper; raises once the lease was lost."""

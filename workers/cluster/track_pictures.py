@@ -13,7 +13,7 @@ from streaming.messages import FaceRecord
 #: Tracks whose pictures are held at once (the least recently seen go first): far more than a site's cameras
 #: have open tracks at any time (30 cameras with 5 people each: 150).
 MAX_TRACKS = 1_024
-#: Pictures held for one track's open appearance (the latest): a track embeds a few faces an appearance (its
+#: Pictures held for one track's open appearance (its best-ranked): a track embeds a few faces an appearance (its
 #: first 3, then one every 2 s). At most 8 MB a space in all, at about 1 KB a picture.
 MAX_PER_TRACK = 8
 

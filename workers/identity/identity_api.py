@@ -25,13 +25,11 @@ Neither the token nor any request header is ever logged.
 
 from __future__ import annotations
 
-import functools
 import hmac
 import json
 import logging
 import threading
 from collections.abc import Callable
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -43,6 +41,7 @@ from clustering.redis_state.redis_client import RedisClient
 from clustering.redis_state.redis_records import Sighting
 from clustering.redis_state.space_reads import SpaceReads
 from clustering.store import ClusterSummary
+from workers.identity.console import console_asset
 from workers.identity.identity_requests import RequestError
 from workers.identity.identity_routes import CommandOutlet, IdentityReader, Reply, Routes
 from workers.identity.openapi import openapi_document
@@ -137,13 +136,7 @@ def console_file(path: str) -> Reply | None:
     if not route.startswith("/console/"):
         return None
     name = route.removeprefix("/console/") or "index.html"
-    return Reply(_console_bytes(name), _CONSOLE_FILES[name]) if name in _CONSOLE_FILES else None
-
-
-@functools.cache
-def _console_bytes(name: str) -> bytes:
-    """A console file, read from the package once (they do not change while the worker runs)."""
-    return resources.files("workers.identity.console").joinpath(name).read_bytes()
+    return Reply(console_asset(name), _CONSOLE_FILES[name]) if name in _CONSOLE_FILES else None
 
 
 class IdentityApi:

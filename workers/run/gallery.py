@@ -5,9 +5,10 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
+
+from workers.identity.console import console_asset
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,7 @@ _GALLERY_STYLE = (
 def _style() -> str:
     """The console's stylesheet (workers/identity/console/) and the gallery's additions, so that the gallery of
     `facestream run` and the service's console look like one product."""
-    console = resources.files("workers.identity.console").joinpath("console.css").read_text(encoding="utf-8")
-    return console + _GALLERY_STYLE
+    return console_asset("console.css").decode("utf-8") + _GALLERY_STYLE
 
 
 def _face(path: str, face_id: str, alt: str) -> str:
