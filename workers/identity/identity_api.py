@@ -25,13 +25,10 @@ Neither the token nor any request header is ever logged.
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,36 +38,14 @@ from clustering.redis_state.redis_client import RedisClient
 from clustering.redis_state.redis_records import Sighting
 from clustering.redis_state.space_reads import SpaceReads
 from clustering.store import ClusterSummary
-from workers.identity.console import console_asset
-from workers.identity.identity_requests import RequestError
-from workers.identity.identity_routes import CommandOutlet, IdentityReader, Reply, Routes
-from workers.identity.openapi import openapi_document
-from workers.plumbing import metrics
-from workers.plumbing.http_limits import BackgroundServer, BadLengthError, LimitedHandler, content_length
+from workers.identity.identity_app import MAX_BODY_BYTES, identity_app
+from workers.identity.identity_routes import CommandOutlet, IdentityReader, Routes
+from workers.plumbing.http_server import BackgroundServer
 
 if TYPE_CHECKING:
     from models.analyzer import FaceAnalyzer
 
 log = logging.getLogger(__name__)
-
-#: A photo as base64 fits (a 12 MB photo); an embedding needs far less.
-MAX_BODY_BYTES = 16 << 20
-
-#: The console's files (shipped in the package: nothing is fetched at run time) and their media types.
-_CONSOLE_FILES = {
-    "index.html": "text/html; charset=utf-8",
-    "console.js": "text/javascript; charset=utf-8",
-    "console.css": "text/css; charset=utf-8",
-}
-#: The console runs only its own script, shows only its own and blob: pictures, and is never framed.
-_CONSOLE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; object-src 'none'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
-#: Answers with identities and faces are never kept by a browser or a proxy.
-_DATA_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 class WorkerIdentities:
@@ -128,101 +103,16 @@ class WorkerIdentities:
         return None if face is None else face.embedding
 
 
-def console_file(path: str) -> Reply | None:
-    """The console's page or asset at ``path``; None for a path that is not one."""
-    route = urlsplit(path).path
-    if route in ("/", "/console"):
-        return Reply(b"", "text/plain", 308)
-    if not route.startswith("/console/"):
-        return None
-    name = route.removeprefix("/console/") or "index.html"
-    return Reply(console_asset(name), _CONSOLE_FILES[name]) if name in _CONSOLE_FILES else None
-
-
 class IdentityApi:
-    """The API's HTTP server, on a daemon thread."""
+    """The API and its console served on ``host``:``port`` (workers/plumbing/http_server.py), on a daemon thread."""
 
     def __init__(
         self, reader: IdentityReader, commands: CommandOutlet, host: str, port: int, *, token: str, dimension: int
     ) -> None:
         if not token:
             raise ValueError("the identity API needs a bearer token (FACESTREAM_WORKER__API_TOKEN_FILE)")
-        route = Routes(reader, commands, dimension)
-        description = Reply(json.dumps(openapi_document(dimension)).encode())
-        expected = f"Bearer {token}".encode()
-
-        class Handler(LimitedHandler):
-            def do_GET(self) -> None:
-                if urlsplit(self.path).path == "/v1/openapi.json":
-                    self._send(description, {"Cache-Control": "no-cache"})
-                    return
-                page = console_file(self.path)
-                if page is not None:
-                    location = {"Location": "/console/"} if page.status == 308 else {}
-                    self._send(page, {**_CONSOLE_HEADERS, **location})
-                    return
-                self._answer(lambda: route.get(self.path))
-
-            def do_POST(self) -> None:
-                self._answer(lambda: route.post(self.path, self._body()))
-
-            def _not_allowed(self) -> None:
-                self.close_connection = True  # a body, if any, is not read
-                refused = Reply.json({"error": f"{self.command[:20]} is not a method of this API"}, 405)
-                self._send(refused, {**_DATA_HEADERS, "Allow": "GET, POST"})
-
-            def __getattr__(self, name: str) -> Any:
-                # http.server answers a method it finds no do_<METHOD> for with a 501, a server error: every
-                # method but GET and POST is the client's mistake here, and is answered so.
-                if name.startswith("do_"):
-                    return self._not_allowed
-                raise AttributeError(name)
-
-            def _answer(self, handle: Callable[[], Reply]) -> None:
-                given = self.headers.get("Authorization", "").encode()
-                if not hmac.compare_digest(given, expected):
-                    metrics.API_UNAUTHORIZED.inc()
-                    refused = Reply.json({"error": "a valid bearer token is required"}, 401)
-                    self._send(refused, {**_DATA_HEADERS, "WWW-Authenticate": "Bearer"})
-                    return
-                try:
-                    self._send(handle(), _DATA_HEADERS)
-                except RequestError as exc:
-                    self._send(Reply.json({"error": str(exc)}, exc.status), _DATA_HEADERS)
-                except Exception:
-                    log.exception("identity API: %s %s failed", self.command, urlsplit(self.path).path)
-                    self._send(Reply.json({"error": "internal error; see the worker's log"}, 500), _DATA_HEADERS)
-
-            def _body(self) -> Any:
-                try:
-                    length = content_length(self.headers.get("Content-Length"), MAX_BODY_BYTES)
-                except BadLengthError as exc:
-                    self.close_connection = True  # the body, if any, is not read
-                    raise RequestError(exc.status, str(exc)) from exc
-                try:
-                    data = self.rfile.read(length)
-                except TimeoutError as exc:
-                    self.close_connection = True
-                    raise RequestError(408, f"the body did not arrive within {self.timeout:.0f} s") from exc
-                try:
-                    return json.loads(data or b"null")
-                except ValueError as exc:
-                    raise RequestError(400, f"the body is not JSON: {exc}") from exc
-
-            def _send(self, reply: Reply, headers: dict[str, str]) -> None:
-                self.send_response(reply.status)
-                self.send_header("Content-Type", reply.content_type)
-                self.send_header("Content-Length", str(len(reply.body)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(reply.body)
-                metrics.API_REQUESTS.labels(str(reply.status)).inc()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # the request line may name a space; nothing else is logged, never a header
-
-        self._http = BackgroundServer(host, port, Handler, "identity-api")
+        app = identity_app(Routes(reader, commands, dimension), token, dimension)
+        self._http = BackgroundServer(app, host, port, "identity-api", max_body_bytes=MAX_BODY_BYTES)
         self.port = self._http.port
 
     def start(self) -> IdentityApi:

@@ -1,14 +1,14 @@
 """What a request to the identity API carries, read and checked: each refusal a RequestError with its HTTP
-status and a message for the caller (workers/identity/identity_api.py serves them)."""
+status and a message for the caller (workers/identity/identity_app.py answers them)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
-from urllib.parse import unquote
 
 import numpy as np
 from numpy.typing import NDArray
@@ -87,15 +87,14 @@ def not_the_writer(space: str) -> RequestError:
     return RequestError(409, f"this worker does not write space {space}: search on its writer")
 
 
-def request_space(raw: str) -> str:
+def request_space(space: str) -> str:
     """The space a path names, checked as the contracts check it (it names Redis keys)."""
-    space = unquote(raw)
     if not re.fullmatch(SPACE_PATTERN, space):
         raise RequestError(400, "a space name is 1 to 100 characters without braces, colons or white space")
     return space
 
 
-def query_number(query: dict[str, list[str]], name: str, default: int) -> int:
+def query_number(query: Mapping[str, list[str]], name: str, default: int) -> int:
     raw = query.get(name, [str(default)])[0]
     if not raw.isdigit() or int(raw) > MAX_PAGE_NUMBER:
         raise RequestError(400, f"{name} is an integer from 0 to {MAX_PAGE_NUMBER}")

@@ -1,14 +1,14 @@
-"""What each route of the identity API answers (workers/identity/identity_api.py serves them): JSON, or a face's
-picture; every refusal a RequestError with its status."""
+"""What each route of the identity API answers (workers/identity/identity_app.py routes requests to them): JSON,
+or a face's picture; every refusal a RequestError with its status."""
 
 from __future__ import annotations
 
 import json
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,9 +31,8 @@ from workers.identity.identity_requests import (
 )
 from workers.identity.openapi import MAX_K, MAX_NAME_QUERY
 
-_GET_ROUTES = (
-    "not found: GET /v1/spaces/<space>/identities[/<id>[/appearances]] or /v1/spaces/<space>/faces/<id>/thumbnail"
-)
+#: A query string's values, by name (the first of each is read).
+Query = Mapping[str, list[str]]
 
 
 class IdentityReader(Protocol):
@@ -94,23 +93,25 @@ class Routes:
         self.dimension = dimension
         self._image_slot = threading.Lock()
 
-    def get(self, path: str) -> Reply:
-        parts = urlsplit(path)
-        segments = parts.path.strip("/").split("/")
-        if len(segments) < 4 or segments[:2] != ["v1", "spaces"]:
-            raise RequestError(404, _GET_ROUTES)
-        space = request_space(segments[2])
-        if segments[3:] == ["identities"]:
-            return Reply.json(self._page(space, parse_qs(parts.query)))
-        if len(segments) == 5 and segments[3] == "identities":
-            return Reply.json(self._one(space, segments[4]))
-        if len(segments) == 6 and segments[3] == "identities" and segments[5] == "appearances":
-            return Reply.json(self._timeline(space, segments[4], parse_qs(parts.query)))
-        if len(segments) == 6 and segments[3] == "faces" and segments[5] == "thumbnail":
-            return self._thumbnail(space, unquote(segments[4]))
-        raise RequestError(404, _GET_ROUTES)
+    def identities(self, space: str, query: Query) -> Reply:
+        return Reply.json(self._page(request_space(space), query))
 
-    def _page(self, space: str, query: dict[str, list[str]]) -> dict[str, Any]:
+    def identity(self, space: str, raw_id: str) -> Reply:
+        return Reply.json(self._one(request_space(space), raw_id))
+
+    def appearances(self, space: str, raw_id: str, query: Query) -> Reply:
+        return Reply.json(self._timeline(request_space(space), raw_id, query))
+
+    def thumbnail(self, space: str, face_id: str) -> Reply:
+        return self._thumbnail(request_space(space), face_id)
+
+    def command(self, space: str, body: Any) -> Reply:
+        return self._command(request_space(space), body)
+
+    def search(self, space: str, body: Any) -> Reply:
+        return Reply.json(self._search(request_space(space), body))
+
+    def _page(self, space: str, query: Query) -> dict[str, Any]:
         limit, offset = query_number(query, "limit", 100), query_number(query, "offset", 0)
         name = query.get("name", [""])[0].strip()
         if len(name) > MAX_NAME_QUERY:
@@ -132,7 +133,7 @@ class Routes:
             raise RequestError(404, f"no identity {raw_id} in space {space}")
         return summary
 
-    def _timeline(self, space: str, raw_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
+    def _timeline(self, space: str, raw_id: str, query: Query) -> dict[str, Any]:
         root = self._summary(space, raw_id).id
         limit, offset = query_number(query, "limit", 20), query_number(query, "offset", 0)
         camera = query.get("camera", [""])[0] or None
@@ -145,15 +146,6 @@ class Routes:
         if picture is None or kind is None:
             raise RequestError(404, f"no picture of face {face_id[:200]} (only the faces an identity shows have one)")
         return Reply(picture, kind)
-
-    def post(self, path: str, body: Any) -> Reply:
-        segments = urlsplit(path).path.strip("/").split("/")
-        if len(segments) == 4 and segments[:2] == ["v1", "spaces"] and segments[3] in ("search", "commands"):
-            space = request_space(segments[2])
-            if segments[3] == "commands":
-                return self._command(space, body)
-            return Reply.json(self._search(space, body))
-        raise RequestError(404, "not found: POST /v1/spaces/<space>/search or /v1/spaces/<space>/commands")
 
     def _command(self, space: str, body: Any) -> Reply:
         if not isinstance(body, dict):

@@ -104,9 +104,8 @@ _REFUSALS = {
     401: "no valid bearer token",
     404: "no such identity or picture",
     405: "not a method of this route",
-    408: "the body did not arrive in time",
     409: "this worker does not write the space: search on its writer",
-    413: "the body is too large",
+    413: "the body is too large (refused by the server before it is read: plain text)",
     422: "no face in the photo passed the quality gate",
     503: "busy (another image search), or the broker did not take the command",
 }
@@ -123,7 +122,8 @@ def _content(schema: dict[str, Any], kinds: tuple[str, ...] = _JSON) -> dict[str
 def _answers(ok: int, schema: dict[str, Any], *errors: int, kinds: tuple[str, ...] = _JSON) -> dict[str, Any]:
     answers: dict[str, Any] = {str(ok): {"description": "done", **_content(schema, kinds)}}
     for status in (400, 401, 405, *errors):
-        answers[str(status)] = {"description": _REFUSALS[status], **_content(_ref("ErrorAnswer"))}
+        refusal = _content({"type": "string"}, ("text/plain",)) if status == 413 else _content(_ref("ErrorAnswer"))
+        answers[str(status)] = {"description": _REFUSALS[status], **refusal}
     return answers
 
 
@@ -189,13 +189,13 @@ def openapi_document(dimension: int) -> dict[str, Any]:
                 "summary": "The identities nearest an embedding, or the largest accepted face of a photo",
                 "parameters": [space],
                 "requestBody": {"required": True, **_content(searches)},
-                "responses": _answers(200, _ref("SearchAnswer"), 408, 409, 413, 422, 503),
+                "responses": _answers(200, _ref("SearchAnswer"), 409, 413, 422, 503),
             }},
             "/v1/spaces/{space}/commands": {"post": {
                 "summary": "A correction, sent to the space's writer through the commands topic",
                 "parameters": [space],
                 "requestBody": {"required": True, **_content(commands)},
-                "responses": _answers(202, _ref("CommandAccepted"), 408, 413, 503),
+                "responses": _answers(202, _ref("CommandAccepted"), 413, 503),
             }},
         },
     }  # fmt: skip

@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from flask import Flask, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from werkzeug.exceptions import HTTPException
 
 from streaming.redact import redact
-from workers.plumbing.http_limits import BackgroundServer, LimitedHandler
+from workers.plumbing.http_server import BackgroundServer
 
 log = logging.getLogger(__name__)
 
@@ -159,38 +161,7 @@ class HealthServer:
         self, roles: list[Health], host: str, port: int, pages: Mapping[str, Callable[[], bytes]] | None = None
     ) -> None:
         """``pages``: more JSON pages, by path (the producer's /cameras)."""
-        roles_ref = roles
-        more = dict(pages or {})
-
-        class Handler(LimitedHandler):
-            def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
-                elif self.path == "/healthz":
-                    stalled = [h.role for h in roles_ref if not h.live]
-                    body = f"stalled: {', '.join(stalled)}" if stalled else "ok"
-                    self._send(503 if stalled else 200, body.encode())
-                elif self.path == "/readyz":
-                    reports = {h.role: h.report() for h in roles_ref}
-                    ready = all(ok for ok, _ in reports.values())
-                    body = "; ".join(f"{role}: {why}" for role, (_, why) in reports.items())
-                    self._send(200 if ready else 503, body.encode())
-                elif self.path in more:
-                    self._send(200, more[self.path](), "application/json")
-                else:
-                    self._send(404, f"not found: try /metrics, /healthz, /readyz {' '.join(more)}".encode())
-
-            def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("http: " + format, *args)
-
-        self._http = BackgroundServer(host, port, Handler, "health-http")
+        self._http = BackgroundServer(health_app(roles, pages or {}), host, port, "health-http")
         self.port = self._http.port
 
     def start(self) -> HealthServer:
@@ -200,3 +171,36 @@ class HealthServer:
 
     def stop(self) -> None:
         self._http.stop()
+
+
+def health_app(roles: list[Health], pages: Mapping[str, Callable[[], bytes]]) -> Flask:
+    """The health port's pages: Prometheus' exposition, liveness, readiness and ``pages`` (JSON, by path)."""
+    app = Flask(__name__, static_folder=None)
+    plain = "text/plain; charset=utf-8"
+
+    @app.get("/metrics")
+    def exposition() -> Response:
+        return Response(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    def live() -> Response:
+        stalled = [h.role for h in roles if not h.live]
+        body = f"stalled: {', '.join(stalled)}" if stalled else "ok"
+        return Response(body, 503 if stalled else 200, content_type=plain)
+
+    @app.get("/readyz")
+    def ready() -> Response:
+        reports = {h.role: h.report() for h in roles}
+        ready = all(ok for ok, _ in reports.values())
+        body = "; ".join(f"{role}: {why}" for role, (_, why) in reports.items())
+        return Response(body, 200 if ready else 503, content_type=plain)
+
+    for path, page in pages.items():
+        app.add_url_rule(path, path, lambda page=page: Response(page(), content_type="application/json"))
+
+    @app.errorhandler(HTTPException)
+    def refused(exc: HTTPException) -> Response:
+        hint = f"not found: try /metrics, /healthz, /readyz {' '.join(pages)}"
+        return Response(hint if exc.code == 404 else str(exc.description), exc.code or 500, content_type=plain)
+
+    return app
