@@ -12,20 +12,24 @@ decode, the pipeline and clustering. A configuration keeps real time when the ol
 never more than a second late; one that falls ten seconds behind is stopped. Each configuration runs in a fresh
 process, so the peak RSS is its own; tracking on and off run in the same invocation. Per step, the milliseconds
 of one process's time per frame (the steps of a batch run one after another): decode, motion (cuts, motion and
-which frames to detect), track, detect, align (crops and quality), embed and cluster.
+which frames to detect), track, detect, align (crops and quality), embed and cluster. With ``--processes P``
+the cameras are shared by P such processes running at once, as a machine running P embed workers shares them:
+their frames, CPU and peak memory are summed, their worst lag is the configuration's.
 
     uv run python -m bench.cameras [--case tv|fixed|empty|all] [--cameras 1 2 4 6 8] [--seconds 20] [--fps 25]
-                                   [--video PATH] [--tracking on off]
+                                   [--video PATH] [--tracking on off] [--processes 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -36,7 +40,6 @@ from clustering.engine import OnlineRankOrder
 from models.analyzer import FaceAnalyzer
 from models.frames import CameraFrame
 from models.pipeline import FacePipeline
-from models.settings import ModelSettings, RuntimeSettings
 from streaming.decode import decode_image
 from workers.plumbing.encoded_picture import EncodedPicture
 from workers.plumbing.faces import TrackedFaces
@@ -71,10 +74,14 @@ def clip_of(video: Path, play: str) -> list[bytes]:
     return [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in decoded]
 
 
-def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path, *, play: str) -> dict[str, float]:
-    settings = Settings()  # FACESTREAM_TRACKING__... variables apply, to try other settings
+def one(
+    cameras: int, tracking: bool, seconds: float, fps: float, video: Path, *, play: str, first: int = 0
+) -> dict[str, float]:
+    """One process's figures for ``cameras`` cameras, numbered from ``first`` (each starts its clip elsewhere)."""
+    settings = Settings()  # FACESTREAM_TRACKING__... and FACESTREAM_MODELS__... variables apply, to try others
     settings = settings.model_copy(update={"tracking": settings.tracking.model_copy(update={"enabled": tracking})})
-    models = ModelSettings(runtime=RuntimeSettings(providers=("CPUExecutionProvider",)))
+    runtime = settings.models.runtime.model_copy(update={"providers": ("CPUExecutionProvider",)})
+    models = settings.models.model_copy(update={"runtime": runtime})
     analyzer = FaceAnalyzer.from_settings(models)
     pipeline = FacePipeline(analyzer, settings.tracking)
     engine = OnlineRankOrder(analyzer.embedder.dimension, settings.clustering)
@@ -101,10 +108,10 @@ def one(cameras: int, tracking: bool, seconds: float, fps: float, video: Path, *
         frames = []
         for _, camera in due:
             number = sent[camera]
-            data = clip[(number + camera * 37) % len(clip)]
+            data = clip[(number + (first + camera) * 37) % len(clip)]
             with analyzer.timings.stage("decode"):
                 picture = EncodedPicture(data)  # as the embed worker does: whole only where detected
-            frames.append(CameraFrame(f"cam{camera}", number, number / fps, picture))
+            frames.append(CameraFrame(f"cam{first + camera}", number, number / fps, picture))
             sent[camera] += 1
         results = pipeline.process(frames)
         with analyzer.timings.stage("cluster"):
@@ -134,28 +141,78 @@ def main() -> None:
     parser.add_argument("--fps", type=float, help="default: the case's")
     parser.add_argument("--video", type=Path, help="another clip (default: the case's)")
     parser.add_argument("--tracking", nargs="+", choices=["on", "off"], default=["on", "off"])
-    parser.add_argument("--one", nargs=2, metavar=("CAMERAS", "TRACKING"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes sharing the cameras, as a machine runs several embed workers (each with "
+        "cores/processes onnxruntime threads unless FACESTREAM_MODELS__RUNTIME__INTRA_OP_THREADS says)",
+    )
+    parser.add_argument("--one", nargs=3, metavar=("CAMERAS", "TRACKING", "FIRST"), help=argparse.SUPPRESS)
     parser.add_argument("--play", choices=list(PLAYED), default="loop", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        count, tracking = int(args.one[0]), args.one[1] == "on"
-        figures = one(count, tracking, args.seconds, args.fps, args.video, play=args.play)
+        count, tracking, first = int(args.one[0]), args.one[1] == "on", int(args.one[2])
+        figures = one(count, tracking, args.seconds, args.fps, args.video, play=args.play, first=first)
         print(json.dumps(figures))
         return
     for case in CASES if args.case == "all" else [args.case]:
         name, fps, cameras, play = CASES[case]
         video = args.video or DATA / "videos" / name
-        _table(video, args.fps or fps, args.cameras or cameras, args.seconds, args.tracking, play=play)
+        runs = Runs(video, args.fps or fps, args.seconds, play, args.processes)
+        _table(runs, args.cameras or cameras, args.tracking)
 
 
-def _table(
-    video: Path, fps: float, cameras_tried: list[int], seconds: float, tracking_modes: list[str], *, play: str
-) -> None:
-    width, height = (int(v) for v in video_frames(video, 1)[0].shape[1::-1])
-    played = {"loop": "", "ping_pong": ", played forward then backward", "empty": ", nobody in view (a still room)"}[
-        play
-    ]
-    print(f"{video.name} ({width}x{height}) at {fps:g} fps{played}, {seconds:g} s per camera; this machine")
+@dataclass(frozen=True)
+class Runs:
+    """How each configuration runs: the clip, its rate and play, and the processes sharing its cameras."""
+
+    video: Path
+    fps: float
+    seconds: float
+    play: str
+    processes: int
+
+    def figures(self, cameras: int, tracking: str) -> dict[str, float]:
+        """The configuration's figures: of its one process, or of its processes together (frames, CPU and
+        memory summed, the worst lag of any, times a frame and shares averaged over their frames)."""
+        shares = [cameras // self.processes + (p < cameras % self.processes) for p in range(self.processes)]
+        environment = dict(os.environ)
+        if self.processes > 1:
+            threads = str(max(1, len(os.sched_getaffinity(0)) // self.processes))
+            environment.setdefault("FACESTREAM_MODELS__RUNTIME__INTRA_OP_THREADS", threads)
+        running = []
+        for p, share in enumerate(shares):
+            command = [sys.executable, "-m", "bench.cameras", "--one", str(share), tracking, str(sum(shares[:p]))]
+            command += ["--seconds", str(self.seconds), "--fps", str(self.fps), "--video", str(self.video)]
+            command += ["--play", self.play]
+            running.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environment))
+        parts = []
+        for process in running:
+            out, _ = process.communicate()
+            if process.returncode != 0:
+                raise RuntimeError(f"a bench process failed with status {process.returncode}")
+            parts.append(json.loads(out.strip().splitlines()[-1]))
+        return _together(parts)
+
+
+def _together(parts: list[dict[str, float]]) -> dict[str, float]:
+    frames = sum(f["frames"] for f in parts)
+    total = {key: sum(f[key] for f in parts) for key in ("frames", "fps", "cpu", "rss_mib", "faces", "embedded")}
+    total["detected_frames"] = sum(f["detected_frames"] for f in parts)
+    total["lag_s"] = max(f["lag_s"] for f in parts)
+    for step in STEPS:
+        total[f"ms_{step}"] = sum(f[f"ms_{step}"] * f["frames"] for f in parts) / max(frames, 1)
+    return total
+
+
+def _table(runs: Runs, cameras_tried: list[int], tracking_modes: list[str]) -> None:
+    width, height = (int(v) for v in video_frames(runs.video, 1)[0].shape[1::-1])
+    processes = f", {runs.processes} processes" if runs.processes > 1 else ""
+    print(
+        f"{runs.video.name} ({width}x{height}) at {runs.fps:g} fps{PLAYED[runs.play]}, {runs.seconds:g} s per "
+        f"camera{processes}; this machine"
+    )
     steps = "".join(f"{step:>8}" for step in STEPS)
     print(
         f"{'tracking':>8} {'cameras':>7} {'real time':>9} {'frames/s':>8} {'worst lag s':>11} {'CPU':>5} "
@@ -163,11 +220,7 @@ def _table(
     )
     for tracking in tracking_modes:
         for cameras in cameras_tried:
-            command = [sys.executable, "-m", "bench.cameras", "--one", str(cameras), tracking]
-            command += ["--seconds", str(seconds), "--fps", str(fps), "--video", str(video)]
-            command += ["--play", play]
-            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            f = json.loads(out.strip().splitlines()[-1])
+            f = runs.figures(cameras, tracking)
             keeps = "yes" if f["lag_s"] <= REAL_TIME_S else "no"
             per_step = "".join(f"{f[f'ms_{step}']:>8.2f}" for step in STEPS)
             print(

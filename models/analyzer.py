@@ -68,7 +68,7 @@ class FaceAnalyzer:
     def from_settings(cls, settings: ModelSettings, session_factory: SessionFactory | None = None) -> FaceAnalyzer:
         runtime = settings.runtime
         factory = session_factory or OrtSessionFactory(
-            runtime.providers, runtime.intra_op_threads, runtime.inter_op_threads
+            runtime.providers, runtime.intra_op_threads, runtime.inter_op_threads, runtime.spin_wait
         )
         det = resolve_model(settings.detector.model, ModelTask.DETECTOR, runtime.cache_dir, settings.detector.sha256)
         emb = resolve_model(settings.embedder.model, ModelTask.EMBEDDER, runtime.cache_dir, settings.embedder.sha256)

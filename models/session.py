@@ -75,6 +75,7 @@ class OrtSessionFactory:
     providers: tuple[str, ...] = PROVIDER_PREFERENCE
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    spin_wait: bool = False
 
     def __call__(self, path: Path) -> InferenceSession:
         ort = _onnxruntime()
@@ -82,6 +83,7 @@ class OrtSessionFactory:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = self.inter_op_threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin_wait else "0")
         # Warnings only: graphs exported with a fixed batch of 1 warn on every batched run otherwise.
         options.log_severity_level = 3
         try:

@@ -25,6 +25,11 @@ class RuntimeSettings(FrozenModel):
     )
     intra_op_threads: int = Field(0, ge=0, description="Threads inside one operator (0: onnxruntime's choice).")
     inter_op_threads: int = Field(0, ge=0, description="Threads across operators (0: onnxruntime's choice).")
+    spin_wait: bool = Field(
+        False,
+        description="Let onnxruntime's threads spin while they wait for work (its own default) instead of "
+        "sleeping: spinning threads take the cores the pipeline's other steps need between model calls.",
+    )
     cache_dir: Path = Field(
         Path("~/.cache/facestream").expanduser(),
         description="Where model files that ship as bytes inside a package are written once.",

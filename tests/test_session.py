@@ -38,3 +38,10 @@ def test_a_broken_file_fails_with_its_path(tmp_path: Path) -> None:
     broken.write_bytes(b"\x00" * 10)
     with pytest.raises(ModelError, match=r"broken\.onnx"):
         OrtSessionFactory()(broken)
+
+
+def test_onnxruntime_threads_sleep_when_idle_unless_asked_to_spin(tmp_path: Path) -> None:
+    model = builtin_path(REGISTRY["arcface-w600k-mbf"], tmp_path)
+    spinning = "session.intra_op.allow_spinning"
+    assert OrtSessionFactory()(model).get_session_options().get_session_config_entry(spinning) == "0"
+    assert OrtSessionFactory(spin_wait=True)(model).get_session_options().get_session_config_entry(spinning) == "1"
