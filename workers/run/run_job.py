@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from clustering.engine import OnlineRankOrder
 from models.analyzer import FaceAnalyzer
-from models.frames import FrameResult
+from models.frames import FrameResult, PipelineCounters
 from models.pipeline import FacePipeline
 from models.track_log import TrackSummary
 from streaming.sources import BadInput, Frame, SourceItem
@@ -85,6 +85,34 @@ class _Run:
                 self.seen.append(Seen(face.face_id, frame.source, frame.number, frame.timestamp, thumbnail))
             self.faces_file.write(face_line(frame, face, anchor, cluster))
         self.ended(result.appearances)
+
+    def close(self, counters: PipelineCounters, pending: PendingCorrections, seconds: float) -> None:
+        """Applies the corrections still waiting, finishes the output files and writes the gallery."""
+        summary = self.summary
+        summary.frames, summary.detected_frames, summary.faces = (
+            counters.frames,
+            counters.detected_frames,
+            counters.faces,
+        )
+        summary.rejected = counters.rejected
+        pending.apply_ready(self.engine, last_try=True)
+        summary.corrections = pending.outcomes
+        labels = self.engine.labels()
+        erased = self.erase_forgotten(labels)
+        self.faces_file.finalise(labels, erased)
+        self.appearances_file.finalise(labels)
+        summary.clustered = len(self.seen)
+        summary.clusters = len(set(labels.values()))
+        summary.seconds = seconds
+        write_clusters(
+            self.out_dir,
+            clusters=self.engine.clusters(),
+            seen=self.seen,
+            appearances=self.appearances,
+            labels=labels,
+            summary=summary,
+            faces_per_cluster=self.settings.run.gallery_faces_per_cluster,
+        )
 
     def erase_forgotten(self, labels: dict[str, int]) -> frozenset[str]:
         """Drops the faces a `forget` correction erased, and their thumbnails; returns their ids."""
@@ -152,29 +180,5 @@ def run_pipeline(
         readers.close()
         bar.close()
         run.ended(pipeline.finish())
-        counters = pipeline.counters
-        summary.frames, summary.detected_frames, summary.faces = (
-            counters.frames,
-            counters.detected_frames,
-            counters.faces,
-        )
-        summary.rejected = counters.rejected
-        pending.apply_ready(run.engine, last_try=True)
-        summary.corrections = pending.outcomes
-        labels = run.engine.labels()
-        erased = run.erase_forgotten(labels)
-        run.faces_file.finalise(labels, erased)
-        run.appearances_file.finalise(labels)
-        summary.clustered = len(run.seen)
-        summary.clusters = len(set(labels.values()))
-        summary.seconds = time.perf_counter() - started
-        write_clusters(
-            out_dir,
-            clusters=run.engine.clusters(),
-            seen=run.seen,
-            appearances=run.appearances,
-            labels=labels,
-            summary=summary,
-            faces_per_cluster=settings.run.gallery_faces_per_cluster,
-        )
+        run.close(pipeline.counters, pending, time.perf_counter() - started)
     return summary

@@ -91,6 +91,24 @@ def appearance_text(appearances: list[Appearance]) -> str:
     return f"{len(appearances)} appearance{'s' if len(appearances) != 1 else ''}: " + "; ".join(parts)
 
 
+def _seen_at(face: Seen) -> dict[str, Any]:
+    return {"face_id": face.face_id, "frame": face.frame, "timestamp": round(face.timestamp, 3)}
+
+
+def _cluster_record(cluster: ClusterSummary, faces: list[Seen], picks: list[Seen], appearances: int) -> dict[str, Any]:
+    """A cluster as clusters.json lists it: its faces in the order they were seen."""
+    return {
+        "id": cluster.id,
+        "name": cluster.name,
+        "size": len(faces),
+        "first_seen": _seen_at(faces[0]),
+        "last_seen": _seen_at(faces[-1]),
+        "sources": sorted({f.source for f in faces}),
+        "representatives": [f.face_id for f in picks],
+        "appearances": appearances,
+    }
+
+
 def write_clusters(
     out_dir: Path,
     *,
@@ -116,26 +134,7 @@ def write_clusters(
         picks = [by_id[face_id] for _, face_id in summaries[cluster_id].representatives]
         first, last = faces[0], faces[-1]
         sources = sorted({f.source for f in faces})
-        records.append(
-            {
-                "id": cluster_id,
-                "name": summaries[cluster_id].name,
-                "size": len(faces),
-                "first_seen": {
-                    "face_id": first.face_id,
-                    "frame": first.frame,
-                    "timestamp": round(first.timestamp, 3),
-                },
-                "last_seen": {
-                    "face_id": last.face_id,
-                    "frame": last.frame,
-                    "timestamp": round(last.timestamp, 3),
-                },
-                "sources": sources,
-                "representatives": [f.face_id for f in picks],
-                "appearances": len(by_cluster.get(cluster_id, [])),
-            }
-        )
+        records.append(_cluster_record(summaries[cluster_id], faces, picks, len(by_cluster.get(cluster_id, []))))
         pick_ids = {f.face_id for f in picks}
         shown = picks + [f for f in faces if f.face_id not in pick_ids]
         gallery.append(
