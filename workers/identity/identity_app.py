@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter, RequestRedirect
 
 from workers.identity.console import console_asset
-from workers.identity.identity_requests import RequestError
+from workers.identity.identity_requests import RequestError, request_space
 from workers.identity.identity_routes import Reply, Routes
 from workers.identity.openapi import openapi_document
 from workers.plumbing import metrics
@@ -138,10 +138,12 @@ def _guard(app: Flask, expected: bytes) -> None:
         if request.endpoint in _PUBLIC or isinstance(request.routing_exception, RequestRedirect):
             return None  # a redirect ("/console" to "/console/") says nothing but where the page is
         given = request.headers.get("Authorization", "").encode()
-        if hmac.compare_digest(given, expected):
-            return None
-        metrics.API_UNAUTHORIZED.inc()  # also an unknown path: nothing is found out without the token
-        return _refusal(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(given, expected):
+            metrics.API_UNAUTHORIZED.inc()  # also an unknown path: nothing is found out without the token
+            return _refusal(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+        if request.view_args and "space" in request.view_args:
+            request_space(request.view_args["space"])  # every data route names one: checked here, once
+        return None
 
     @app.errorhandler(RequestError)
     def refused(exc: RequestError) -> Response:
@@ -152,7 +154,7 @@ def _guard(app: Flask, expected: bytes) -> None:
         status = exc.code or 500
         if status == 404:
             return _refusal(404, _ROUTES_HINT)
-        allow = {"Allow": exc.get_response().headers["Allow"]} if status == 405 else {}
+        allow = {name: value for name, value in exc.get_headers() if name == "Allow"}  # a 405's
         return _refusal(status, exc.description or exc.name, allow)
 
     @app.errorhandler(Exception)
@@ -162,8 +164,10 @@ def _guard(app: Flask, expected: bytes) -> None:
 
     @app.after_request
     def finish(response: Response) -> Response:
-        public = request.endpoint in _PUBLIC
-        extra = _CONSOLE_HEADERS if request.endpoint in ("home", "console") else {} if public else _DATA_HEADERS
+        if request.endpoint in ("home", "console"):
+            extra = _CONSOLE_HEADERS
+        else:
+            extra = {} if request.endpoint == "openapi" else _DATA_HEADERS
         for name, value in extra.items():
             response.headers.setdefault(name, value)
         metrics.API_REQUESTS.labels(str(response.status_code)).inc()

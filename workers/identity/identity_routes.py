@@ -26,7 +26,6 @@ from workers.identity.identity_requests import (
     query_number,
     request_embedding,
     request_image,
-    request_space,
     sighting_json,
 )
 from workers.identity.openapi import MAX_K, MAX_NAME_QUERY
@@ -87,6 +86,8 @@ class Reply:
 
 
 class Routes:
+    """The routes' answers; the space each is given was checked by the application (identity_app)."""
+
     def __init__(self, reader: IdentityReader, commands: CommandOutlet, dimension: int) -> None:
         self.reader = reader
         self.commands = commands
@@ -94,24 +95,6 @@ class Routes:
         self._image_slot = threading.Lock()
 
     def identities(self, space: str, query: Query) -> Reply:
-        return Reply.json(self._page(request_space(space), query))
-
-    def identity(self, space: str, raw_id: str) -> Reply:
-        return Reply.json(self._one(request_space(space), raw_id))
-
-    def appearances(self, space: str, raw_id: str, query: Query) -> Reply:
-        return Reply.json(self._timeline(request_space(space), raw_id, query))
-
-    def thumbnail(self, space: str, face_id: str) -> Reply:
-        return self._thumbnail(request_space(space), face_id)
-
-    def command(self, space: str, body: Any) -> Reply:
-        return self._command(request_space(space), body)
-
-    def search(self, space: str, body: Any) -> Reply:
-        return Reply.json(self._search(request_space(space), body))
-
-    def _page(self, space: str, query: Query) -> dict[str, Any]:
         limit, offset = query_number(query, "limit", 100), query_number(query, "offset", 0)
         name = query.get("name", [""])[0].strip()
         if len(name) > MAX_NAME_QUERY:
@@ -120,10 +103,10 @@ class Routes:
             total, page = self.reader.named(space, name, offset, limit)
         else:
             total, page = self.reader.identities(space, offset, limit)
-        return {"space": space, "total": total, "identities": [identity_json(s) for s in page]}
+        return Reply.json({"space": space, "total": total, "identities": [identity_json(s) for s in page]})
 
-    def _one(self, space: str, raw_id: str) -> dict[str, Any]:
-        return {"space": space, "identity": identity_json(self._summary(space, raw_id))}
+    def identity(self, space: str, raw_id: str) -> Reply:
+        return Reply.json({"space": space, "identity": identity_json(self._summary(space, raw_id))})
 
     def _summary(self, space: str, raw_id: str) -> ClusterSummary:
         if not raw_id.isdigit():
@@ -133,21 +116,22 @@ class Routes:
             raise RequestError(404, f"no identity {raw_id} in space {space}")
         return summary
 
-    def _timeline(self, space: str, raw_id: str, query: Query) -> dict[str, Any]:
+    def appearances(self, space: str, raw_id: str, query: Query) -> Reply:
         root = self._summary(space, raw_id).id
         limit, offset = query_number(query, "limit", 20), query_number(query, "offset", 0)
         camera = query.get("camera", [""])[0] or None
         total, found = self.reader.timeline(space, root, camera, offset, limit)
-        return {"space": space, "identity": root, "total": total, "appearances": [sighting_json(s) for s in found]}
+        appearances = [sighting_json(s) for s in found]
+        return Reply.json({"space": space, "identity": root, "total": total, "appearances": appearances})
 
-    def _thumbnail(self, space: str, face_id: str) -> Reply:
+    def thumbnail(self, space: str, face_id: str) -> Reply:
         picture = self.reader.thumbnail(space, face_id)
         kind = None if picture is None else media_type(picture)
         if picture is None or kind is None:
             raise RequestError(404, f"no picture of face {face_id[:200]} (only the faces an identity shows have one)")
         return Reply(picture, kind)
 
-    def _command(self, space: str, body: Any) -> Reply:
+    def command(self, space: str, body: Any) -> Reply:
         if not isinstance(body, dict):
             raise RequestError(400, 'the body is a command: {"type": "merge", "clusters": [1, 2]}, ...')
         if body.get("space", space) != space:
@@ -163,7 +147,7 @@ class Routes:
             raise RequestError(503, str(exc)) from exc
         return Reply.json({"space": space, "command_id": command.command_id, "topic": topic}, status=202)
 
-    def _search(self, space: str, body: Any) -> dict[str, Any]:
+    def search(self, space: str, body: Any) -> Reply:
         if not isinstance(body, dict) or len({"embedding", "image"} & body.keys()) != 1:
             raise RequestError(400, 'the body is {"embedding": ..., "k": 5} or {"image": ..., "k": 5}')
         k = body.get("k", 5)
@@ -176,13 +160,8 @@ class Routes:
         matches = self.reader.search(space, embedding, k)
         if matches is None:
             raise not_the_writer(space)
-        return {
-            "space": space,
-            "matches": [
-                {"similarity": round(similarity, 6), "identity": identity_json(summary)}
-                for summary, similarity in matches
-            ],
-        }
+        found = [{"similarity": round(score, 6), "identity": identity_json(match)} for match, score in matches]
+        return Reply.json({"space": space, "matches": found})
 
     def _image_embedding(self, space: str, image: object) -> NDArray[np.float32]:
         if not self.reader.writes(space):  # before any model is loaded or run for nothing
