@@ -173,6 +173,14 @@ def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None
         future.result(timeout=30)
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything a server sends on ``sock`` until it closes the connection."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def http_get(port: int, path: str) -> tuple[int, str]:
     """Status and body of GET http://127.0.0.1:port/path, error statuses included; 0 when refused."""
     try:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from tests.local_services import http_get
+from tests.local_services import http_get, read_until_closed
 from workers.plumbing.http_server import BackgroundServer
 from workers.plumbing.metrics import Health, HealthServer
 
@@ -38,19 +38,12 @@ def _connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=10)
 
 
-def _answer(sock: socket.socket) -> bytes:
-    chunks = []
-    while chunk := sock.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def test_a_client_that_stops_sending_is_dropped_after_the_timeout() -> None:
     with _serving(client_timeout_s=1.0) as port:
         stalled = _connect(port)
         stalled.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # the request is never finished
         started = time.monotonic()
-        assert _answer(stalled) == b""  # closed by the server, with nothing to say
+        assert read_until_closed(stalled) == b""  # closed by the server, with nothing to say
         assert time.monotonic() - started < 5
         assert http_get(port, "/") == (200, "hello")
 
@@ -70,7 +63,7 @@ def test_slow_clients_hold_no_thread_and_connections_beyond_the_cap_wait_for_a_f
         assert threading.active_count() <= threads_before
         for sock in holding:
             sock.close()
-        answers = [_answer(sock) for sock in waiting]
+        answers = [read_until_closed(sock) for sock in waiting]
         assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers)
         assert http_get(port, "/") == (200, "hello")
 

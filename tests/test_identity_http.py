@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from clustering.redis_state.redis_records import Sighting
 from clustering.store import ClusterSummary
 from streaming.commands import Command
+from tests.local_services import read_until_closed
 from workers.identity.command_sender import CommandNotSentError
 from workers.identity.identity_api import IdentityApi
 from workers.identity.identity_app import MAX_BODY_BYTES
@@ -144,10 +145,7 @@ def _post(port: int, length: str, body: bytes = b"") -> tuple[int, bytes]:
             f"Content-Length: {length}\r\nConnection: close\r\n\r\n"
         )
         sock.sendall(head.encode() + body)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    answer = b"".join(chunks)
+        answer = read_until_closed(sock)
     return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
 
 
